@@ -1,0 +1,24 @@
+"""minivit: a Vision Transformer written by hand in NumPy/CuPy, every gradient checked.
+
+    import minivit
+    model = minivit.create_model("cifar-tiny", seed=0, dtype="float32")
+    logits = model.forward(images, train=False)     # (B, C, H, W) -> (B, classes)
+    loss, dlogits = minivit.cross_entropy(logits, labels, label_smoothing=0.0)
+    model.backward(dlogits)                         # fills model.grads
+"""
+
+from minivit.backend import (get_backend, get_xp, set_backend, to_device, to_numpy)
+from minivit.config import CONFIGS, ViTConfig, count_params, get_config
+from minivit.layers.loss import cross_entropy
+from minivit.model import VisionTransformer, create_model
+from minivit.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
+from minivit.schedule import warmup_cosine
+from minivit.checks import rel_error
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdamW", "CONFIGS", "SGD", "ViTConfig", "VisionTransformer", "clip_grad_norm",
+    "count_params", "create_model", "cross_entropy", "get_backend", "get_config", "get_xp",
+    "global_grad_norm", "rel_error", "set_backend", "to_device", "to_numpy", "warmup_cosine",
+]

@@ -1,0 +1,137 @@
+"""Model configuration: one dataclass, and the named configs of the ViT paper, timm and CIFAR.
+
+Sizes follow Dosovitskiy et al. (2020), Table 1, and timm's ``vit_*_patch16_224``:
+
+    name        D     depth heads  MLP     params at 224 px / 1000 classes
+    vit-ti16    192   12    3      768     5,717,416
+    vit-s16     384   12    6      1536    22,050,664
+    vit-b16     768   12    12     3072    86,567,656
+    vit-l16     1024  24    16     4096    304,326,632
+    vit-h14     1280  32    16     5120    632,045,800
+
+The CIFAR configs take 32 x 32 images in 4 x 4 patches (N = 64 tokens + class token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+POOLS = ("token", "mean")
+GELUS = ("erf", "tanh")
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    image_size: int = 32
+    patch_size: int = 4
+    in_chans: int = 3
+    num_classes: int = 10
+    embed_dim: int = 192          # D
+    depth: int = 6                # L, number of encoder blocks
+    num_heads: int = 3            # h; head width d = D / h
+    mlp_dim: int = 768            # hidden width of the MLP
+    qkv_bias: bool = True
+    pool: str = "token"           # "token": class token -> head; "mean": mean of patch tokens
+    gelu: str = "erf"             # "erf" (exact) or "tanh" (approximation)
+    drop_rate: float = 0.0        # dropout after pos-embed, attn proj, MLP (timm's drop_rate)
+    attn_drop_rate: float = 0.0   # dropout on the attention probabilities
+    drop_path_rate: float = 0.0   # stochastic depth, linearly increasing over blocks
+    head_init: str = "trunc_normal"  # or "zeros" (fine-tuning)
+    name: str = field(default="custom", compare=False)
+
+    def __post_init__(self):
+        for k in ("image_size", "patch_size", "in_chans", "num_classes", "embed_dim",
+                  "depth", "num_heads", "mlp_dim"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"config.{k} must be a positive integer, got {v!r}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"patch size {self.patch_size} does not divide image size "
+                             f"{self.image_size}; expected image_size % patch_size == 0")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads "
+                             f"{self.num_heads}")
+        if self.pool not in POOLS:
+            raise ValueError(f"config.pool must be one of {POOLS}, got {self.pool!r}")
+        if self.gelu not in GELUS:
+            raise ValueError(f"config.gelu must be one of {GELUS}, got {self.gelu!r}")
+        if self.head_init not in ("trunc_normal", "zeros"):
+            raise ValueError(f"config.head_init must be 'trunc_normal' or 'zeros', got {self.head_init!r}")
+        for k in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            v = getattr(self, k)
+            if not (0.0 <= float(v) < 1.0):
+                raise ValueError(f"config.{k} must be in [0, 1), got {v!r}")
+
+    @property
+    def num_patches(self) -> int:          # N = H W / P^2
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def grid_size(self) -> int:            # patches per side
+        return self.image_size // self.patch_size
+
+    @property
+    def head_dim(self) -> int:             # d = D / h
+        return self.embed_dim // self.num_heads
+
+    @property
+    def patch_dim(self) -> int:            # P * P * C
+        return self.patch_size * self.patch_size * self.in_chans
+
+    def replace(self, **changes) -> "ViTConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ViTConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(names)}")
+        return cls(**d)
+
+
+def _imagenet(name, dim, depth, heads, mlp, patch=16):
+    return ViTConfig(image_size=224, patch_size=patch, num_classes=1000, embed_dim=dim,
+                     depth=depth, num_heads=heads, mlp_dim=mlp, name=name)
+
+
+CONFIGS: dict[str, ViTConfig] = {
+    # ImageNet-size models of the paper / timm (224 px, 1000 classes).
+    "vit-ti16": _imagenet("vit-ti16", 192, 12, 3, 768),
+    "vit-s16": _imagenet("vit-s16", 384, 12, 6, 1536),
+    "vit-b16": _imagenet("vit-b16", 768, 12, 12, 3072),
+    "vit-l16": _imagenet("vit-l16", 1024, 24, 16, 4096),
+    "vit-h14": _imagenet("vit-h14", 1280, 32, 16, 5120, patch=14),
+    # CIFAR-10 models: 32 px images, 4 x 4 patches, 10 classes.
+    "cifar-nano": ViTConfig(embed_dim=128, depth=6, num_heads=4, mlp_dim=256, name="cifar-nano"),
+    "cifar-tiny": ViTConfig(embed_dim=192, depth=6, num_heads=3, mlp_dim=768, name="cifar-tiny"),
+    "cifar-small": ViTConfig(embed_dim=384, depth=7, num_heads=6, mlp_dim=1536, name="cifar-small"),
+}
+
+
+def get_config(name_or_config, **overrides) -> ViTConfig:
+    """A named config (see CONFIGS) or a ViTConfig, with optional field overrides."""
+    if isinstance(name_or_config, ViTConfig):
+        cfg = name_or_config
+    elif isinstance(name_or_config, str):
+        if name_or_config not in CONFIGS:
+            raise ValueError(f"unknown config {name_or_config!r}; expected one of {sorted(CONFIGS)}")
+        cfg = CONFIGS[name_or_config]
+    else:
+        raise TypeError(f"expected a config name or ViTConfig, got {type(name_or_config).__name__}")
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def count_params(cfg: ViTConfig) -> int:
+    """Number of parameters, from the config alone (no arrays are made)."""
+    D, N, H, L = cfg.embed_dim, cfg.num_patches, cfg.mlp_dim, cfg.depth
+    patch = D * cfg.patch_dim + D
+    tokens = D + (N + 1) * D                      # cls_token, pos_embed
+    block = 2 * 2 * D + (3 * D * D + (3 * D if cfg.qkv_bias else 0)) + (D * D + D) \
+        + (H * D + H) + (D * H + D)
+    head = cfg.num_classes * D + cfg.num_classes
+    return patch + tokens + L * block + 2 * D + head

@@ -1,0 +1,86 @@
+"""Multi-head scaled dot-product self-attention (Vaswani et al. 2017; ViT appendix A, eq. 5-8).
+
+For each head h with width d = D / heads:
+    [q, k, v] = z U_qkv                          (one fused linear map, timm's ``attn.qkv``)
+    A = softmax(q k^T / sqrt(d))                 (T x T attention probabilities, rows sum to 1)
+    SA(z) = A v
+    MSA(z) = [SA_1(z); ...; SA_h(z)] U_msa       (timm's ``attn.proj``)
+
+Layout of ``attn.qkv.weight`` (3D, D) as in timm: output rows 0..D-1 are q, D..2D-1 are k,
+2D..3D-1 are v, and inside each, head h owns rows h*d .. (h+1)*d - 1.  All heads and all
+samples go through one batched matrix product: shapes (B, heads, T, d).
+"""
+
+from minivit.backend import array_module
+from minivit.layers.dropout import dropout_backward, dropout_forward
+from minivit.layers.linear import linear_backward, linear_forward
+from minivit.layers.softmax import softmax_backward, softmax_forward
+
+
+def split_heads_qkv(qkv, num_heads):
+    """(B, T, 3D) -> q, k, v each (B, heads, T, d)."""
+    B, T, threeD = qkv.shape
+    d = threeD // (3 * num_heads)
+    qkv = qkv.reshape(B, T, 3, num_heads, d).transpose(2, 0, 3, 1, 4)   # (3, B, h, T, d)
+    return qkv[0], qkv[1], qkv[2]
+
+
+def merge_heads(x):
+    """(B, heads, T, d) -> (B, T, heads*d)."""
+    B, H, T, d = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * d)
+
+
+def attention_core_forward(q, k, v, attn_drop=0.0, rng=None, train=False):
+    """q, k, v (B, h, T, d) -> out (B, h, T, d), probs (B, h, T, T).
+
+    out = dropout(softmax(q k^T / sqrt(d))) v.  ``probs`` are before dropout (what the maps show).
+    """
+    scale = q.shape[-1] ** -0.5
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale        # (B, h, T, T)
+    probs, _ = softmax_forward(scores)
+    dropped, drop_cache = dropout_forward(probs, attn_drop, rng, train)
+    out = dropped @ v                                      # (B, h, T, d)
+    return out, probs, (q, k, v, probs, dropped, drop_cache, scale)
+
+
+def attention_core_backward(dout, cache):
+    """dout (B, h, T, d) -> dq, dk, dv (B, h, T, d)."""
+    q, k, v, probs, dropped, drop_cache, scale = cache
+    dv = dropped.transpose(0, 1, 3, 2) @ dout             # (B, h, T, d)
+    ddropped = dout @ v.transpose(0, 1, 3, 2)             # (B, h, T, T)
+    dprobs = dropout_backward(ddropped, drop_cache)
+    dscores = softmax_backward(dprobs, probs) * scale     # (B, h, T, T)
+    dq = dscores @ k                                       # (B, h, T, d)
+    dk = dscores.transpose(0, 1, 3, 2) @ q
+    return dq, dk, dv
+
+
+def attention_forward(x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads,
+                      attn_drop=0.0, proj_drop=0.0, rng=None, train=False):
+    """x (B, T, D) -> (y (B, T, D), probs (B, h, T, T), cache)."""
+    B, T, D = x.shape
+    if D % num_heads:
+        raise ValueError(f"width {D} is not divisible by {num_heads} heads")
+    qkv, qkv_cache = linear_forward(x, qkv_weight, qkv_bias)          # (B, T, 3D)
+    q, k, v = split_heads_qkv(qkv, num_heads)                         # (B, h, T, d) each
+    out, probs, core_cache = attention_core_forward(q, k, v, attn_drop, rng, train)
+    merged = merge_heads(out)                                         # (B, T, D)
+    y, proj_cache = linear_forward(merged, proj_weight, proj_bias)    # (B, T, D)
+    y, pdrop_cache = dropout_forward(y, proj_drop, rng, train)
+    return y, probs, (qkv_cache, core_cache, proj_cache, pdrop_cache, num_heads)
+
+
+def attention_backward(dy, cache):
+    """dy (B, T, D) -> (dx, dqkv_weight, dqkv_bias, dproj_weight, dproj_bias)."""
+    qkv_cache, core_cache, proj_cache, pdrop_cache, num_heads = cache
+    xp = array_module(dy)
+    dy = dropout_backward(dy, pdrop_cache)
+    dmerged, dproj_w, dproj_b = linear_backward(dy, proj_cache)
+    B, T, D = dmerged.shape
+    dout = dmerged.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
+    dq, dk, dv = attention_core_backward(dout, core_cache)
+    dqkv = xp.stack([dq, dk, dv])                          # (3, B, h, T, d)
+    dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * D)
+    dx, dqkv_w, dqkv_b = linear_backward(dqkv, qkv_cache)
+    return dx, dqkv_w, dqkv_b, dproj_w, dproj_b

@@ -1,0 +1,57 @@
+"""The pre-LN Transformer encoder block, ViT equations (2) and (3):
+
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1}          (2)
+    z_l  = MLP(LN(z'_l)) + z'_l                (3)
+
+Each residual branch may be dropped per sample (stochastic depth).  ``p`` holds the block's
+parameters under timm's short names (``norm1.weight``, ``attn.qkv.weight``, ...); the backward
+pass returns a gradient dict with the same keys.
+"""
+
+from minivit.layers.attention import attention_backward, attention_forward
+from minivit.layers.dropout import drop_path_backward, drop_path_forward
+from minivit.layers.layernorm import layernorm_backward, layernorm_forward
+from minivit.layers.mlp import mlp_backward, mlp_forward
+
+BLOCK_PARAM_NAMES = (
+    "norm1.weight", "norm1.bias",
+    "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+    "norm2.weight", "norm2.bias",
+    "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+)
+
+
+def block_forward(z, p, num_heads, approximate="erf", drop=0.0, attn_drop=0.0,
+                  drop_path=0.0, rng=None, train=False):
+    """z (B, T, D) -> (z_out (B, T, D), attention probs (B, h, T, T), cache)."""
+    # (2) z' = MSA(LN(z)) + z
+    a, ln1 = layernorm_forward(z, p["norm1.weight"], p["norm1.bias"])
+    a, probs, attn = attention_forward(a, p["attn.qkv.weight"], p.get("attn.qkv.bias"),
+                                       p["attn.proj.weight"], p["attn.proj.bias"], num_heads,
+                                       attn_drop, drop, rng, train)
+    a, dp1 = drop_path_forward(a, drop_path, rng, train)
+    z1 = z + a
+    # (3) z = MLP(LN(z')) + z'
+    m, ln2 = layernorm_forward(z1, p["norm2.weight"], p["norm2.bias"])
+    m, mlp = mlp_forward(m, p["mlp.fc1.weight"], p["mlp.fc1.bias"], p["mlp.fc2.weight"],
+                         p["mlp.fc2.bias"], approximate, drop, rng, train)
+    m, dp2 = drop_path_forward(m, drop_path, rng, train)
+    return z1 + m, probs, (ln1, attn, dp1, ln2, mlp, dp2)
+
+
+def block_backward(dz_out, cache):
+    """dz_out (B, T, D) -> (dz (B, T, D), grads dict with the block's short names)."""
+    ln1, attn, dp1, ln2, mlp, dp2 = cache
+    g = {}
+    # through (3): the residual passes dz_out straight to z', the branch adds its gradient
+    dm = drop_path_backward(dz_out, dp2)
+    dm, g["mlp.fc1.weight"], g["mlp.fc1.bias"], g["mlp.fc2.weight"], g["mlp.fc2.bias"] = \
+        mlp_backward(dm, mlp)
+    dm, g["norm2.weight"], g["norm2.bias"] = layernorm_backward(dm, ln2)
+    dz1 = dz_out + dm
+    # through (2)
+    da = drop_path_backward(dz1, dp1)
+    da, g["attn.qkv.weight"], g["attn.qkv.bias"], g["attn.proj.weight"], g["attn.proj.bias"] = \
+        attention_backward(da, attn)
+    da, g["norm1.weight"], g["norm1.bias"] = layernorm_backward(da, ln1)
+    return dz1 + da, g

@@ -1,0 +1,41 @@
+"""GELU (Hendrycks & Gimpel 2016), the MLP non-linearity of ViT.
+
+exact ("erf"):  gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+                gelu'(x) = Phi(x) + x phi(x),   phi(x) = exp(-x^2/2) / sqrt(2 pi)
+approximate ("tanh"):
+                gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+                gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+"""
+
+import math
+
+from minivit.backend import array_module, erf
+
+SQRT_2 = math.sqrt(2.0)
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+TANH_C = 0.044715
+
+
+def gelu_forward(x, approximate="erf"):
+    """x (...) -> y (...).  cache = what the derivative needs."""
+    xp = array_module(x)
+    if approximate == "erf":
+        cdf = 0.5 * (1.0 + erf(x / SQRT_2))                     # Phi(x)
+        return x * cdf, ("erf", x, cdf)
+    if approximate == "tanh":
+        t = xp.tanh(SQRT_2_OVER_PI * (x + TANH_C * x * x * x))
+        return 0.5 * x * (1.0 + t), ("tanh", x, t)
+    raise ValueError(f"approximate must be 'erf' or 'tanh', got {approximate!r}")
+
+
+def gelu_backward(dy, cache):
+    """dy (...) -> dx (...)."""
+    kind, x, aux = cache
+    xp = array_module(x)
+    if kind == "erf":
+        pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)               # phi(x)
+        return dy * (aux + x * pdf)
+    t = aux
+    du = SQRT_2_OVER_PI * (1.0 + 3.0 * TANH_C * x * x)
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
