@@ -1,0 +1,72 @@
+"""The ``minivit`` command line.  Each subcommand lives in ``minivit/commands/<name>.py`` and
+defines ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Bad arguments or files end with one line on stderr (``minivit <cmd>: error: ...``) and exit
+status 2, never a traceback; set MINIVIT_DEBUG=1 to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> one-line help; the module minivit.commands.<name> implements it.
+COMMANDS = {
+    "info": "backend, device, dtype and every named config with its parameter count",
+    "gradcheck": "check every gradient against finite differences (and PyTorch, if installed)",
+    "train": "train a ViT on CIFAR-10",
+    "eval": "evaluate a checkpoint: accuracy, per-class accuracy, confusion matrix",
+    "predict": "top-5 classes for PNG/JPEG images",
+    "plot": "loss/accuracy/learning-rate curves and confusion matrix of a run, as PNG",
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line."""
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="minivit", description="A Vision Transformer written by hand in NumPy/CuPy.")
+    parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                        help="array backend (default: $MINIVIT_BACKEND or numpy)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name, help_text in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"minivit.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"minivit.commands.{name}":
+                continue                       # command not built yet
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        modules[name] = mod
+    return parser, modules
+
+
+def main(argv=None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from minivit.backend import BackendError, set_backend
+    try:
+        if args.backend is not None:
+            set_backend(args.backend)
+        return int(modules[args.command].run(args) or 0)
+    except (UserError, ValueError, FileNotFoundError, BackendError, OSError) as e:
+        if os.environ.get("MINIVIT_DEBUG"):
+            raise
+        print(f"minivit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"minivit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

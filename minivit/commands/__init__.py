@@ -1,0 +1,1 @@
+"""One module per ``minivit`` subcommand (see minivit/cli.py)."""

@@ -1,0 +1,30 @@
+"""Shared test setup: backend parametrisation (NumPy always, CuPy where a GPU is present) and
+hypothesis settings.  Tests that take ``xp`` run once per available backend."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minivit.backend as backend
+
+settings.register_profile(
+    "minivit", deadline=None, max_examples=15, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile("minivit")
+
+CUPY_OK, CUPY_WHY = backend.cupy_available()
+requires_cupy = pytest.mark.skipif(not CUPY_OK, reason=f"CuPy backend unavailable: {CUPY_WHY}")
+
+BACKEND_PARAMS = [
+    pytest.param("numpy", id="numpy"),
+    pytest.param("cupy", id="cupy", marks=[pytest.mark.cupy, requires_cupy]),
+]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def xp(request):
+    """The array module under test; the active backend is set to it for the test's duration."""
+    previous = backend.get_backend()
+    mod = backend.set_backend(request.param)
+    yield mod
+    backend.set_backend(previous)
