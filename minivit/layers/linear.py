@@ -1,21 +1,28 @@
-"""A fully connected layer, y = x W^T + b, with PyTorch's weight layout W: (out, in)."""
+"""A fully connected layer, y = x W^T + b, with PyTorch's weight layout W: (out, in).
+
+Leading dimensions (batch, tokens) are flattened into one, so every product is a single 2-D
+matrix multiply (one BLAS GEMM: NumPy's stacked/broadcast matmul is far slower on the CPU).
+"""
 
 
 def linear_forward(x, weight, bias=None):
     """x (..., in), weight (out, in), bias (out,) -> y (..., out).  cache = (x, weight, has_bias)."""
-    y = x @ weight.T
+    out_features, in_features = weight.shape
+    if x.shape[-1] != in_features:
+        raise ValueError(f"linear: input width {x.shape[-1]} does not match weight {tuple(weight.shape)}")
+    y = x.reshape(-1, in_features) @ weight.T                    # (M, out), M = prod(leading)
     if bias is not None:
-        y = y + bias
-    return y, (x, weight, bias is not None)
+        y += bias
+    return y.reshape(x.shape[:-1] + (out_features,)), (x, weight, bias is not None)
 
 
 def linear_backward(dy, cache):
     """dy (..., out) -> (dx (..., in), dweight (out, in), dbias (out,) or None)."""
     x, weight, has_bias = cache
     out_features, in_features = weight.shape
-    dy2 = dy.reshape(-1, out_features)            # (M, out), M = product of leading dims
+    dy2 = dy.reshape(-1, out_features)            # (M, out)
     x2 = x.reshape(-1, in_features)               # (M, in)
     dweight = dy2.T @ x2                          # (out, in)
     dbias = dy2.sum(axis=0) if has_bias else None
-    dx = dy @ weight                              # (..., in)
+    dx = (dy2 @ weight).reshape(x.shape)          # (..., in)
     return dx, dweight, dbias
