@@ -1,0 +1,295 @@
+"""Weights in and out: a ``VisionTransformer`` (or an optimizer's state) to a file and back.
+
+Two formats, picked by the file's suffix:
+
+* ``.safetensors`` (needs ``pip install -e ".[io]"``): a JSON header then raw little-endian
+  tensors; no code runs on load.  The config is kept in the header's metadata:
+  ``{"format": "minivit", "minivit_config": "<ViTConfig as JSON>"}``.
+* ``.npz`` (NumPy only): a zip of ``.npy`` arrays, always read with ``allow_pickle=False``.
+  Each metadata entry ``k`` is stored as a uint8 array of UTF-8 bytes named ``__k__``
+  (so the config lives in ``__minivit_config__``).
+
+Parameter names and shapes are exactly timm's state dict (``model.params``), so a file written
+here loads into a timm-named PyTorch ViT with ``load_state_dict(strict=True)``, and a state
+dict saved from PyTorch (``safetensors.torch.save_file``) loads here.  Such foreign files have
+no minivit metadata: give ``config=``, or let ``load`` infer it from the shapes (all but
+``num_heads``, which no shape shows; pass ``num_heads=``).
+
+Writes are atomic: the file is written under a temporary name in the same directory and then
+renamed over the target (``os.replace``), so a crash leaves the old file as it was.  Reads check
+everything (format, keys, shapes) before a model is built, so a bad file raises and never
+gives a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import re
+import uuid
+from pathlib import Path
+
+from minivit.backend import DTYPES, host_xp, resolve_dtype, to_device, to_numpy
+from minivit.config import ViTConfig, get_config
+from minivit.init import param_shapes
+from minivit.model import VisionTransformer, check_params
+from minivit.resample import resample_pos_embed
+
+FORMATS = (".safetensors", ".npz")
+CONFIG_KEY = "minivit_config"
+MODEL_FORMAT = "minivit"
+OPTIMIZER_FORMAT = "minivit-optimizer"
+
+
+# ---------------------------------------------------------------------------- raw files
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{path}: unknown weights format {suffix!r}; use a file name ending "
+                         f"in {' or '.join(FORMATS)}")
+    return suffix
+
+
+def _safetensors():
+    """The safetensors package, or an ImportError that says how to install it."""
+    try:
+        import safetensors.numpy  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f".safetensors files need the `safetensors` package ({e}); install it "
+                          'with `pip install -e ".[io]"`, or use a .npz file (NumPy only)') from None
+    return safetensors
+
+
+def _write_safetensors(path: str, arrays: dict, meta: dict) -> None:
+    _safetensors().numpy.save_file(arrays, path, metadata=meta)
+
+
+def _write_npz(path: str, arrays: dict, meta: dict) -> None:
+    np = host_xp()
+    extra = {f"__{k}__": np.frombuffer(v.encode("utf-8"), dtype=np.uint8) for k, v in meta.items()}
+    with open(path, "wb") as f:           # a file object: savez would append ".npz" to a name
+        np.savez(f, **arrays, **extra)
+
+
+def _write_atomic(path, arrays: dict, meta: dict) -> None:
+    """Write {name: host array} + {str: str} metadata to ``path``, all or nothing."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix == ".safetensors":
+        _safetensors()                    # fail before touching the disk
+    np = host_xp()
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        (_write_safetensors if suffix == ".safetensors" else _write_npz)(str(tmp), arrays, meta)
+        with open(tmp, "rb+") as f:       # on disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class _UnreadableDtype(ValueError):
+    pass
+
+
+def _read_safetensors(path: Path):
+    st = _safetensors()
+    arrays = {}
+    with st.safe_open(str(path), framework="numpy") as f:
+        meta = dict(f.metadata() or {})
+        for k in f.keys():
+            try:
+                arrays[k] = f.get_tensor(k)
+            except TypeError as e:        # e.g. bfloat16, which NumPy has no dtype for
+                raise _UnreadableDtype(
+                    f"{path}: tensor {k!r} has a dtype NumPy cannot read ({e}); convert the "
+                    "file to float32 first (e.g. in PyTorch: {k: v.float() ...})") from None
+    return arrays, meta
+
+
+def _read_npz(path: Path):
+    np = host_xp()
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":            # every zip archive (so every .npz) starts with "PK"
+            raise ValueError("not a zip archive")
+    data = np.load(path, allow_pickle=False)
+    arrays, meta = {}, {}
+    try:
+        for k in data.files:
+            a = data[k]
+            if k.startswith("__") and k.endswith("__"):             # metadata, not a parameter
+                meta[k[2:-2]] = str(a.item()) if a.dtype.kind == "U" else a.tobytes().decode()
+            else:
+                arrays[k] = a
+    finally:
+        data.close()
+    return arrays, meta
+
+
+def _read(path) -> tuple[dict, dict]:
+    """path -> ({name: NumPy array}, {str: str} metadata).
+
+    FileNotFoundError when there is no such file; ValueError naming the file when it is not a
+    valid file of its format (truncated, corrupt, random bytes)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such weights file", str(path))
+    reader = _read_safetensors if suffix == ".safetensors" else _read_npz
+    try:
+        return reader(path)
+    except (ImportError, _UnreadableDtype):
+        raise
+    except Exception as e:
+        raise ValueError(f"{path}: file is corrupt or truncated, not a valid {suffix} file "
+                         f"({type(e).__name__}: {e})") from None
+
+
+# ---------------------------------------------------------------------------- models
+def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTConfig:
+    """A ViTConfig from timm parameter shapes {name: shape}.
+
+    Read off the shapes: patch_embed.proj.weight (D, C, P, P) -> embed_dim, in_chans,
+    patch_size; pos_embed (1, N+1, D) -> image_size = sqrt(N) P; blocks.{i} -> depth;
+    mlp.fc1.weight (H, D) -> mlp_dim; head.weight (K, D) -> num_classes; qkv bias present or not.
+    ``num_heads`` is in no shape (qkv is (3D, D) for every head count) and must be given.
+    ``fields`` set the rest (pool, gelu, ...; defaults "token", "erf").
+    """
+    need = ["patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight", "head.weight"]
+    missing = [k for k in need if k not in shapes]
+    if missing:
+        raise ValueError(f"cannot infer the model config: parameters {missing} are missing")
+    D, C, P, P2 = shapes["patch_embed.proj.weight"]
+    if P != P2:
+        raise ValueError(f"non-square patches {P}x{P2} are not supported")
+    n = shapes["pos_embed"][1] - 1
+    grid = math.isqrt(max(n, 0))
+    if grid * grid != n:
+        raise ValueError(f"pos_embed has {n} patch positions, not a square grid; pass config=")
+    if num_heads is None:
+        raise ValueError("cannot infer num_heads from parameter shapes (attn.qkv.weight is "
+                         "(3D, D) for any number of heads): pass config= (a name such as "
+                         "'cifar-tiny' or a ViTConfig) or num_heads=")
+    depth = 1 + max(int(m.group(1)) for k in shapes if (m := re.match(r"blocks\.(\d+)\.", k)))
+    return ViTConfig(image_size=grid * P, patch_size=P, in_chans=C,
+                     num_classes=shapes["head.weight"][0], embed_dim=D, depth=depth,
+                     num_heads=num_heads, mlp_dim=shapes["blocks.0.mlp.fc1.weight"][0],
+                     qkv_bias="blocks.0.attn.qkv.bias" in shapes,
+                     **{"name": "inferred", **fields})
+
+
+def _default_dtype(arrays: dict) -> str:
+    """The file's float dtype when it is one minivit computes in, else float32."""
+    names = {a.dtype.name for a in arrays.values()}
+    return names.pop() if len(names) == 1 and names <= set(DTYPES) else "float32"
+
+
+def build_model(arrays: dict, cfg: ViTConfig, *, source="weights", num_classes=None,
+                image_size=None, resample="bicubic", dtype=None, new_head=False
+                ) -> VisionTransformer:
+    """Host arrays with timm names that fit ``cfg`` -> a VisionTransformer on the active backend.
+
+    Checks every key and shape first (ValueError listing all problems, prefixed by ``source``),
+    then: resamples pos_embed for another ``image_size``; with ``new_head`` replaces
+    head.weight (K, D) / head.bias (K,) by zeros (K = num_classes or the file's); casts to
+    ``dtype`` (default: the file's float32/float64, else float32); moves to the device.
+    """
+    try:
+        check_params(cfg, arrays)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    np = host_xp()
+    params = {k: arrays[k] for k in param_shapes(cfg)}                    # timm order
+    dt = resolve_dtype(dtype if dtype is not None else _default_dtype(params))
+    if image_size is not None and image_size != cfg.image_size:
+        new = cfg.replace(image_size=image_size)
+        params["pos_embed"] = resample_pos_embed(params["pos_embed"].astype("float64"),
+                                                 new.grid_size, 1, resample)
+        cfg = new
+    if new_head:
+        K = cfg.num_classes if num_classes is None else num_classes
+        params["head.weight"] = np.zeros((K, cfg.embed_dim))
+        params["head.bias"] = np.zeros((K,))
+        cfg = cfg.replace(num_classes=K, head_init="zeros")
+    elif num_classes is not None and num_classes != cfg.num_classes:
+        raise ValueError(f"{source}: the head has {cfg.num_classes} classes, not {num_classes}; "
+                         f"pass new_head=True to replace it by a zero head with {num_classes} "
+                         "outputs (fine-tuning)")
+    return VisionTransformer(cfg, {k: to_device(v, dt) for k, v in params.items()})
+
+
+def save(model: VisionTransformer, path) -> None:
+    """Write ``model.params`` (timm names and shapes) and ``model.config`` to ``path``.
+
+    ``.safetensors`` or ``.npz`` by suffix; arrays are copied to the host; the write is atomic.
+    """
+    arrays = {k: to_numpy(v) for k, v in model.params.items()}
+    meta = {"format": MODEL_FORMAT, CONFIG_KEY: json.dumps(model.config.to_dict())}
+    _write_atomic(path, arrays, meta)
+
+
+def load(path, config=None, *, num_classes=None, image_size=None, resample="bicubic",
+         dtype=None, new_head=False, num_heads=None) -> VisionTransformer:
+    """Read a model written by ``save``, a timm-named state dict, or an official ViT ``.npz``.
+
+    config      : name or ViTConfig describing the file; default: the file's own config, or
+                  inferred from the shapes (then ``num_heads`` is needed)
+    num_classes : must equal the file's unless ``new_head=True`` (zero head with this many outputs)
+    image_size  : another resolution: pos_embed is resampled (``resample``: "bicubic"/"bilinear")
+    dtype       : "float32" / "float64"; default: the file's (float32 if it is neither)
+
+    FileNotFoundError for a missing file; ValueError naming the file for a corrupt or truncated
+    file, or listing every missing / unexpected / mis-shaped parameter.
+    """
+    arrays, meta = _read(path)
+    kw = dict(num_classes=num_classes, image_size=image_size, resample=resample, dtype=dtype,
+              new_head=new_head)
+    if meta.get("format") == OPTIMIZER_FORMAT:
+        raise ValueError(f"{path}: holds optimizer state, not a model; use load_optimizer")
+    from minivit import convert                         # convert imports this module
+    if CONFIG_KEY not in meta and convert.is_official(arrays):
+        return convert.build_from_official(arrays, config, source=path, **kw)
+    if config is not None:
+        cfg = get_config(config)
+    elif CONFIG_KEY in meta:
+        cfg = ViTConfig.from_dict(json.loads(meta[CONFIG_KEY]))
+    else:
+        try:
+            cfg = infer_config({k: a.shape for k, a in arrays.items()}, num_heads)
+        except ValueError as e:
+            raise ValueError(f"{path}: has no minivit config and {e}") from None
+    return build_model(arrays, cfg, source=path, **kw)
+
+
+# ---------------------------------------------------------------------------- optimizers
+def save_optimizer(optimizer, path) -> None:
+    """Write ``optimizer.state_dict()`` (arrays; "step" and the class name in the metadata)."""
+    state = optimizer.state_dict()
+    arrays = {k: to_numpy(v) for k, v in state.items() if k != "step"}
+    meta = {"format": OPTIMIZER_FORMAT, "step": str(int(state["step"])),
+            "optimizer": type(optimizer).__name__}
+    _write_atomic(path, arrays, meta)
+
+
+def load_optimizer(optimizer, path, dtype=None) -> None:
+    """Restore a state written by ``save_optimizer`` into ``optimizer`` (same class and names)."""
+    arrays, meta = _read(path)
+    if meta.get("format") != OPTIMIZER_FORMAT:
+        raise ValueError(f"{path}: not a minivit optimizer state file "
+                         f"(format {meta.get('format')!r}); use load for model weights")
+    kind = meta.get("optimizer")
+    if kind != type(optimizer).__name__:
+        raise ValueError(f"{path}: holds {kind} state, cannot load it into "
+                         f"{type(optimizer).__name__}")
+    unknown = [k for k in arrays if k.split(".", 1)[-1] not in optimizer.names]
+    if unknown:
+        raise ValueError(f"{path}: state for parameters the optimizer does not have: {unknown}")
+    state = {k: to_device(v, dtype) for k, v in arrays.items()}
+    optimizer.load_state_dict({"step": int(meta["step"]), **state})
+
+
+__all__ = ["save", "load", "save_optimizer", "load_optimizer", "infer_config", "build_model"]
