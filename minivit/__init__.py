@@ -22,3 +22,9 @@ __all__ = [
     "count_params", "create_model", "cross_entropy", "get_backend", "get_config", "get_xp",
     "global_grad_norm", "rel_error", "set_backend", "to_device", "to_numpy", "warmup_cosine",
 ]
+from minivit.serialization import save, load, save_optimizer, load_optimizer
+from minivit.convert import load_official_npz, export_official_npz
+from minivit.resample import resample_pos_embed
+
+__all__ += ["save", "load", "save_optimizer", "load_optimizer", "load_official_npz",
+            "export_official_npz", "resample_pos_embed"]
