@@ -1,0 +1,74 @@
+"""``minivit eval CHECKPOINT``: accuracy, per-class accuracy and confusion matrix.
+
+    minivit eval runs/cifar-nano-20250101-120000              # test split
+    minivit eval runs/.../model.safetensors --split val --json val.json
+
+CHECKPOINT is a run directory or a model file.  The run's config.json (if there is one) gives
+the validation split size, the data folder and the normalisation mean/std it was trained with.
+For a run directory the report is also saved as RUN_DIR/eval-<split>.json (``minivit plot``
+draws its confusion matrix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minivit.data.cifar10 import load_cifar10
+from minivit.train import eval_report, evaluate, load_trained, write_json
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or model file")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="which split to evaluate (default test)")
+    parser.add_argument("--data-dir", help="CIFAR-10 folder (default: the run's, then "
+                                           "$MINIVIT_DATA, then the cache)")
+    parser.add_argument("--val-size", type=int,
+                        help="validation split size (default: the run's, else 5000)")
+    parser.add_argument("--batch-size", type=int, default=500, help="default 500")
+    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+
+
+def format_report(report: dict) -> str:
+    """Accuracy, a per-class table and the confusion matrix (rows true, columns predicted)."""
+    names = report["label_names"]
+    w = max(len(n) for n in names)
+    lines = [f"accuracy {100 * report['accuracy']:.2f}% on {report['n']} {report['split']} "
+             f"images (loss {report['loss']:.4f})", "",
+             f"{'class':<{w}}  {'images':>6}  {'correct':>7}  {'accuracy':>8}"]
+    for name, c in report["per_class"].items():
+        acc = "-" if c["acc"] is None else f"{100 * c['acc']:.2f}%"
+        lines.append(f"{name:<{w}}  {c['n']:>6}  {c['correct']:>7}  {acc:>8}")
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class)",
+              " " * w + "".join(f"{n[:5]:>6}" for n in names)]
+    for name, row in zip(names, report["confusion"]):
+        lines.append(f"{name:<{w}}" + "".join(f"{v:>6}" for v in row))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    model, run_dir, info = load_trained(args.checkpoint)
+    train_cfg = info.get("train", {})
+    val_size = args.val_size if args.val_size is not None else train_cfg.get("val_size", 5000)
+    data = load_cifar10(args.data_dir or train_cfg.get("data_dir"), val_size)
+    if args.split == "val" and not len(data.val_y):
+        raise ValueError("the validation split is empty (val_size 0); use --split test")
+    if model.config.num_classes != data.num_classes:
+        raise ValueError(f"the model has {model.config.num_classes} classes, the data set "
+                         f"{data.num_classes}")
+    stats = info.get("data", {})
+    mean, std = stats.get("mean", data.mean), stats.get("std", data.std)
+    x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
+    result = evaluate(model, x, y, mean, std, args.batch_size)
+    report = {"checkpoint": str(args.checkpoint),
+              **eval_report(result, data.label_names, args.split)}
+    print(f"minivit eval: {model!r}")
+    print(format_report(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json, report)
+    if run_dir is not None:
+        write_json(run_dir / f"eval-{args.split}.json", report)
+    return 0

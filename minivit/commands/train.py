@@ -1,0 +1,142 @@
+"""``minivit train``: train a ViT on CIFAR-10 (see minivit/train.py for the loop).
+
+    minivit train                                   # cifar-nano, the CPU recipe below
+    minivit train --config cifar-tiny --epochs 100 --mixup 0.8 --cutmix 1.0 --drop-path 0.1
+    minivit train --steps 20 --no-progress          # a quick check
+    minivit train --resume runs/cifar-nano-20250101-120000   # continue after Ctrl-C / a limit
+
+Every flag defaults to ``None`` here so that the TrainConfig's own default applies and so a
+``--resume`` can tell which flags were really given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from minivit.cli import UserError
+from minivit.config import CONFIGS
+from minivit.train import SESSION_FIELDS, TrainConfig, TrainingDiverged, resume, train
+
+D = TrainConfig()          # the defaults, for the help text
+
+# flag dest -> ViTConfig field that it overrides
+MODEL_FLAGS = {"drop_path": "drop_path_rate", "dropout": "drop_rate",
+               "attn_dropout": "attn_drop_rate"}
+
+
+def add_arguments(parser):
+    parser.description = (
+        "Train a ViT on CIFAR-10. The default recipe (cifar-nano, AdamW lr 1e-3, wd 0.05, "
+        "batch 128, 1 warmup epoch then cosine to 1e-5, label smoothing 0.1, crop+flip, "
+        "clip 1.0) is meant for a CPU; on a GPU try --config cifar-tiny --epochs 100 "
+        "--mixup 0.8 --cutmix 1.0 --drop-path 0.1. Writes RUN_DIR/config.json, metrics.jsonl, "
+        "checkpoint.safetensors, model.safetensors. Ctrl-C saves a checkpoint; continue with "
+        "--resume RUN_DIR.")
+    m = parser.add_argument_group("model")
+    m.add_argument("--config", dest="model", metavar="NAME",
+                   help=f"model config: {', '.join(CONFIGS)} (default {D.model})")
+    m.add_argument("--set", dest="model_set", action="append", metavar="KEY=VALUE",
+                   help="override a model config field, e.g. --set depth=4 --set pool=mean "
+                        "(repeatable)")
+    m.add_argument("--drop-path", type=float, help="stochastic depth rate (default 0)")
+    m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
+    m.add_argument("--attn-dropout", type=float, help="attention dropout rate (default 0)")
+    m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
+
+    o = parser.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, help=f"default {D.epochs}")
+    o.add_argument("--steps", type=int, help="total optimizer steps; replaces --epochs")
+    o.add_argument("--batch-size", type=int, help=f"default {D.batch_size}")
+    o.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {D.lr})")
+    o.add_argument("--min-lr", type=float, help=f"final cosine learning rate (default {D.min_lr})")
+    o.add_argument("--warmup-epochs", type=float, help=f"linear warmup (default {D.warmup_epochs})")
+    o.add_argument("--warmup-steps", type=int,
+                   help="linear warmup in steps; replaces --warmup-epochs")
+    o.add_argument("--weight-decay", type=float,
+                   help=f"AdamW weight decay (default {D.weight_decay})")
+    o.add_argument("--label-smoothing", type=float, help=f"default {D.label_smoothing}")
+    o.add_argument("--clip-grad", type=float,
+                   help=f"max global gradient norm, 0 = off (default {D.clip_grad})")
+    o.add_argument("--mixup", type=float, help="mixup alpha, 0 = off (default 0)")
+    o.add_argument("--cutmix", type=float, help="cutmix alpha, 0 = off (default 0)")
+    o.add_argument("--no-augment", dest="augment", action="store_const", const=False,
+                   help="no random crop / flip")
+    o.add_argument("--seed", type=int, help=f"default {D.seed}")
+
+    d = parser.add_argument_group("data and evaluation")
+    d.add_argument("--data-dir", help="CIFAR-10 folder (default: $MINIVIT_DATA, then the cache)")
+    d.add_argument("--download", action="store_const", const=True,
+                   help="download CIFAR-10 into the cache if it is not found")
+    d.add_argument("--val-size", type=int,
+                   help=f"training images held out for validation (default {D.val_size})")
+    d.add_argument("--eval-every", type=int,
+                   help="evaluate on val every N epochs, 0 = never (default 1)")
+    d.add_argument("--eval-test", action="store_const", const=True,
+                   help="also evaluate on the test set each epoch")
+    d.add_argument("--eval-batch-size", type=int, help=f"default {D.eval_batch_size}")
+
+    r = parser.add_argument_group("run")
+    r.add_argument("--run-dir", help="where to write the run (default runs/<config>-<time>)")
+    r.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue RUN_DIR exactly where its checkpoint stopped, with its saved "
+                        "config; only --max-steps, --time-limit, --checkpoint-every, "
+                        "--no-progress may be given with it")
+    r.add_argument("--checkpoint-every", type=int,
+                   help="also checkpoint every N steps (default: at epoch ends and the end)")
+    r.add_argument("--max-steps", type=int,
+                   help="stop, resumably, once N steps are done (the schedule is unchanged)")
+    r.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop, resumably, after this many minutes")
+    r.add_argument("--no-progress", dest="progress", action="store_const", const=False,
+                   help="no progress bar")
+
+
+def _parse_value(text: str):
+    """'4' -> 4, '0.1' -> 0.1, 'true' -> True, 'mean' -> 'mean'."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _model_overrides(args) -> dict:
+    overrides = {}
+    for item in args.model_set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = _parse_value(value.strip())
+    for flag, field in MODEL_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides[field] = getattr(args, flag)
+    return overrides
+
+
+def _given(args) -> dict:
+    """The TrainConfig fields whose flags were given on the command line."""
+    names = set(TrainConfig.__dataclass_fields__)
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def run(args) -> int:
+    given = _given(args)
+    overrides = _model_overrides(args)
+    try:
+        if args.resume:
+            extra = sorted(set(given) - set(SESSION_FIELDS)) + (["model overrides"] if overrides
+                                                                else [])
+            if extra:
+                flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+                raise UserError(f"--resume continues the run with its saved config; "
+                                f"{flags} cannot be changed (only --max-steps, --time-limit, "
+                                f"--checkpoint-every, --no-progress)")
+            result = resume(args.resume, **given)
+        else:
+            if overrides:
+                given["model_overrides"] = overrides
+            result = train(TrainConfig(**given))
+    except TrainingDiverged as e:
+        print(f"minivit train: error: {e}", file=sys.stderr)
+        return 1
+    return 130 if result["status"] == "interrupted" else 0

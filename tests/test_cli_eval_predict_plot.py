@@ -1,0 +1,92 @@
+"""``minivit eval``, ``predict`` and ``plot`` on a tiny run trained once for the module."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minivit.cli import main
+from minivit.data.synthetic import LABEL_NAMES, make_images, write_cifar10_like
+from minivit.train import TrainConfig, train
+
+TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    data = write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainConfig(model_overrides=TINY, batch_size=16, val_size=20, epochs=2,
+                      data_dir=str(data), run_dir=str(run), progress=False))
+    return run
+
+
+def one_error_line(capsys, command):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"minivit {command}: error:"), err
+    return err[0]
+
+
+def test_eval_prints_accuracy_table_and_confusion_matrix(run_dir, tmp_path, capsys):
+    out_json = tmp_path / "report.json"
+    assert main(["eval", str(run_dir), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "on 30 test images" in out
+    assert "confusion matrix" in out and all(name in out for name in LABEL_NAMES)
+    report = json.loads(out_json.read_text())
+    conf = np.array(report["confusion"])
+    assert conf.shape == (10, 10) and conf.sum() == 30
+    assert report["accuracy"] == pytest.approx(np.trace(conf) / 30)
+    assert (run_dir / "eval-test.json").is_file()
+
+
+def test_eval_a_model_file_on_the_val_split(run_dir, capsys):
+    assert main(["eval", str(run_dir / "model.safetensors"), "--split", "val"]) == 0
+    assert "on 20 val images" in capsys.readouterr().out
+
+
+def test_predict_prints_top5_classes(run_dir, tmp_path, capsys):
+    pixels = make_images([3], np.random.default_rng(0))[0].transpose(1, 2, 0)   # (32, 32, 3)
+    path = tmp_path / "cat.png"
+    Image.fromarray(pixels).resize((48, 40)).save(path)          # resized back to 32 x 32
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(pixels[:, :, 0]).save(gray)                  # converted to RGB
+    assert main(["predict", str(run_dir), str(path), str(gray)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(path) and lines[6] == str(gray)
+    ranked = lines[1:6]
+    assert [ln.split()[0] for ln in ranked] == ["1.", "2.", "3.", "4.", "5."]
+    assert all(ln.split()[1] in LABEL_NAMES for ln in ranked)
+    probs = [float(ln.split()[-1]) for ln in ranked]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_plot_writes_curves_and_confusion(run_dir, tmp_path, capsys):
+    assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
+    for name in ("curves.png", "confusion.png"):
+        with Image.open(tmp_path / name) as img:
+            assert img.format == "PNG" and img.size[0] > 200
+
+
+def test_missing_or_unreadable_inputs_exit_2_with_one_line(run_dir, tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert "not found" in one_error_line(capsys, "eval")
+    assert main(["eval", str(tmp_path)]) == 2                   # a folder that is not a run
+    assert "not a training run directory" in one_error_line(capsys, "eval")
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+    assert "not found" in one_error_line(capsys, "plot")
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "metrics.jsonl not found" in one_error_line(capsys, "plot")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["predict", str(run_dir), str(bad)]) == 2
+    assert "cannot read image" in one_error_line(capsys, "predict")
+    assert main(["predict", str(run_dir), str(tmp_path / "missing.png")]) == 2
+    assert "not found" in one_error_line(capsys, "predict")
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
+    assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 2
+    assert 'pip install -e ".[viz]"' in one_error_line(capsys, "plot")

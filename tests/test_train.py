@@ -1,0 +1,181 @@
+"""The training loop: run files, bit-identical resume, divergence, Ctrl-C, flag errors.
+
+Everything runs on tiny synthetic CIFAR-10 files (100 training images) and a one-block ViT,
+so each test takes about a second."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+import minivit.train as T
+from minivit.cli import main
+from minivit.data.synthetic import write_cifar10_like
+from minivit.serialization import load
+
+TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
+TIMING_KEYS = ("images_per_sec", "elapsed")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+
+
+def make_cfg(data_dir, run_dir, **kw):
+    """100 training images - 20 val = 80: 5 steps of 16 per epoch."""
+    base = dict(model_overrides=dict(TINY), batch_size=16, val_size=20, epochs=2,
+                data_dir=str(data_dir), run_dir=str(run_dir), progress=False)
+    return T.TrainConfig(**{**base, **kw})
+
+
+def all_rngs_on(data_dir, run_dir, **kw):
+    """Crop/flip, mixup and cutmix, dropout and drop-path: every generator is used."""
+    overrides = dict(TINY, drop_rate=0.1, drop_path_rate=0.2)
+    return make_cfg(data_dir, run_dir, model_overrides=overrides, mixup=0.8, cutmix=1.0,
+                    label_smoothing=0.1, augment=True, **kw)
+
+
+def cli_flags(data_dir, run_dir):
+    sets = [f for k, v in TINY.items() for f in ("--set", f"{k}={v}")]
+    return ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--batch-size",
+            "16", "--val-size", "20", "--epochs", "2", "--no-progress", *sets]
+
+
+def checkpoint(run_dir):
+    """(tensors, metadata state) of RUN_DIR/checkpoint.safetensors."""
+    path = str(run_dir / T.CHECKPOINT_FILE)
+    with safe_open(path, framework="np") as f:
+        state = json.loads(f.metadata()["state"])
+    return load_file(path), state
+
+
+def assert_same_run(a, b):
+    """Parameters and optimizer state bit-identical, same RNG states, same metrics."""
+    (ta, sa), (tb, sb) = checkpoint(a), checkpoint(b)
+    assert sorted(ta) == sorted(tb)
+    for k in ta:
+        assert np.array_equal(ta[k], tb[k]), f"{k} differs"
+    assert sa["step"] == sb["step"] and sa["rng"] == sb["rng"]
+    ma, mb = T.read_metrics(a), T.read_metrics(b)
+    strip = [[{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in m] for m in (ma, mb)]
+    assert strip[0] == strip[1]
+
+
+def test_a_few_steps_write_the_run_files(data_dir, tmp_path):
+    run = tmp_path / "run"
+    result = T.train(make_cfg(data_dir, run, eval_test=True))
+    assert result["status"] == "done" and result["step"] == 10 == result["total_steps"]
+    records = T.read_metrics(run)
+    assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [5, 10]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr",
+                "images_per_sec", "elapsed"):
+        assert all(r[key] is not None and np.isfinite(r[key]) for r in records), key
+    info = json.loads((run / "config.json").read_text())
+    assert info["train"]["batch_size"] == 16 and info["model"]["embed_dim"] == 16
+    assert len(info["data"]["mean"]) == 3 and info["data"]["label_names"][0] == "airplane"
+    tensors, state = checkpoint(run)
+    assert state["step"] == 10 and state["optimizer_step"] == 10
+    assert any(k.startswith("optim.exp_avg.") for k in tensors)
+    model = load(run / T.MODEL_FILE)
+    for k, v in model.params.items():
+        assert np.array_equal(v, tensors[f"model.{k}"])
+    assert json.loads((run / "eval-val.json").read_text())["n"] == 20
+
+
+def test_resume_is_bit_identical(data_dir, tmp_path):
+    T.train(all_rngs_on(data_dir, tmp_path / "straight"))
+    first = T.train(all_rngs_on(data_dir, tmp_path / "resumed", max_steps=3))  # mid-epoch
+    assert first["status"] == "stopped" and checkpoint(tmp_path / "resumed")[1]["step"] == 3
+    assert T.resume(tmp_path / "resumed", max_steps=5)["step"] == 5         # an epoch end
+    assert T.resume(tmp_path / "resumed")["status"] == "done"
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
+                                                          capsys):
+    real, calls = T.cross_entropy, []
+
+    def nan_on_fourth_step(logits, labels, smoothing=0.0):
+        calls.append(1)
+        loss, dlogits = real(logits, labels, smoothing)
+        return (float("nan") if len(calls) == 4 else loss), dlogits
+
+    monkeypatch.setattr(T, "cross_entropy", nan_on_fourth_step)
+    run = tmp_path / "run"
+    assert main(cli_flags(data_dir, run) + ["--checkpoint-every", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loss is nan at step 4" in err[0]
+    assert "last good checkpoint" in err[0] and "(step 2)" in err[0]
+    assert checkpoint(run)[1]["step"] == 2                    # not overwritten
+    assert np.isfinite(checkpoint(run)[0]["model.head.weight"]).all()
+
+
+def test_huge_learning_rate_diverges_with_a_clear_message(data_dir, tmp_path, capsys):
+    rc = main(cli_flags(data_dir, tmp_path / "run") + ["--lr", "1e30", "--warmup-steps", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "at step 2" in err[0] and "training stopped" in err[0]
+
+
+def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypatch, capsys):
+    T.train(all_rngs_on(data_dir, tmp_path / "straight"))
+    real, calls = T.clip_grad_norm, []
+
+    def interrupt_during_step_7(grads, max_norm):       # after this step drew its randoms
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(grads, max_norm)
+
+    monkeypatch.setattr(T, "clip_grad_norm", interrupt_during_step_7)
+    result = T.train(all_rngs_on(data_dir, tmp_path / "resumed"))
+    assert result["status"] == "interrupted" and result["step"] == 6
+    out = capsys.readouterr().out
+    assert f"minivit train --resume {tmp_path / 'resumed'}" in out
+    monkeypatch.setattr(T, "clip_grad_norm", real)
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_ctrl_c_from_the_cli_exits_130_with_the_resume_command(data_dir, tmp_path,
+                                                                 monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "clip_grad_norm", interrupt)
+    run = tmp_path / "run"
+    assert main(cli_flags(data_dir, run)) == 130
+    assert "--resume" in capsys.readouterr().out
+    assert checkpoint(run)[1]["step"] == 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "-1"], "lr must be a positive number"),
+    (["--batch-size", "0"], "batch-size must be a positive integer"),
+    (["--config", "nope"], "unknown model config 'nope'"),
+    (["--set", "depth=0"], "depth must be a positive integer"),
+    (["--set", "nonsense=1"], "model overrides must be ViTConfig fields"),
+    (["--label-smoothing", "1.5"], "label-smoothing must be in [0, 1)"),
+    (["--batch-size", "1000"], "larger than the training set"),
+])
+def test_bad_flags_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, capsys):
+    rc = main(cli_flags(data_dir, tmp_path / "run") + flags)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("minivit train: error:") and message in err[0]
+
+
+def test_resume_refuses_changed_settings_and_fresh_runs_refuse_a_used_dir(data_dir, tmp_path,
+                                                                          capsys):
+    run = tmp_path / "run"
+    assert main(cli_flags(data_dir, run) + ["--max-steps", "2"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--lr", "0.1"]) == 2
+    assert "--lr cannot be changed" in capsys.readouterr().err
+    assert main(cli_flags(data_dir, run)) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nonexistent")]) == 2
+    assert "not a training run directory" in capsys.readouterr().err
