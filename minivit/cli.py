@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 # name -> one-line help; the module minivit.commands.<name> implements it.
 COMMANDS = {
@@ -27,8 +28,15 @@ class UserError(Exception):
     """An error caused by the user's input; printed as one line."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is reported on one line (not the whole usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="minivit", description="A Vision Transformer written by hand in NumPy/CuPy.")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                         help="array backend (default: $MINIVIT_BACKEND or numpy)")
@@ -47,7 +55,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    return f"minivit: warning: {message}\n"
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _one_line_warning          # the CLI prints warnings on one line
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -90,3 +90,22 @@ def test_plot_without_matplotlib_says_how_to_install_it(run_dir, tmp_path, monke
     monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
     assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 2
     assert 'pip install -e ".[viz]"' in one_error_line(capsys, "plot")
+
+
+def test_bad_flag_values_are_one_line(capsys):
+    from minivit.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--lr", "abc"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--lr: invalid float value: 'abc'" in err
+
+
+def test_missing_data_is_one_line(tmp_path, capsys, monkeypatch):
+    from minivit.cli import main
+    monkeypatch.delenv("MINIVIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["train", "--data-dir", str(tmp_path / "nowhere"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "was not found" in err and "nowhere" in err and "--data-dir" in err

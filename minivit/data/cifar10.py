@@ -210,7 +210,7 @@ def find_cifar10(data_dir=None, download: bool = False) -> Path:
     looked = []
     for i, (what, base) in enumerate(sources):
         for folder in (base,) if base == cache else (base, base / FOLDER_NAME):
-            looked.append(f"  {folder}  ({what})")
+            looked.append(f"{folder} ({what})")
             if _holds_cifar(folder):
                 if i > 0:
                     skipped = ", ".join(f"{w} = {p}" for w, p in sources[:i])
@@ -223,14 +223,14 @@ def find_cifar10(data_dir=None, download: bool = False) -> Path:
             download_and_extract(CIFAR10_URL, cache.parent, CIFAR10_MD5)
             if _holds_cifar(cache):
                 return cache
-            reason = f"\nThe download finished but {cache} holds no CIFAR-10 files."
+            reason = f" The download finished but {cache} holds no CIFAR-10 files."
         except (OSError, ValueError) as e:
-            reason = f"\nThe download failed: {e}"
+            reason = f" The download failed: {e}"
     raise FileNotFoundError(
-        "CIFAR-10 ('python version') was not found. Looked in:\n" + "\n".join(looked) +
-        reason + f"\nPoint minivit at a copy with --data-dir PATH or {ENV_VAR}=PATH "
+        "CIFAR-10 ('python version') was not found. Looked in: " + "; ".join(looked) + "." +
+        reason + f" Point minivit at a copy with --data-dir PATH or {ENV_VAR}=PATH "
         f"(the folder holding data_batch_1..5, test_batch, batches.meta, or its parent), "
-        f"or download it into the cache with download=True.")
+        f"or download it into the cache with --download (download=True).")
 
 
 # --------------------------------------------------------------------------- download
