@@ -21,6 +21,10 @@ COMMANDS = {
     "eval": "evaluate a checkpoint: accuracy, per-class accuracy, confusion matrix",
     "predict": "top-5 classes for PNG/JPEG images",
     "plot": "loss/accuracy/learning-rate curves and confusion matrix of a run, as PNG",
+    "inspect": "figures of what a trained ViT learned: filters, position embeddings, attention",
+    "pretrain": "self-supervised pre-training on CIFAR-10 images: MAE or masked patch prediction",
+    "linprobe": "train a linear classifier on the frozen features of a checkpoint",
+    "reconstruct": "MAE reconstructions of images: original, masked, reconstruction, pasted",
 }
 
 

@@ -1,0 +1,99 @@
+"""Training-step throughput: minivit (NumPy or CuPy) against PyTorch on the same model.
+
+    python benchmarks/bench_train_step.py                       # cifar configs, batch 128, CPU
+    python benchmarks/bench_train_step.py --backend cupy        # the same on the GPU
+    python benchmarks/bench_train_step.py --configs cifar-nano --batch 256 --steps 10
+
+One step = forward, cross-entropy, backward, AdamW update, in float32.  Prints a table of
+images per second (median of the timed steps, after warm-up steps).
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import minivit
+from minivit.backend import set_backend, synchronize, to_device
+
+
+def time_minivit(name, batch, steps, warmup, overrides):
+    model = minivit.create_model(name, seed=0, **overrides)
+    opt = minivit.AdamW(model.params, lr=1e-3)
+    gen = np.random.default_rng(0)
+    x = to_device(gen.standard_normal((batch, 3, model.config.image_size, model.config.image_size)),
+                  "float32")
+    y = to_device(gen.integers(0, model.config.num_classes, size=batch))
+    times = []
+    for i in range(warmup + steps):
+        synchronize()
+        t = time.perf_counter()
+        _, dlogits = minivit.cross_entropy(model.forward(x, train=True), y)
+        model.backward(dlogits)
+        opt.step(model.params, model.grads)
+        synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return batch / statistics.median(times), model
+
+
+def time_torch(model, batch, steps, warmup, device):
+    import torch
+    from minivit.reference_torch import TorchViT
+    tm = TorchViT(model.config, fused_attn=True).to(device)
+    opt = torch.optim.AdamW(tm.parameters(), lr=1e-3)
+    c = model.config
+    x = torch.randn(batch, 3, c.image_size, c.image_size, device=device)
+    y = torch.randint(0, c.num_classes, (batch,), device=device)
+    times = []
+    for i in range(warmup + steps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(tm(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    ap.add_argument("--configs", nargs="+", default=["cifar-nano", "cifar-tiny", "cifar-small"])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. --set patch_size=8")
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args()
+    set_backend(args.backend)
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        overrides[k] = int(v) if v.isdigit() else v
+    try:
+        import torch
+        torch_ok = not args.no_torch
+    except ImportError:
+        torch_ok = False
+    device = "cuda" if args.backend == "cupy" else "cpu"
+    print(f"backend {args.backend} ({minivit.backend.device_name()}), batch {args.batch}, float32, "
+          f"median of {args.steps} steps after {args.warmup} warm-up")
+    print(f"{'config':<12} {'params':>11} {'minivit img/s':>14} {'torch img/s':>12} {'ratio':>6}")
+    for name in args.configs:
+        ips, model = time_minivit(name, args.batch, args.steps, args.warmup, overrides)
+        tps = time_torch(model, args.batch, args.steps, args.warmup, device) if torch_ok else None
+        ratio = f"{ips / tps:6.2f}" if tps else "     -"
+        tcol = f"{tps:12.1f}" if tps else f"{'-':>12}"
+        print(f"{name:<12} {model.num_params():>11,} {ips:>14.1f} {tcol} {ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
