@@ -1,0 +1,194 @@
+"""A reference Vision Transformer in PyTorch, to check minivit against autograd.
+
+PyTorch is *not* a dependency of minivit: this module is imported only by the tests and by
+``minivit gradcheck`` (lazily, inside a function), and fails with one clear message where torch
+is missing.  Install the CPU build with ``pip install torch==2.13.0``.
+
+The model mirrors timm's ``VisionTransformer`` module by module, so its ``state_dict`` has
+exactly the names and shapes of minivit's parameter dict and loads it with ``strict=True``:
+
+    cls_token (1, 1, D)  pos_embed (1, N+1, D)  patch_embed.proj = Conv2d(C, D, P, stride=P)
+    blocks[i]: norm1, attn.qkv (D -> 3D), attn.proj, norm2, mlp.fc1, mlp.fc2
+    norm, head
+
+LayerNorm eps is 1e-6; GELU is exact ("erf") or ``approximate="tanh"`` as the config says; the
+pooled feature is the class token (``pool="token"``) or the mean of the patch tokens after the
+final norm (``pool="mean"``, class token excluded).  Dropout and stochastic depth are left out:
+the reference is used in evaluation mode, where both are the identity.
+
+    tm = build_torch_vit(model.config, model.params)          # float64 if the params are
+    logits, loss, grads, dimages = reference_gradients(model.config, model.params, images, labels)
+"""
+
+from __future__ import annotations
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ImportError as e:  # pragma: no cover - depends on the machine
+    raise ImportError(
+        "minivit.reference_torch needs PyTorch, which is only a test/reference dependency of "
+        "minivit: pip install torch==2.13.0 (CPU build)") from e
+
+from minivit.backend import to_numpy
+from minivit.config import ViTConfig, get_config
+
+LN_EPS = 1e-6
+
+
+class PatchEmbed(nn.Module):
+    """Cut into P x P patches and project each to D: a stride-P convolution, as in timm."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        P = cfg.patch_size
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, kernel_size=P, stride=P)
+
+    def forward(self, x):                              # (B, C, H, W) -> (B, N, D)
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with timm's fused qkv layout: rows q | k | v, then heads.
+
+    fused=False writes softmax(q k^T / sqrt(d)) v out; fused=True calls
+    ``F.scaled_dot_product_attention``.  Both must agree with minivit.
+    """
+
+    def __init__(self, cfg: ViTConfig, fused: bool = False):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.head_dim
+        self.scale = self.head_dim ** -0.5
+        self.fused = fused
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+
+    def forward(self, x):                              # (B, T, D) -> (B, T, D)
+        B, T, D = x.shape
+        qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)                        # (B, h, T, d) each
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q @ k.transpose(-2, -1)) * self.scale
+            out = attn.softmax(dim=-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.embed_dim, cfg.mlp_dim)
+        self.act = nn.GELU(approximate="none" if cfg.gelu == "erf" else "tanh")
+        self.fc2 = nn.Linear(cfg.mlp_dim, cfg.embed_dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN encoder block: x + MSA(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: ViTConfig, fused_attn: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=LN_EPS)
+        self.attn = Attention(cfg, fused=fused_attn)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=LN_EPS)
+        self.mlp = Mlp(cfg)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TorchViT(nn.Module):
+    """timm-compatible ViT for a minivit ``ViTConfig`` (evaluation mode: no dropout)."""
+
+    def __init__(self, cfg: ViTConfig, fused_attn: bool = False):
+        super().__init__()
+        self.config = cfg
+        D = cfg.embed_dim
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))
+        self.patch_embed = PatchEmbed(cfg)
+        self.blocks = nn.ModuleList([Block(cfg, fused_attn) for _ in range(cfg.depth)])
+        self.norm = nn.LayerNorm(D, eps=LN_EPS)
+        self.head = nn.Linear(D, cfg.num_classes)
+
+    def forward(self, images):                         # (B, C, H, W) -> (B, num_classes)
+        x = self.patch_embed(images)                   # (B, N, D)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        pooled = x[:, 0] if self.config.pool == "token" else x[:, 1:].mean(dim=1)
+        return self.head(pooled)
+
+
+# ------------------------------------------------------------------ moving arrays across
+
+def torch_dtype(dtype) -> "torch.dtype":
+    """"float32"/"float64" (or a NumPy dtype) -> torch.float32/torch.float64."""
+    name = getattr(dtype, "name", str(dtype)).replace("torch.", "")
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def to_torch(x, dtype=None) -> "torch.Tensor":
+    """A NumPy/CuPy array (or scalar) -> a CPU tensor that owns a copy of the data."""
+    t = torch.from_numpy(to_numpy(x).copy())
+    return t if dtype is None else t.to(torch_dtype(dtype))
+
+
+def from_torch(t):
+    """A tensor -> a NumPy array (host); use minivit.to_device to move it on."""
+    return t.detach().cpu().numpy()
+
+
+def load_minivit_params(module: "TorchViT", params: dict) -> "TorchViT":
+    """Copy minivit's parameter dict into the torch model, names checked with strict=True."""
+    module.load_state_dict({k: to_torch(v) for k, v in params.items()}, strict=True)
+    return module
+
+
+def build_torch_vit(config, params: dict | None = None, dtype="float64",
+                    fused_attn: bool = False) -> "TorchViT":
+    """A TorchViT for a ViTConfig (or config name), in ``dtype``, loaded with ``params``.
+
+    When params are given, the model takes their dtype (so float32 params give a float32 model).
+    """
+    cfg = get_config(config)
+    if params is not None:
+        dtype = to_numpy(next(iter(params.values()))).dtype
+    module = TorchViT(cfg, fused_attn=fused_attn).to(torch_dtype(dtype))
+    if params is not None:
+        load_minivit_params(module, params)
+    return module.eval()
+
+
+def torch_grads(module: "TorchViT") -> dict:
+    """{parameter name: gradient as a NumPy array}, in state-dict order."""
+    return {k: from_torch(p.grad) for k, p in module.named_parameters()}
+
+
+def reference_gradients(config, params: dict, images, labels, label_smoothing: float = 0.0,
+                        fused_attn: bool = False):
+    """What PyTorch autograd says for one batch: (logits, loss, grads dict, dimages).
+
+    images (B, C, H, W) and params in the same dtype; labels (B,) int or (B, K) soft targets;
+    the loss is ``F.cross_entropy`` (mean over the batch).  Everything comes back as NumPy.
+    """
+    module = build_torch_vit(config, params, fused_attn=fused_attn)
+    x = to_torch(images).requires_grad_(True)
+    y = to_torch(labels)
+    logits = module(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    loss.backward()
+    return from_torch(logits), loss.item(), torch_grads(module), from_torch(x.grad)
+
+
+__all__ = ["Attention", "Block", "LN_EPS", "Mlp", "PatchEmbed", "TorchViT", "build_torch_vit",
+           "from_torch", "load_minivit_params", "reference_gradients", "to_torch", "torch_dtype",
+           "torch_grads"]
