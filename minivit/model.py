@@ -84,8 +84,11 @@ class VisionTransformer:
                              "with minivit.to_device")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, images, train=False, return_attention=False):
-        """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block]."""
+    def forward(self, images, train=False, return_attention=False, keep_cache=True):
+        """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block].
+
+        keep_cache=False: no backward will follow (evaluation), so the activations are not kept.
+        """
         self.check_images(images)
         cfg, p = self.config, self.params
         rng = self.rng if train else None
@@ -99,7 +102,8 @@ class VisionTransformer:
         for i, dp in enumerate(self.drop_path_rates()):
             z, probs, c = block_forward(z, self.block_params(i), cfg.num_heads, cfg.gelu,
                                         cfg.drop_rate, cfg.attn_drop_rate, dp, rng, train)
-            block_caches.append(c)
+            if keep_cache:
+                block_caches.append(c)
             if return_attention:
                 attentions.append(probs)
         # (4) final LayerNorm, pool (class token or mean of patch tokens), head
@@ -108,7 +112,7 @@ class VisionTransformer:
         pooled, head_drop = dropout_forward(pooled, cfg.drop_rate, rng, train)
         logits, head_cache = linear_forward(pooled, p["head.weight"], p["head.bias"])
         self._cache = (pe_cache, pos_drop, block_caches, norm_cache, z.shape, head_drop,
-                       head_cache)
+                       head_cache) if keep_cache else None
         return (logits, attentions) if return_attention else logits
 
     __call__ = forward

@@ -250,8 +250,7 @@ def evaluate(model, x, y, mean, std, batch_size: int = 500) -> dict:
     loss_sum = 0.0
     for xb, yb in iterate_batches(x, y, batch_size):
         images = normalize(to_device(xb), mean, std, model.dtype)
-        logits = model.forward(images, train=False)
-        model._cache = None                          # no backward follows: free activations
+        logits = model.forward(images, train=False, keep_cache=False)   # no backward follows
         loss, _ = cross_entropy(logits, to_device(yb))
         loss_sum += loss * len(yb)
         np.add.at(confusion, (yb, to_numpy(logits.argmax(axis=1))), 1)

@@ -239,3 +239,12 @@ def test_mismatched_params_are_all_listed():
     msg = str(e.value)
     assert "norm.weight" in msg and "head.bias" in msg and "extra" in msg
     assert "pos_embed: got (1, 3, 8), expected (1, 5, 8)" in msg
+
+
+def test_forward_without_cache_gives_the_same_logits_and_refuses_backward(xp):
+    model = minivit.create_model("cifar-nano", dtype="float64", **TINY)
+    x = randn(xp, 2, 3, 8, 8)
+    assert (model.forward(x, keep_cache=False) == model.forward(x)).all()
+    model.forward(x, keep_cache=False)
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(xp.zeros((2, 10)))
