@@ -64,7 +64,15 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv=None) -> int:
+    previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning          # the CLI prints warnings on one line
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _main(argv) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
