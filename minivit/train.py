@@ -14,6 +14,10 @@ One optimizer step:
     loss, g  = cross_entropy(model.forward(x, True), t)   dropout / drop-path use model.rng
     model.backward(g); clip_grad_norm; AdamW with warmup_cosine(step)
 
+The loop trains an *objective* (``Classification`` below; MAE and masked patch prediction in
+``minivit/pretrain.py``, ``objective="mae"`` / ``"mpp"``): something with a ``model``, a
+``step`` (forward, loss, backward, clipping), an ``evaluate`` and a ``save_model``.
+
 Everything random is either a pure function of (seed, epoch) or drawn from a generator whose
 state the checkpoint stores, so ``resume`` continues bit for bit (tests/test_train.py trains
 2N steps straight and N + resume + N, and compares every parameter exactly on NumPy).
@@ -98,6 +102,10 @@ class TrainConfig:
     max_steps: int | None = None            # stop (resumably) once this many steps are done
     time_limit: float | None = None         # minutes; stop (resumably) after this long
     progress: bool = True                   # tqdm progress bar
+    # objective: "classify", or pre-training ("mae", "mpp"; labels unused, see minivit.pretrain)
+    objective: str = "classify"
+    objective_options: dict = field(default_factory=dict)  # MAEConfig / MPPConfig fields
+    init_from: str | None = None            # classify: start from this checkpoint's encoder
 
     def __post_init__(self):
         self.validate()
@@ -149,6 +157,17 @@ class TrainConfig:
         check("max_steps", optional(pos_int), "a positive integer")
         check("time_limit", optional(lambda v: non_neg(v) and v > 0),
               "a positive number of minutes")
+        if self.objective != "classify":
+            from minivit.pretrain import objective_config
+            if not isinstance(self.objective_options, dict):
+                raise ValueError(f"objective options must be a dict, got {self.objective_options!r}")
+            objective_config(self.objective, get_config(self.model, **self.model_overrides),
+                             self.objective_options)
+            if self.mixup or self.cutmix or self.init_from:
+                raise ValueError("mixup, cutmix and init-from are for classification, not "
+                                 f"{self.objective} pre-training")
+        elif self.objective_options:
+            raise ValueError("objective options are for pre-training (objective mae or mpp)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -344,8 +363,12 @@ def load_trained(path):
     else:
         raise FileNotFoundError(f"checkpoint {path} not found (expected a run directory or a "
                                 "model file)")
-    model = load_model(model_path)
     info = read_json(run_dir / CONFIG_FILE) if run_dir is not None else {}
+    objective = info.get("train", {}).get("objective", "classify")
+    if objective != "classify":
+        raise ValueError(f"{path} is a {objective!r} pre-training run, not a classifier; "
+                         f"fine-tune it first: minivit train --init-from {path}")
+    model = load_model(model_path)
     return model, run_dir, info
 
 
@@ -388,7 +411,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     "stopped" (max_steps / time_limit) or "interrupted" (Ctrl-C); "last" is the last
     metrics record.  Raises TrainingDiverged on a non-finite loss."""
     cfg.validate()
-    run_dir = Path(cfg.run_dir or default_run_dir(cfg.model))
+    if cfg.init_from and not resume:                 # the architecture of the checkpoint
+        from minivit.pretrain import with_pretrained_architecture
+        cfg = with_pretrained_architecture(cfg)
+    prog = "train" if cfg.objective == "classify" else "pretrain"
+    run_dir = Path(cfg.run_dir or default_run_dir(
+        cfg.model if prog == "train" else f"{cfg.objective}-{cfg.model}"))
     ckpt_path = run_dir / CHECKPOINT_FILE
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"cannot resume: {ckpt_path} not found")
@@ -405,8 +433,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     total = cfg.steps or cfg.epochs * steps_per_epoch
     warmup = min(total, cfg.warmup_steps if cfg.warmup_steps is not None
                  else round(cfg.warmup_epochs * steps_per_epoch))
-    model = create_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
-                         **{"num_classes": data.num_classes, **cfg.model_overrides})
+    objective = make_objective(cfg, data, resume)
+    model = objective.model
     optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     aug_rng = rng([cfg.seed, AUG_STREAM])            # on the device, like model.rng
     rngs = {"augment": aug_rng, "model": model.rng}
@@ -434,25 +462,28 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         st.update(saved_step=st["step"], elapsed=elapsed_before + time.perf_counter()
                   - session_start)
         save_checkpoint(ckpt_path, model, optimizer, rngs, {**st, "kind": kind})
-        save_model(model, run_dir / MODEL_FILE)
+        objective.save_model(run_dir / MODEL_FILE)
 
     def end_of_epoch():
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
         epoch, n_seen = st["epochs_logged"] + 1, st["epoch_steps"] * B
         rec = {"epoch": epoch, "step": st["step"],
                "train_loss": st["epoch_loss"] / max(st["epoch_steps"], 1),
-               "train_acc": st["epoch_correct"] / max(n_seen, 1),
+               "train_acc": (st["epoch_correct"] / max(n_seen, 1)
+                             if objective.has_accuracy else None),
                "val_loss": None, "val_acc": None, "test_loss": None, "test_acc": None,
                "lr": lr_at(st["step"] - 1), "images_per_sec": n_seen / max(st["epoch_time"], 1e-9)}
         if len(data.val_y) and cfg.eval_every and (epoch % cfg.eval_every == 0
                                                    or st["step"] == total):
-            r = evaluate(model, data.val_x, data.val_y, data.mean, data.std, cfg.eval_batch_size)
+            r = objective.evaluate(data.val_x, data.val_y, data.mean, data.std,
+                                   cfg.eval_batch_size)
             rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
-            write_json(run_dir / EVAL_VAL_FILE,
-                       {"step": st["step"], **eval_report(r, data.label_names, "val")})
+            if "confusion" in r:
+                write_json(run_dir / EVAL_VAL_FILE,
+                           {"step": st["step"], **eval_report(r, data.label_names, "val")})
         if cfg.eval_test:
-            r = evaluate(model, data.test_x, data.test_y, data.mean, data.std,
-                         cfg.eval_batch_size)
+            r = objective.evaluate(data.test_x, data.test_y, data.mean, data.std,
+                                   cfg.eval_batch_size)
             rec["test_loss"], rec["test_acc"] = r["loss"], r["acc"]
         rec["elapsed"] = elapsed_before + time.perf_counter() - session_start
         with open(run_dir / METRICS_FILE, "a") as f:
@@ -464,7 +495,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     bar = _progress_bar(cfg.progress, total, st["step"])
     say = bar.write if bar is not None else print
-    say(f"minivit train: {model!r}\n  {n_train} training images, {steps_per_epoch} steps of "
+    say(f"minivit {prog}: {model!r}\n  {n_train} training images, {steps_per_epoch} steps of "
         f"{B} per epoch, {total} steps (warmup {warmup}), run dir {run_dir}"
         + (f", resuming at step {st['step']}" if resume else ""))
 
@@ -490,8 +521,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             images, labels, targets, smoothing = prepare_batch(
                 data, perm[i * B:(i + 1) * B], cfg, aug_rng, model.dtype)
             lr = lr_at(step)
-            loss, correct, grad_norm = train_step(model, images, labels, targets, smoothing,
-                                                  cfg.clip_grad)
+            loss, correct, grad_norm = objective.step(images, labels, targets, smoothing,
+                                                      cfg.clip_grad)
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 what, value = ("loss", loss) if not math.isfinite(loss) \
                     else ("gradient norm", grad_norm)
@@ -501,11 +532,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             dt = time.perf_counter() - t0
             st.update(step=step + 1, epoch_loss=st["epoch_loss"] + loss,
                       epoch_steps=st["epoch_steps"] + 1,
-                      epoch_correct=st["epoch_correct"] + correct,
+                      epoch_correct=st["epoch_correct"] + (correct or 0),
                       epoch_time=st["epoch_time"] + dt)
             snapshot = None                                    # the step is complete
             if bar is not None:
-                bar.set_postfix({"loss": f"{loss:.3f}", "acc": f"{correct / B:.3f}",
+                bar.set_postfix({"loss": f"{loss:.3f}",
+                                 "acc": "-" if correct is None else f"{correct / B:.3f}",
                                  "lr": f"{lr:.2e}", "img/s": f"{B / dt:.0f}"}, refresh=False)
                 bar.update(1)
             if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
@@ -521,10 +553,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if st.get("saved_step") != st["step"]:
         save(status)
     if status == "done":
-        print(f"minivit train: done, {st['step']} steps; model saved to {run_dir / MODEL_FILE}")
+        print(f"minivit {prog}: done, {st['step']} steps; model saved to {run_dir / MODEL_FILE}")
     else:
-        print(f"minivit train: {status} at step {st['step']} of {total}; checkpoint saved to "
-              f"{ckpt_path}. Continue with: minivit train --resume {run_dir}")
+        print(f"minivit {prog}: {status} at step {st['step']} of {total}; checkpoint saved to "
+              f"{ckpt_path}. Continue with: minivit {prog} --resume {run_dir}")
     return {"run_dir": str(run_dir), "step": st["step"], "total_steps": total,
             "status": status, "last": st["last"]}
 
@@ -543,6 +575,37 @@ def prepare_batch(data, idx, cfg: TrainConfig, aug_rng, dtype):
                                     cfg.cutmix, smoothing=cfg.label_smoothing)
         return images, labels, targets, 0.0
     return images, labels, labels, cfg.label_smoothing
+
+
+class Classification:
+    """The supervised objective of ``minivit train``: cross-entropy on the class labels.
+    With ``cfg.init_from`` (and not resuming) the encoder starts from a pre-trained
+    checkpoint and the head from zero."""
+    has_accuracy = True
+
+    def __init__(self, cfg: TrainConfig, data, resume: bool = False):
+        self.model = create_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
+                                  **{"num_classes": data.num_classes, **cfg.model_overrides})
+        if cfg.init_from and not resume:
+            from minivit.pretrain import init_from_pretrained
+            init_from_pretrained(self.model, cfg.init_from)
+
+    def step(self, images, labels, targets, smoothing, clip_grad):
+        return train_step(self.model, images, labels, targets, smoothing, clip_grad)
+
+    def evaluate(self, x, y, mean, std, batch_size=500):
+        return evaluate(self.model, x, y, mean, std, batch_size)
+
+    def save_model(self, path):
+        save_model(self.model, path)
+
+
+def make_objective(cfg: TrainConfig, data, resume: bool = False):
+    """Classification, or a pre-training objective of minivit.pretrain."""
+    if cfg.objective == "classify":
+        return Classification(cfg, data, resume)
+    from minivit.pretrain import Pretraining
+    return Pretraining(cfg, data)
 
 
 def train_step(model, images, labels, targets, smoothing, clip_grad):
@@ -645,9 +708,10 @@ def _progress_bar(enabled, total, initial):
 def _format_record(rec, total):
     parts = [f"epoch {rec['epoch']:>3}", f"step {rec['step']}/{total}"]
     for split in ("train", "val", "test"):
-        if rec[f"{split}_acc"] is not None:
-            parts.append(f"{split} loss {rec[f'{split}_loss']:.4f} "
-                         f"acc {100 * rec[f'{split}_acc']:.2f}%")
+        if rec[f"{split}_loss"] is not None:
+            acc = rec[f"{split}_acc"]
+            parts.append(f"{split} loss {rec[f'{split}_loss']:.4f}"
+                         + ("" if acc is None else f" acc {100 * acc:.2f}%"))
     return "  ".join(parts + [f"{rec['images_per_sec']:.0f} img/s"])
 
 

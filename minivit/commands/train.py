@@ -43,6 +43,10 @@ def add_arguments(parser):
     m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
     m.add_argument("--attn-dropout", type=float, help="attention dropout rate (default 0)")
     m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
+    m.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="fine-tune: start from the encoder of a pre-trained run or model file "
+                        "(minivit pretrain, or a ViT) with a new zero head; the architecture "
+                        "is the checkpoint's")
 
     o = parser.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help=f"default {D.epochs}")
@@ -137,6 +141,6 @@ def run(args) -> int:
                 given["model_overrides"] = overrides
             result = train(TrainConfig(**given))
     except TrainingDiverged as e:
-        print(f"minivit train: error: {e}", file=sys.stderr)
+        print(f"minivit {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 130 if result["status"] == "interrupted" else 0
