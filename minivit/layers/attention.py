@@ -37,22 +37,24 @@ def attention_core_forward(q, k, v, attn_drop=0.0, rng=None, train=False):
     out = dropout(softmax(q k^T / sqrt(d))) v.  ``probs`` are before dropout (what the maps show).
     """
     scale = q.shape[-1] ** -0.5
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale        # (B, h, T, T)
+    qs = q * scale                                         # scale q (T x d), not scores (T x T)
+    scores = qs @ k.transpose(0, 1, 3, 2)                  # (B, h, T, T) = q k^T / sqrt(d)
     probs, _ = softmax_forward(scores)
     dropped, drop_cache = dropout_forward(probs, attn_drop, rng, train)
     out = dropped @ v                                      # (B, h, T, d)
-    return out, probs, (q, k, v, probs, dropped, drop_cache, scale)
+    return out, probs, (qs, k, v, probs, dropped, drop_cache, scale)
 
 
 def attention_core_backward(dout, cache):
     """dout (B, h, T, d) -> dq, dk, dv (B, h, T, d)."""
-    q, k, v, probs, dropped, drop_cache, scale = cache
+    qs, k, v, probs, dropped, drop_cache, scale = cache    # qs = q / sqrt(d)
     dv = dropped.transpose(0, 1, 3, 2) @ dout             # (B, h, T, d)
     ddropped = dout @ v.transpose(0, 1, 3, 2)             # (B, h, T, T)
     dprobs = dropout_backward(ddropped, drop_cache)
-    dscores = softmax_backward(dprobs, probs) * scale     # (B, h, T, T)
+    dscores = softmax_backward(dprobs, probs)             # (B, h, T, T), w.r.t. q k^T / sqrt(d)
     dq = dscores @ k                                       # (B, h, T, d)
-    dk = dscores.transpose(0, 1, 3, 2) @ q
+    dq *= scale
+    dk = dscores.transpose(0, 1, 3, 2) @ qs
     return dq, dk, dv
 
 
@@ -80,7 +82,10 @@ def attention_backward(dy, cache):
     B, T, D = dmerged.shape
     dout = dmerged.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
     dq, dk, dv = attention_core_backward(dout, core_cache)
-    dqkv = xp.stack([dq, dk, dv])                          # (3, B, h, T, d)
-    dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * D)
+    dqkv = xp.empty((B, T, 3, num_heads, D // num_heads), dtype=dq.dtype)
+    dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)               # undo split_heads_qkv:
+    dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)               # (B, h, T, d) -> (B, T, h, d)
+    dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+    dqkv = dqkv.reshape(B, T, 3 * D)
     dx, dqkv_w, dqkv_b = linear_backward(dqkv, qkv_cache)
     return dx, dqkv_w, dqkv_b, dproj_w, dproj_b

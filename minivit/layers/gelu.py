@@ -21,7 +21,9 @@ def gelu_forward(x, approximate="erf"):
     """x (...) -> y (...).  cache = what the derivative needs."""
     xp = array_module(x)
     if approximate == "erf":
-        cdf = 0.5 * (1.0 + erf(x / SQRT_2))                     # Phi(x)
+        cdf = erf(x * (1.0 / SQRT_2))                            # new array; in place below
+        cdf += 1.0
+        cdf *= 0.5                                               # Phi(x) = (1 + erf(x/sqrt2))/2
         return x * cdf, ("erf", x, cdf)
     if approximate == "tanh":
         t = xp.tanh(SQRT_2_OVER_PI * (x + TANH_C * x * x * x))
@@ -34,8 +36,14 @@ def gelu_backward(dy, cache):
     kind, x, aux = cache
     xp = array_module(x)
     if kind == "erf":
-        pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)               # phi(x)
-        return dy * (aux + x * pdf)
+        d = x * x                                                # new array; in place below
+        d *= -0.5
+        xp.exp(d, out=d)
+        d *= INV_SQRT_2PI                                        # phi(x)
+        d *= x
+        d += aux                                                 # gelu'(x) = Phi(x) + x phi(x)
+        d *= dy
+        return d
     t = aux
     du = SQRT_2_OVER_PI * (1.0 + 3.0 * TANH_C * x * x)
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)

@@ -12,11 +12,13 @@ EPS = 1e-6
 def layernorm_forward(x, weight, bias, eps=EPS):
     """x (..., D), weight (D,), bias (D,) -> y (..., D).  cache = (xhat, rstd, weight)."""
     mean = x.mean(axis=-1, keepdims=True)
-    xc = x - mean
-    var = (xc * xc).mean(axis=-1, keepdims=True)
+    xhat = x - mean                                # new array, centred
+    var = (xhat * xhat).mean(axis=-1, keepdims=True)
     rstd = 1.0 / (var + eps) ** 0.5
-    xhat = xc * rstd
-    return xhat * weight + bias, (xhat, rstd, weight)
+    xhat *= rstd                                   # in place on our own array (saves a pass)
+    y = xhat * weight
+    y += bias
+    return y, (xhat, rstd, weight)
 
 
 def layernorm_backward(dy, cache):
@@ -26,6 +28,9 @@ def layernorm_backward(dy, cache):
     dweight = (dy * xhat).reshape(-1, D).sum(axis=0)
     dbias = dy.reshape(-1, D).sum(axis=0)
     g = dy * weight
-    dx = rstd * (g - g.mean(axis=-1, keepdims=True)
-                 - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    mean_g = g.mean(axis=-1, keepdims=True)
+    mean_gx = (g * xhat).mean(axis=-1, keepdims=True)
+    dx = g - mean_g                                # new array; then in place on it:
+    dx -= xhat * mean_gx
+    dx *= rstd                                     # dx = rstd (g - mean(g) - xhat mean(g xhat))
     return dx, dweight, dbias
