@@ -7,24 +7,23 @@
     model.backward(dlogits)                         # fills model.grads
 """
 
-from minivit.backend import (get_backend, get_xp, set_backend, to_device, to_numpy)
+from minivit.backend import get_backend, get_xp, set_backend, to_device, to_numpy
+from minivit.checks import rel_error
 from minivit.config import CONFIGS, ViTConfig, count_params, get_config
+from minivit.convert import export_official_npz, load_official_npz
 from minivit.layers.loss import cross_entropy
 from minivit.model import VisionTransformer, create_model
 from minivit.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
+from minivit.resample import resample_pos_embed
 from minivit.schedule import warmup_cosine
-from minivit.checks import rel_error
+from minivit.serialization import load, load_optimizer, save, save_optimizer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdamW", "CONFIGS", "SGD", "ViTConfig", "VisionTransformer", "clip_grad_norm",
-    "count_params", "create_model", "cross_entropy", "get_backend", "get_config", "get_xp",
-    "global_grad_norm", "rel_error", "set_backend", "to_device", "to_numpy", "warmup_cosine",
+    "count_params", "create_model", "cross_entropy", "export_official_npz", "get_backend",
+    "get_config", "get_xp", "global_grad_norm", "load", "load_official_npz", "load_optimizer",
+    "rel_error", "resample_pos_embed", "save", "save_optimizer", "set_backend", "to_device",
+    "to_numpy", "warmup_cosine",
 ]
-from minivit.serialization import save, load, save_optimizer, load_optimizer
-from minivit.convert import load_official_npz, export_official_npz
-from minivit.resample import resample_pos_embed
-
-__all__ += ["save", "load", "save_optimizer", "load_optimizer", "load_official_npz",
-            "export_official_npz", "resample_pos_embed"]
