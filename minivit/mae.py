@@ -40,11 +40,10 @@ parameter dict and a pre-trained encoder fine-tunes with ``minivit train --init-
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 
 from minivit.backend import (array_module, host_rng, host_xp, is_array, resolve_dtype,
-                             rng as make_rng, to_device, to_numpy)
+                             rng as make_rng, to_device)
 from minivit.config import CONFIGS, ViTConfig, get_config
 from minivit.init import init_params, param_shapes, trunc_normal
 from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
@@ -427,19 +426,15 @@ def create_mae(config: MAEConfig | str = "cifar-tiny", seed=0, dtype="float32",
 
 def save_mae(model: MaskedAutoencoder, path) -> None:
     """Parameters (reference names) and config to .safetensors / .npz, atomically."""
-    from minivit.serialization import _write_atomic
-    meta = {"format": MAE_FORMAT, MAE_CONFIG_KEY: json.dumps(model.config.to_dict())}
-    _write_atomic(path, {k: to_numpy(v) for k, v in model.params.items()}, meta)
+    from minivit.serialization import write_params
+    write_params(path, model.params, MAE_FORMAT, MAE_CONFIG_KEY, model.config.to_dict())
 
 
 def load_mae(path, dtype=None) -> MaskedAutoencoder:
     """Read what ``save_mae`` wrote; ValueError naming the file if it is not an MAE."""
-    from minivit.serialization import _default_dtype, _read
-    arrays, meta = _read(path)
-    if meta.get("format") != MAE_FORMAT:
-        raise ValueError(f"{path}: not a minivit MAE file (format {meta.get('format')!r})")
-    cfg = MAEConfig.from_dict(json.loads(meta[MAE_CONFIG_KEY]))
-    dt = resolve_dtype(dtype if dtype is not None else _default_dtype(arrays))
+    from minivit.serialization import read_params
+    config, arrays, dt = read_params(path, MAE_FORMAT, MAE_CONFIG_KEY, "MAE", dtype)
+    cfg = MAEConfig.from_dict(config)
     try:
         _check_params(cfg, arrays)
     except ValueError as e:

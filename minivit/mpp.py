@@ -30,11 +30,10 @@ through the encoder.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 
 from minivit.backend import (array_module, host_rng, host_xp, resolve_dtype, rng as make_rng,
-                             to_device, to_numpy)
+                             to_device)
 from minivit.config import CONFIGS, ViTConfig, get_config
 from minivit.init import init_params, param_shapes, trunc_normal
 from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
@@ -257,19 +256,16 @@ def create_mpp(config: MPPConfig | str = "cifar-tiny", seed=0, dtype="float32",
 
 
 def save_mpp(model: MaskedPatchPrediction, path) -> None:
-    from minivit.serialization import _write_atomic
-    meta = {"format": MPP_FORMAT, MPP_CONFIG_KEY: json.dumps(model.config.to_dict())}
-    _write_atomic(path, {k: to_numpy(v) for k, v in model.params.items()}, meta)
+    """Parameters and config to .safetensors / .npz, atomically."""
+    from minivit.serialization import write_params
+    write_params(path, model.params, MPP_FORMAT, MPP_CONFIG_KEY, model.config.to_dict())
 
 
 def load_mpp(path, dtype=None) -> MaskedPatchPrediction:
-    from minivit.serialization import _default_dtype, _read
-    arrays, meta = _read(path)
-    if meta.get("format") != MPP_FORMAT:
-        raise ValueError(f"{path}: not a minivit masked-patch-prediction file "
-                         f"(format {meta.get('format')!r})")
-    cfg = MPPConfig.from_dict(json.loads(meta[MPP_CONFIG_KEY]))
-    dt = resolve_dtype(dtype if dtype is not None else _default_dtype(arrays))
+    from minivit.serialization import read_params
+    config, arrays, dt = read_params(path, MPP_FORMAT, MPP_CONFIG_KEY,
+                                     "masked-patch-prediction", dtype)
+    cfg = MPPConfig.from_dict(config)
     try:
         return MaskedPatchPrediction(cfg, {k: to_device(v, dt) for k, v in arrays.items()})
     except ValueError as e:

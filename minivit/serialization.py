@@ -188,6 +188,27 @@ def _default_dtype(arrays: dict) -> str:
     return names.pop() if len(names) == 1 and names <= set(DTYPES) else "float32"
 
 
+def write_params(path, params: dict, fmt: str, config_key: str, config: dict) -> None:
+    """A model's parameters (any backend) and its config dict to ``path``, atomically.
+
+    For the models that are not a plain ViT (MAE, masked patch prediction): the file says
+    ``format=fmt`` and keeps the config as JSON under ``config_key``."""
+    meta = {"format": fmt, config_key: json.dumps(config)}
+    _write_atomic(path, {k: to_numpy(v) for k, v in params.items()}, meta)
+
+
+def read_params(path, fmt: str, config_key: str, what: str, dtype=None):
+    """What ``write_params`` wrote -> (config dict, {name: host array}, dtype to load in).
+
+    ValueError naming the file when it is not a ``what`` file (another format); FileNotFoundError
+    or ValueError from the reader when it is missing, truncated or corrupt."""
+    arrays, meta = _read(path)
+    if meta.get("format") != fmt:
+        raise ValueError(f"{path}: not a minivit {what} file (format {meta.get('format')!r})")
+    config = json.loads(meta[config_key])
+    return config, arrays, resolve_dtype(dtype if dtype is not None else _default_dtype(arrays))
+
+
 def build_model(arrays: dict, cfg: ViTConfig, *, source="weights", num_classes=None,
                 image_size=None, resample="bicubic", dtype=None, new_head=False
                 ) -> VisionTransformer:
