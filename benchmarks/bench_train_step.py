@@ -3,9 +3,11 @@
     python benchmarks/bench_train_step.py                       # cifar configs, batch 128, CPU
     python benchmarks/bench_train_step.py --backend cupy        # the same on the GPU
     python benchmarks/bench_train_step.py --configs cifar-nano --batch 256 --steps 10
+    python benchmarks/bench_train_step.py --threads 1 2          # NumPy: 1 and 2 threads
 
 One step = forward, cross-entropy, backward, AdamW update, in float32.  Prints a table of
-images per second (median of the timed steps, after warm-up steps).
+images per second (median of the timed steps, after warm-up steps): minivit for each thread
+count (minivit.parallel.DataParallel; 0 = one per core), PyTorch with its default threads.
 """
 
 import argparse
@@ -16,10 +18,16 @@ import numpy as np
 
 import minivit
 from minivit.backend import set_backend, synchronize, to_device
+from minivit.parallel import DataParallel, resolve_threads
 
 
-def time_minivit(name, batch, steps, warmup, overrides):
+def time_minivit(name, batch, steps, warmup, overrides, threads=1):
     model = minivit.create_model(name, seed=0, **overrides)
+    with DataParallel(model, resolve_threads(threads)) as dp:
+        return _time_steps(model, dp, batch, steps, warmup), model
+
+
+def _time_steps(model, dp, batch, steps, warmup):
     opt = minivit.AdamW(model.params, lr=1e-3)
     gen = np.random.default_rng(0)
     x = to_device(gen.standard_normal((batch, 3, model.config.image_size, model.config.image_size)),
@@ -29,13 +37,12 @@ def time_minivit(name, batch, steps, warmup, overrides):
     for i in range(warmup + steps):
         synchronize()
         t = time.perf_counter()
-        _, dlogits = minivit.cross_entropy(model.forward(x, train=True), y)
-        model.backward(dlogits)
+        dp.forward_backward(x, y)
         opt.step(model.params, model.grads)
         synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t)
-    return batch / statistics.median(times), model
+    return batch / statistics.median(times)
 
 
 def time_torch(model, batch, steps, warmup, device):
@@ -71,6 +78,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. --set patch_size=8")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 0],
+                    help="minivit thread counts to time (NumPy; 0 = one per core)")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
     set_backend(args.backend)
@@ -86,13 +95,23 @@ def main():
     device = "cuda" if args.backend == "cupy" else "cpu"
     print(f"backend {args.backend} ({minivit.backend.device_name()}), batch {args.batch}, float32, "
           f"median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"{'config':<12} {'params':>11} {'minivit img/s':>14} {'torch img/s':>12} {'ratio':>6}")
+    threads = [1] if args.backend == "cupy" else list(dict.fromkeys(
+        resolve_threads(t) for t in args.threads))
+    if torch_ok:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    cols = [f"minivit x{t} img/s" for t in threads]
+    print(f"{'config':<12} {'params':>11} " + " ".join(f"{c:>18}" for c in cols)
+          + f" {'torch img/s':>12} {'best/torch':>10}")
     for name in args.configs:
-        ips, model = time_minivit(name, args.batch, args.steps, args.warmup, overrides)
+        ips = []
+        for t in threads:
+            r, model = time_minivit(name, args.batch, args.steps, args.warmup, overrides, t)
+            ips.append(r)
         tps = time_torch(model, args.batch, args.steps, args.warmup, device) if torch_ok else None
-        ratio = f"{ips / tps:6.2f}" if tps else "     -"
+        ratio = f"{max(ips) / tps:10.2f}" if tps else f"{'-':>10}"
         tcol = f"{tps:12.1f}" if tps else f"{'-':>12}"
-        print(f"{name:<12} {model.num_params():>11,} {ips:>14.1f} {tcol} {ratio}", flush=True)
+        print(f"{name:<12} {model.num_params():>11,} " + " ".join(f"{r:>18.1f}" for r in ips)
+              + f" {tcol} {ratio}", flush=True)
 
 
 if __name__ == "__main__":

@@ -281,7 +281,15 @@ class MaskedAutoencoder:
     def _decoder_pos(self):
         return self.params.get("decoder_pos_embed", self.fixed_decoder_pos_embed)
 
-    # ------------------------------------------------------------------ forward
+    def replica(self) -> "MaskedAutoencoder":
+        """A model that shares this one's ``params`` dict but keeps its own activations and
+        gradients (one per thread in ``minivit.parallel.DataParallel``)."""
+        return MaskedAutoencoder(self.config, self.params)
+
+    def clear_cache(self) -> None:
+        """Drop the activations kept by the last forward (no backward will follow)."""
+        self._cache = None
+
     def forward(self, images, noise=None, mask_rng=None, keep_cache=True):
         """images (B, C, H, W) -> (loss float, pred (B, N, Q), mask (B, N), 1 = removed).
 

@@ -42,6 +42,15 @@ class VisionTransformer:
         check_params(config, params)
 
     # ------------------------------------------------------------------ helpers
+    def replica(self) -> "VisionTransformer":
+        """A model that shares this one's ``params`` dict but keeps its own activations,
+        gradients and generator (one per thread in ``minivit.parallel.DataParallel``)."""
+        return VisionTransformer(self.config, self.params)
+
+    def clear_cache(self) -> None:
+        """Drop the activations kept by the last forward (no backward will follow)."""
+        self._cache = None
+
     def block_params(self, i):
         pre = f"blocks.{i}."
         return {k: self.params[pre + k] for k in BLOCK_PARAM_NAMES if pre + k in self.params}

@@ -175,6 +175,15 @@ class MaskedPatchPrediction:
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
+    def replica(self) -> "MaskedPatchPrediction":
+        """A model that shares this one's ``params`` dict but keeps its own activations and
+        gradients (one per thread in ``minivit.parallel.DataParallel``)."""
+        return MaskedPatchPrediction(self.config, self.params)
+
+    def clear_cache(self) -> None:
+        """Drop the activations kept by the last forward (no backward will follow)."""
+        self._cache = None
+
     def forward(self, images, targets, draws=None, rng=None, keep_cache=True):
         """images (B, C, H, W); targets (B, N) colour classes of every patch (from
         ``mean_color_targets`` of the un-normalised pixels) -> (loss, logits (B, M, K),

@@ -30,9 +30,11 @@ from minivit.config import CONFIGS, ViTConfig, get_config
 from minivit.data.cifar10 import iterate_batches, normalize
 from minivit.init import param_shapes
 from minivit.mae import MAE_FORMAT, MAEConfig, create_mae, load_mae, save_mae
-from minivit.mpp import (MPP_FORMAT, MPPConfig, create_mpp, load_mpp, mean_color_targets,
-                         save_mpp)
+from minivit.layers.masking import masking_noise
+from minivit.mpp import (MPP_FORMAT, MPPConfig, create_mpp, draw_corruption, load_mpp,
+                         mean_color_targets, save_mpp)
 from minivit.optim import clip_grad_norm
+from minivit.parallel import DataParallel, resolve_threads
 
 OBJECTIVES = {"mae": MAEConfig, "mpp": MPPConfig}
 EVAL_STREAM = 2
@@ -66,26 +68,51 @@ class Pretraining:
         self.has_accuracy = cfg.objective == "mpp"
         self.mean, self.std = data.mean, data.std
         self.eval_seed = [cfg.seed, EVAL_STREAM]
+        # MAE splits a batch over threads (minivit.parallel); MPP draws each replacement patch
+        # from anywhere in the batch, so its batch cannot be split and it runs on one thread.
+        threads = resolve_threads(cfg.threads) if cfg.objective == "mae" else 1
+        self.parallel = DataParallel(self.model, threads)
 
-    def _forward(self, images, rng=None, keep_cache=True):
+    def _draw(self, gen, images):
+        """The batch's randomness, drawn on the calling thread (so that it does not depend on
+        the number of threads): MAE masking noise (B, N), or the MPP corruption draws."""
+        m = self.model
+        B, N = images.shape[0], m.config.encoder.num_patches
+        if self.kind == "mae":
+            return masking_noise(gen, B, N, m.dtype)
+        return draw_corruption(gen, B, N, m.dtype)
+
+    def _forward(self, model, images, draws, keep_cache=True):
         """-> (loss, correct or None): correct = B x the share of corrupted patches whose
         colour is predicted right (MPP), so that correct / B is the accuracy."""
-        m = self.model
         if self.kind == "mae":
-            return m.forward(images, mask_rng=rng, keep_cache=keep_cache)[0], None
+            return model.forward(images, noise=draws, keep_cache=keep_cache)[0], None
         pixels = images * _channels(images, self.std) + _channels(images, self.mean)  # [0, 1]
-        targets = mean_color_targets(pixels, m.config.encoder.patch_size, m.config.color_bits)
-        loss, logits, labels, _ = m.forward(images, targets, rng=rng, keep_cache=keep_cache)
+        targets = mean_color_targets(pixels, model.config.encoder.patch_size,
+                                     model.config.color_bits)
+        loss, logits, labels, _ = model.forward(images, targets, draws=draws,
+                                                keep_cache=keep_cache)
         acc = float((logits.argmax(axis=-1) == labels).mean())
         return loss, acc * images.shape[0]
 
+    def _shard_step(self, replica, images, draws, weight):
+        """-> (weight * loss, correct, grads of weight * loss, or None if not finite)."""
+        loss, correct = self._forward(replica, images, draws)
+        if not math.isfinite(loss):
+            replica.clear_cache()
+            return loss, correct, None
+        replica.backward(weight)                          # d(weight * loss_s)
+        return weight * loss, correct, replica.grads
+
     def step(self, images, labels, targets, smoothing, clip_grad):
         with host_xp().errstate(over="ignore", invalid="ignore", divide="ignore"):
-            loss, correct = self._forward(images)
+            draws = self._draw(self.model.rng, images)
+            outs = self.parallel.map_shards(self._shard_step, images, draws)
+            loss = sum(o[0] for o in outs)
             if not math.isfinite(loss):
-                self.model._cache = None
                 return loss, None, 0.0
-            self.model.backward()
+            self.model.grads = self.parallel.sum_grads([o[2] for o in outs])
+        correct = None if self.kind == "mae" else sum(o[1] for o in outs)
         norm = 0.0
         if clip_grad:
             self.model.grads, norm = clip_grad_norm(self.model.grads, clip_grad)
@@ -97,11 +124,16 @@ class Pretraining:
         loss_sum, correct, n = 0.0, 0.0, len(x)
         for xb, _ in iterate_batches(x, y, batch_size):
             images = normalize(to_device(xb), mean, std, self.model.dtype)
-            loss, c = self._forward(images, rng=gen, keep_cache=False)
-            loss_sum += loss * len(xb)
-            correct += c or 0.0
+            outs = self.parallel.map_shards(
+                lambda r, im, d, w: (w, *self._forward(r, im, d, keep_cache=False)),
+                images, self._draw(gen, images))
+            loss_sum += len(xb) * sum(w * loss for w, loss, _ in outs)    # sum_s B_s loss_s
+            correct += sum(c or 0.0 for _, _, c in outs)
         return {"loss": loss_sum / max(n, 1), "n": n,
                 "acc": correct / max(n, 1) if self.has_accuracy else None}
+
+    def close(self):
+        self.parallel.close()
 
     def save_model(self, path):
         (save_mae if self.kind == "mae" else save_mpp)(self.model, path)

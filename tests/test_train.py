@@ -10,6 +10,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+import minivit.parallel as P
 import minivit.train as T
 from minivit.cli import main
 from minivit.data.synthetic import write_cifar10_like
@@ -27,7 +28,7 @@ def data_dir(tmp_path_factory):
 def make_cfg(data_dir, run_dir, **kw):
     """100 training images - 20 val = 80: 5 steps of 16 per epoch."""
     base = dict(model_overrides=dict(TINY), batch_size=16, val_size=20, epochs=2,
-                data_dir=str(data_dir), run_dir=str(run_dir), progress=False)
+                data_dir=str(data_dir), run_dir=str(run_dir), progress=False, threads=2)
     return T.TrainConfig(**{**base, **kw})
 
 
@@ -41,7 +42,7 @@ def all_rngs_on(data_dir, run_dir, **kw):
 def cli_flags(data_dir, run_dir):
     sets = [f for k, v in TINY.items() for f in ("--set", f"{k}={v}")]
     return ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--batch-size",
-            "16", "--val-size", "20", "--epochs", "2", "--no-progress", *sets]
+            "16", "--val-size", "20", "--epochs", "2", "--no-progress", "--threads", "2", *sets]
 
 
 def checkpoint(run_dir):
@@ -96,16 +97,16 @@ def test_resume_is_bit_identical(data_dir, tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
                                                           capsys):
-    real, calls = T.cross_entropy, []
+    real, calls = P.cross_entropy, []
 
     def nan_on_fourth_step(logits, labels, smoothing=0.0):
         calls.append(1)
         loss, dlogits = real(logits, labels, smoothing)
         return (float("nan") if len(calls) == 4 else loss), dlogits
 
-    monkeypatch.setattr(T, "cross_entropy", nan_on_fourth_step)
+    monkeypatch.setattr(P, "cross_entropy", nan_on_fourth_step)
     run = tmp_path / "run"
-    assert main(cli_flags(data_dir, run) + ["--checkpoint-every", "2"]) == 1
+    assert main(cli_flags(data_dir, run) + ["--checkpoint-every", "2", "--threads", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "loss is nan at step 4" in err[0]
     assert "last good checkpoint" in err[0] and "(step 2)" in err[0]
@@ -160,6 +161,7 @@ def test_ctrl_c_from_the_cli_exits_130_with_the_resume_command(data_dir, tmp_pat
     (["--set", "nonsense=1"], "model overrides must be ViTConfig fields"),
     (["--label-smoothing", "1.5"], "label-smoothing must be in [0, 1)"),
     (["--batch-size", "1000"], "larger than the training set"),
+    (["--threads", "-1"], "threads must be an integer >= 0"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, capsys):
     rc = main(cli_flags(data_dir, tmp_path / "run") + flags)

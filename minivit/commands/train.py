@@ -85,13 +85,16 @@ def add_arguments(parser):
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue RUN_DIR exactly where its checkpoint stopped, with its saved "
                         "config; only --max-steps, --time-limit, --checkpoint-every, "
-                        "--no-progress may be given with it")
+                        "--threads, --no-progress may be given with it")
     r.add_argument("--checkpoint-every", type=int,
                    help="also checkpoint every N steps (default: at epoch ends and the end)")
     r.add_argument("--max-steps", type=int,
                    help="stop, resumably, once N steps are done (the schedule is unchanged)")
     r.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop, resumably, after this many minutes")
+    r.add_argument("--threads", type=int,
+                   help="NumPy: split each batch over N threads, one per core (default 0 = "
+                        "one per available CPU core; 1 = no threads)")
     r.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bar")
 
@@ -134,7 +137,7 @@ def run(args) -> int:
                 flags = ", ".join("--" + k.replace("_", "-") for k in extra)
                 raise UserError(f"--resume continues the run with its saved config; "
                                 f"{flags} cannot be changed (only --max-steps, --time-limit, "
-                                f"--checkpoint-every, --no-progress)")
+                                f"--checkpoint-every, --threads, --no-progress)")
             result = resume(args.resume, **given)
         else:
             if overrides:

@@ -1,0 +1,176 @@
+"""Data parallelism over CPU threads (minivit/parallel.py): the split batch gives the same loss
+and gradients as the whole batch, dropout stays reproducible, BLAS is limited to one thread
+per replica, and bad thread counts are refused."""
+
+import contextvars
+
+import numpy as np
+import pytest
+
+import minivit.parallel as P
+from minivit.backend import get_backend, set_backend
+from minivit.checks import rel_error
+from minivit.layers.loss import cross_entropy
+from minivit.model import create_model
+
+TINY = dict(embed_dim=16, depth=2, num_heads=2, mlp_dim=32, image_size=16, patch_size=4)
+
+
+@pytest.fixture(autouse=True)
+def numpy_backend():
+    previous = get_backend()
+    set_backend("numpy")
+    yield
+    set_backend(previous)
+
+
+def batch(n, seed=0, soft=False):
+    g = np.random.default_rng(seed)
+    images = g.standard_normal((n, 3, 16, 16))
+    labels = g.integers(0, 10, size=n)
+    if soft:
+        t = g.random((n, 10))
+        return images, t / t.sum(axis=1, keepdims=True)
+    return images, labels
+
+
+@pytest.mark.parametrize("batch_size, shards", [(8, 2), (7, 2), (7, 3), (10, 4), (3, 5), (1, 2)])
+def test_shards_cover_the_batch_in_order_without_empty_pieces(batch_size, shards):
+    slices = P.shard_slices(batch_size, shards)
+    assert len(slices) == min(batch_size, shards)
+    assert [i for s in slices for i in range(s.start, s.stop)] == list(range(batch_size))
+    sizes = [s.stop - s.start for s in slices]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("threads, n", [(2, 8), (3, 7), (4, 3)])
+@pytest.mark.parametrize("soft, smoothing", [(False, 0.0), (False, 0.1), (True, 0.0)])
+def test_split_batch_gives_the_whole_batch_loss_and_gradients(threads, n, soft, smoothing):
+    images, targets = batch(n, soft=soft)
+    whole = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    logits = whole.forward(images, train=True)
+    loss, dlogits = cross_entropy(logits, targets, smoothing)
+    whole.backward(dlogits)
+
+    split = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with P.DataParallel(split, threads) as dp:
+        loss_dp, logits_dp = dp.forward_backward(images, targets, smoothing)
+        assert rel_error(logits_dp, logits) < 1e-13
+        assert abs(loss_dp - loss) < 1e-13 * abs(loss)
+        assert list(split.grads) == list(whole.grads)              # timm order kept
+        for k in whole.grads:
+            assert rel_error(split.grads[k], whole.grads[k]) < 1e-12, k
+        assert rel_error(dp.forward(images), whole.forward(images)) < 1e-13
+
+
+def test_replicas_follow_parameters_the_optimizer_replaced():
+    images, labels = batch(6)
+    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with P.DataParallel(model, 2) as dp:
+        before = dp.forward(images)
+        model.params["head.bias"] = model.params["head.bias"] + 1.0   # as AdamW does
+        assert np.allclose(dp.forward(images), before + 1.0)
+
+
+def test_dropout_masks_are_reproducible_and_drawn_from_model_rng():
+    images, labels = batch(8)
+    cfg = dict(TINY, drop_rate=0.2, drop_path_rate=0.3)
+    runs = []
+    for _ in range(2):
+        model = create_model("cifar-nano", seed=3, dtype="float64", **cfg)
+        state = model.rng.bit_generator.state
+        with P.DataParallel(model, 2) as dp:
+            dp.forward_backward(images, labels)
+            runs.append(model.grads)
+        assert model.rng.bit_generator.state != state                # seeds came from it
+    for k in runs[0]:
+        assert np.array_equal(runs[0][k], runs[1][k]), k
+
+
+def test_without_dropout_model_rng_is_untouched():
+    model = create_model("cifar-nano", seed=3, dtype="float64", **TINY)
+    state = model.rng.bit_generator.state
+    with P.DataParallel(model, 2) as dp:
+        dp.forward_backward(*batch(4))
+    assert model.rng.bit_generator.state == state
+
+
+def test_a_non_finite_loss_returns_before_any_backward():
+    images, labels = batch(4)
+    images[0, 0, 0, 0] = np.nan
+    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with np.errstate(invalid="ignore"), P.DataParallel(model, 2) as dp:
+        loss, _ = dp.forward_backward(images, labels)
+    assert not np.isfinite(loss) and model.grads == {}
+    assert all(r._cache is None for r in dp.replicas)
+
+
+def test_threads_run_in_the_callers_context():
+    var = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with P.DataParallel(model, 2) as dp:
+        assert dp._map(lambda a: (a, var.get()), [(1,), (2,)]) == [(1, "caller"), (2, "caller")]
+
+
+def test_blas_is_limited_to_one_thread_while_open():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("NumPy's BLAS is not visible to threadpoolctl")
+    before = [i["num_threads"] for i in blas]
+    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with P.DataParallel(model, 2):
+        inside = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                  if i["user_api"] == "blas"]
+        assert inside == [1] * len(blas)
+    after = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert after == before
+
+
+def test_bad_thread_counts_are_refused():
+    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with pytest.raises(ValueError, match="threads >= 1"):
+        P.DataParallel(model, 0)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be an integer >= 0"):
+            P.resolve_threads(bad)
+    assert P.resolve_threads(0) == P.available_cores() >= 1
+    assert P.resolve_threads(3) == 3
+
+
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+def test_split_mae_batch_gives_the_whole_batch_loss_and_gradients(norm_pix_loss):
+    from minivit.config import get_config
+    from minivit.layers.masking import masking_noise
+    from minivit.mae import MAEConfig, create_mae
+
+    cfg = MAEConfig(encoder=get_config("cifar-nano", **TINY), decoder_embed_dim=8,
+                    decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16,
+                    norm_pix_loss=norm_pix_loss)
+    images, _ = batch(7)
+    whole = create_mae(cfg, seed=2, dtype="float64")
+    noise = masking_noise(whole.rng, 7, cfg.encoder.num_patches)
+    loss, _, _ = whole.forward(images, noise=noise)
+    whole.backward()
+
+    split = create_mae(cfg, seed=2, dtype="float64")
+    with P.DataParallel(split, 3) as dp:
+        def shard(replica, x, nz, weight):
+            shard_loss = replica.forward(x, noise=nz)[0]
+            replica.backward(weight)
+            return weight * shard_loss, replica.grads
+        outs = dp.map_shards(shard, images, noise)
+    assert len(outs) == 3
+    assert abs(sum(l for l, _ in outs) - loss) < 1e-13 * loss
+    grads = dp.sum_grads([g for _, g in outs])
+    for k in whole.grads:
+        assert rel_error(grads[k], whole.grads[k]) < 1e-12, k
+
+
+def test_map_shards_splits_dicts_of_arrays_too():
+    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
+    with P.DataParallel(model, 2) as dp:
+        outs = dp.map_shards(lambda r, a, d, w: (a.tolist(), d["x"].tolist(), w),
+                             np.arange(5), {"x": np.arange(5) * 10})
+    assert outs == [([0, 1], [0, 10], 0.4), ([2, 3, 4], [20, 30, 40], 0.6)]
