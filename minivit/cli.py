@@ -74,7 +74,12 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:                     # name the command whose flags these are not
+        prog = "minivit" if args.command is None else f"minivit {args.command}"
+        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)",
+              file=sys.stderr)
+        return 2
     if args.command is None:
         parser.print_help()
         return 2

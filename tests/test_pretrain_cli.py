@@ -147,7 +147,8 @@ def test_unnormalise_with_the_visible_patches_statistics():
     (["--mask-ratio", "1.5"], "mask_ratio must be in (0, 1)"),
     (["--mask-ratio", "0.001"], "hide at least one"),
     (["--decoder-dim", "10"], "divisible by"),
-    (["--mixup", "0.8"], "mixup, cutmix and init-from are for classification"),
+    (["--mixup", "0.8"], "unrecognized arguments: --mixup"),
+    (["--init-from", "x"], "unrecognized arguments: --init-from"),
     (["--corrupt-ratio", "0.5"], "--corrupt-ratio do(es) not apply to --objective mae"),
     (["--set", "drop_path_rate=0.1"], "no dropout or stochastic depth"),
 ])

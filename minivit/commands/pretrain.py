@@ -32,12 +32,12 @@ OPTION_FLAGS = {
 
 
 def add_arguments(parser):
-    train_cmd.add_arguments(parser)
+    train_cmd.add_arguments(parser, classify=False)
     parser.description = (
         "Self-supervised pre-training on the CIFAR-10 training images (labels unused): a "
         "masked autoencoder (MAE, He et al. 2021; default) or the ViT paper's masked patch "
         "prediction (MPP). Same loop, flags, run files and --resume as `minivit train` "
-        "(--mixup, --cutmix, --label-smoothing and --init-from do not apply). Fine-tune the "
+        "(less --mixup, --cutmix, --label-smoothing and --init-from). Fine-tune the "
         "result with `minivit train --init-from RUN_DIR`, probe it with `minivit linprobe "
         "RUN_DIR`, look at MAE reconstructions with `minivit reconstruct RUN_DIR IMAGE`.")
     g = parser.add_argument_group("objective")
@@ -72,8 +72,6 @@ def run(args) -> int:
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise UserError(f"{flags} do(es) not apply to --objective {objective}")
-    if args.init_from:
-        raise UserError("--init-from is for `minivit train` (fine-tuning), not pre-training")
     args.objective = objective
     args.objective_options = {OPTION_FLAGS[k][1]: v for k, v in given.items()}
     return train_cmd.run(args)

@@ -25,7 +25,9 @@ MODEL_FLAGS = {"drop_path": "drop_path_rate", "dropout": "drop_rate",
                "attn_dropout": "attn_drop_rate"}
 
 
-def add_arguments(parser):
+def add_arguments(parser, classify: bool = True):
+    """The training loop's flags; classify=False (``minivit pretrain``) leaves out those that
+    only classification uses (--init-from, --label-smoothing, --mixup, --cutmix)."""
     parser.description = (
         "Train a ViT on CIFAR-10. The default recipe (cifar-nano, AdamW lr 1e-3, wd 0.05, "
         "batch 128, 1 warmup epoch then cosine to 1e-5, label smoothing 0.1, crop+flip, "
@@ -43,10 +45,11 @@ def add_arguments(parser):
     m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
     m.add_argument("--attn-dropout", type=float, help="attention dropout rate (default 0)")
     m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
-    m.add_argument("--init-from", metavar="CHECKPOINT",
-                   help="fine-tune: start from the encoder of a pre-trained run or model file "
-                        "(minivit pretrain, or a ViT) with a new zero head; the architecture "
-                        "is the checkpoint's")
+    if classify:
+        m.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="fine-tune: start from the encoder of a pre-trained run or model "
+                            "file (minivit pretrain, or a ViT) with a new zero head; the "
+                            "architecture is the checkpoint's")
 
     o = parser.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help=f"default {D.epochs}")
@@ -59,11 +62,13 @@ def add_arguments(parser):
                    help="linear warmup in steps; replaces --warmup-epochs")
     o.add_argument("--weight-decay", type=float,
                    help=f"AdamW weight decay (default {D.weight_decay})")
-    o.add_argument("--label-smoothing", type=float, help=f"default {D.label_smoothing}")
+    if classify:
+        o.add_argument("--label-smoothing", type=float, help=f"default {D.label_smoothing}")
     o.add_argument("--clip-grad", type=float,
                    help=f"max global gradient norm, 0 = off (default {D.clip_grad})")
-    o.add_argument("--mixup", type=float, help="mixup alpha, 0 = off (default 0)")
-    o.add_argument("--cutmix", type=float, help="cutmix alpha, 0 = off (default 0)")
+    if classify:
+        o.add_argument("--mixup", type=float, help="mixup alpha, 0 = off (default 0)")
+        o.add_argument("--cutmix", type=float, help="cutmix alpha, 0 = off (default 0)")
     o.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no random crop / flip")
     o.add_argument("--seed", type=int, help=f"default {D.seed}")
@@ -94,7 +99,8 @@ def add_arguments(parser):
                    help="stop, resumably, after this many minutes")
     r.add_argument("--threads", type=int,
                    help="NumPy: split each batch over N threads, one per core (default 0 = "
-                        "one per available CPU core; 1 = no threads)")
+                        "one per available CPU core; 1 = no threads)"
+                        + ("" if classify else "; MAE only, MPP runs on one thread"))
     r.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bar")
 
