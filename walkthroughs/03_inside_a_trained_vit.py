@@ -38,37 +38,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-FAST = os.environ.get("MINIVIT_FAST") == "1"
-NAME = "03_inside_a_trained_vit"
-try:
-    HERE = Path(__file__).resolve().parent
-except NameError:
-    HERE = Path.cwd()                                 # Jupyter: the notebook's folder
-OUT = Path(os.environ.get("MINIVIT_OUT", HERE / "rendered" / NAME))
-OUT.mkdir(parents=True, exist_ok=True)
-ASSETS = HERE / "assets"
-if (HERE.parent / "minivit" / "__init__.py").is_file():
-    sys.path.insert(0, str(HERE.parent))              # this checkout's minivit, installed or not
-import minivit
+from _setup import DPI, walkthrough   # this checkout's minivit, FAST, OUT, save()
+FAST, OUT, ASSETS, save = walkthrough("03_inside_a_trained_vit")
 
-import matplotlib.pyplot as plt
 import numpy as np
 
+import minivit
 from minivit import analysis as A
 from minivit import plots_inspect as PI
 from minivit.backend import to_device, to_numpy
 from minivit.data import normalize
-
-DPI = 80
-
-
-def save(fig, name):
-    """Write the figure to OUT/name.png (in Jupyter it is also shown below the cell)."""
-    if FAST:                                          # fast mode only checks that it draws
-        fig.set_layout_engine("none")
-    fig.savefig(OUT / f"{name}.png", dpi=DPI // 2 if FAST else DPI)
-    if "ipykernel" not in sys.modules:
-        plt.close(fig)
 
 
 def show(path):

@@ -30,36 +30,16 @@
 # `minivit reconstruct RUN_DIR IMAGE...` (figures like the ones below).
 
 # %%
-import os
 import sys
-from pathlib import Path
 
-FAST = os.environ.get("MINIVIT_FAST") == "1"
-NAME = "05_masked_autoencoders"
-try:
-    HERE = Path(__file__).resolve().parent
-except NameError:
-    HERE = Path.cwd()                                 # Jupyter: the notebook's folder
-OUT = Path(os.environ.get("MINIVIT_OUT", HERE / "rendered" / NAME))
-OUT.mkdir(parents=True, exist_ok=True)
-ASSETS = HERE / "assets"
-if (HERE.parent / "minivit" / "__init__.py").is_file():
-    sys.path.insert(0, str(HERE.parent))              # this checkout's minivit, installed or not
-import minivit
+from _setup import HERE, walkthrough   # this checkout's minivit, FAST, OUT, save()
+FAST, OUT, ASSETS, save = walkthrough("05_masked_autoencoders")
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from minivit.backend import rng as device_rng, to_device, to_numpy
 from minivit.data import normalize
-
-DPI = 80
-
-
-def save(fig, name):
-    fig.savefig(OUT / f"{name}.png", dpi=DPI)
-    if "ipykernel" not in sys.modules:
-        plt.close(fig)
 
 
 sample = np.load(ASSETS / "cifar10_sample.npz")
