@@ -15,6 +15,11 @@ dict saved from PyTorch (``safetensors.torch.save_file``) loads here.  Such fore
 no minivit metadata: give ``config=``, or let ``load`` infer it from the shapes (all but
 ``num_heads``, which no shape shows; pass ``num_heads=``).
 
+A .safetensors file written here also carries ``minivit_sha256``, a SHA-256 of every tensor's
+name, dtype, shape and bytes (safetensors itself has no checksum), so bytes flipped on disk
+raise instead of loading silently; a file without it (from PyTorch, say) loads unchecked.
+(In .npz files the zip's CRC-32 of each member does this job.)
+
 Writes are atomic: the file is written under a temporary name in the same directory and then
 renamed over the target (``os.replace``), so a crash leaves the old file as it was.  Reads check
 everything (format, keys, shapes) before a model is built, so a bad file raises and never
@@ -24,6 +29,7 @@ gives a half-loaded model.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -41,6 +47,7 @@ FORMATS = (".safetensors", ".npz")
 CONFIG_KEY = "minivit_config"
 MODEL_FORMAT = "minivit"
 OPTIMIZER_FORMAT = "minivit-optimizer"
+CHECKSUM_KEY = "minivit_sha256"
 
 
 # ---------------------------------------------------------------------------- raw files
@@ -62,7 +69,27 @@ def _safetensors():
     return safetensors
 
 
+def tensors_sha256(arrays: dict) -> str:
+    """SHA-256 of {name: host array}: names in sorted order, each with dtype, shape and bytes."""
+    np = host_xp()
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_sha256(path, arrays: dict, meta: dict) -> None:
+    """Raise ValueError naming ``path`` if ``meta`` holds a checksum that ``arrays`` fail."""
+    expected = meta.get(CHECKSUM_KEY)
+    if expected is not None and tensors_sha256(arrays) != expected:
+        raise ValueError(f"{path}: file is corrupt: its tensor data do not match the SHA-256 "
+                         "written with them (damaged on disk or in transfer); use another copy")
+
+
 def _write_safetensors(path: str, arrays: dict, meta: dict) -> None:
+    meta = {**meta, CHECKSUM_KEY: tensors_sha256(arrays)}
     _safetensors().numpy.save_file(arrays, path, metadata=meta)
 
 
@@ -108,6 +135,8 @@ def _read_safetensors(path: Path):
                 raise _UnreadableDtype(
                     f"{path}: tensor {k!r} has a dtype NumPy cannot read ({e}); convert the "
                     "file to float32 first (e.g. in PyTorch: {k: v.float() ...})") from None
+    check_sha256(path, arrays, meta)
+    meta.pop(CHECKSUM_KEY, None)
     return arrays, meta
 
 
@@ -144,6 +173,11 @@ def _read(path) -> tuple[dict, dict]:
         return reader(path)
     except (ImportError, _UnreadableDtype):
         raise
+    except ValueError as e:
+        if str(e).startswith(f"{path}: file is corrupt"):          # the checksum's own message
+            raise
+        raise ValueError(f"{path}: file is corrupt or truncated, not a valid {suffix} file "
+                         f"({type(e).__name__}: {e})") from None
     except Exception as e:
         raise ValueError(f"{path}: file is corrupt or truncated, not a valid {suffix} file "
                          f"({type(e).__name__}: {e})") from None

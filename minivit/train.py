@@ -51,7 +51,8 @@ from minivit.model import create_model
 from minivit.optim import AdamW, clip_grad_norm
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.schedule import warmup_cosine
-from minivit.serialization import load as load_model, save as save_model
+from minivit.serialization import (CHECKSUM_KEY, check_sha256, load as load_model,
+                                   save as save_model, tensors_sha256)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -316,7 +317,8 @@ def save_checkpoint(path, model, optimizer, rngs: dict, state: dict) -> None:
             tensors[f"rng.{name}"] = np.ascontiguousarray(array)
     meta = {**state, "optimizer_step": int(opt_state["step"]), "rng": rng_info}
     data = safetensors_bytes(tensors, metadata={"format": CHECKPOINT_FORMAT,
-                                                "state": json.dumps(meta)})
+                                                "state": json.dumps(meta),
+                                                CHECKSUM_KEY: tensors_sha256(tensors)})
     atomic_write_bytes(path, data)
 
 
@@ -335,6 +337,7 @@ def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
         raise ValueError(f"{path} is not a readable checkpoint ({e})") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a minivit training checkpoint")
+    check_sha256(path, tensors, meta)
     state = json.loads(meta["state"])
     params = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     if set(params) != set(model.params):

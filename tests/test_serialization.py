@@ -160,6 +160,26 @@ def test_corrupt_npz_member_is_caught_by_its_checksum(tmp_path):
         minivit.load(path)
 
 
+def test_flipped_byte_in_safetensors_data_is_caught_by_the_sha256(tmp_path):
+    path = tmp_path / "m.safetensors"
+    minivit.save(_model(), path)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01                                   # inside the last tensor's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"m\.safetensors: file is corrupt: .*SHA-256"):
+        minivit.load(path)
+
+
+def test_safetensors_without_a_checksum_still_load(tmp_path):
+    from safetensors.numpy import save_file
+    model = _model()
+    path = tmp_path / "foreign.safetensors"
+    save_file(_host(model.params), str(path))            # as PyTorch or timm would write it
+    back = minivit.load(path, num_heads=model.config.num_heads)
+    for k, v in model.params.items():
+        assert np.array_equal(to_numpy(back.params[k]), to_numpy(v))
+
+
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_key_problems_are_all_listed(tmp_path, suffix):
     arrays = _host(_model().params)

@@ -170,6 +170,18 @@ def test_bad_flags_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, 
     assert err[0].startswith("minivit train: error:") and message in err[0]
 
 
+def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    T.train(make_cfg(data_dir, run, max_steps=3))
+    path = run / T.CHECKPOINT_FILE
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0x01                                    # a bit flipped inside the tensors
+    path.write_bytes(bytes(data))
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.safetensors: file is corrupt" in err[0]
+
+
 def test_resume_refuses_changed_settings_and_fresh_runs_refuse_a_used_dir(data_dir, tmp_path,
                                                                           capsys):
     run = tmp_path / "run"
