@@ -46,6 +46,18 @@ def test_eval_a_model_file_on_the_val_split(run_dir, capsys):
     assert "on 20 val images" in capsys.readouterr().out
 
 
+def test_eval_gives_the_same_report_on_one_or_three_threads(run_dir, tmp_path, capsys):
+    reports = []
+    for threads in ("1", "3"):
+        out = tmp_path / f"eval{threads}.json"
+        assert main(["eval", str(run_dir), "--threads", threads, "--json", str(out)]) == 0
+        reports.append(json.loads(out.read_text()))
+    assert reports[0]["confusion"] == reports[1]["confusion"]
+    assert reports[0]["loss"] == pytest.approx(reports[1]["loss"], rel=1e-6)
+    assert main(["eval", str(run_dir), "--threads", "-1"]) == 2
+    assert "threads must be an integer >= 0" in capsys.readouterr().err
+
+
 def test_predict_prints_top5_classes(run_dir, tmp_path, capsys):
     pixels = make_images([3], np.random.default_rng(0))[0].transpose(1, 2, 0)   # (32, 32, 3)
     path = tmp_path / "cat.png"

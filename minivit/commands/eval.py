@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.data.cifar10 import load_cifar10
+from minivit.parallel import DataParallel, resolve_threads
 from minivit.train import eval_report, evaluate, load_trained, write_json
 
 
@@ -26,6 +27,8 @@ def add_arguments(parser):
     parser.add_argument("--val-size", type=int,
                         help="validation split size (default: the run's, else 5000)")
     parser.add_argument("--batch-size", type=int, default=500, help="default 500")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="NumPy: split each batch over N threads (default 0 = one per core)")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
 
 
@@ -61,7 +64,8 @@ def run(args) -> int:
     stats = info.get("data", {})
     mean, std = stats.get("mean", data.mean), stats.get("std", data.std)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
-    result = evaluate(model, x, y, mean, std, args.batch_size)
+    with DataParallel(model, resolve_threads(args.threads)) as parallel:
+        result = evaluate(model, x, y, mean, std, args.batch_size, parallel)
     report = {"checkpoint": str(args.checkpoint),
               **eval_report(result, data.label_names, args.split)}
     print(f"minivit eval: {model!r}")

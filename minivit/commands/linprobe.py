@@ -22,6 +22,7 @@ from pathlib import Path
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
 from minivit.data.cifar10 import batch_indices, iterate_batches, load_cifar10, normalize
 from minivit.layers.linear import linear_backward, linear_forward
+from minivit.parallel import DataParallel, resolve_threads
 from minivit.layers.loss import cross_entropy
 from minivit.mae import vit_from_encoder
 from minivit.optim import AdamW
@@ -47,14 +48,17 @@ def add_arguments(parser):
                         help="training images held out for validation (default: the run's, "
                              "else 5000)")
     parser.add_argument("--eval-batch-size", type=int, default=500, help="default 500")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="NumPy: extract features with N threads (default 0 = one per core)")
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
 
 
-def extract_features(vit, x, mean, std, batch_size):
-    """host uint8 images (n, C, H, W) -> host features (n, D): ``vit`` has head = identity."""
+def extract_features(parallel, x, mean, std, batch_size):
+    """host uint8 images (n, C, H, W) -> host features (n, D): ``parallel`` is a
+    DataParallel of a ViT whose head is the identity."""
     np = host_xp()
-    out = [to_numpy(vit.forward(normalize(to_device(xb), mean, std, vit.dtype), train=False,
-                                keep_cache=False))
+    vit = parallel.model
+    out = [to_numpy(parallel.forward(normalize(to_device(xb), mean, std, vit.dtype)))
            for xb, _ in iterate_batches(x, np.zeros(len(x)), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, vit.config.embed_dim))
 
@@ -86,8 +90,10 @@ def run(args) -> int:
     vit.params["head.weight"] = to_device(np.eye(D), vit.dtype)
     print(f"minivit linprobe: {enc.name} encoder of {args.checkpoint} "
           f"({type(model).__name__}), {args.features} features, D={D}")
-    feats = {split: extract_features(vit, x, mean, std, args.eval_batch_size)
-             for split, x in (("train", data.train_x), ("val", data.val_x), ("test", data.test_x))}
+    with DataParallel(vit, resolve_threads(args.threads)) as parallel:
+        feats = {split: extract_features(parallel, x, mean, std, args.eval_batch_size)
+                 for split, x in (("train", data.train_x), ("val", data.val_x),
+                                  ("test", data.test_x))}
     mu, sd = feats["train"].mean(0), np.sqrt(feats["train"].var(0) + 1e-6)
     feats = {k: ((f - mu) / sd).astype(vit.dtype) for k, f in feats.items()}
     # the linear head, trained with AdamW
