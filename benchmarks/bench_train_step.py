@@ -4,6 +4,7 @@
     python benchmarks/bench_train_step.py --backend cupy        # the same on the GPU
     python benchmarks/bench_train_step.py --configs cifar-nano --batch 256 --steps 10
     python benchmarks/bench_train_step.py --threads 1 2          # NumPy: 1 and 2 threads
+    python benchmarks/bench_train_step.py --mae                  # also MAE pre-training steps
 
 One step = forward, cross-entropy, backward, AdamW update, in float32.  Prints a table of
 images per second (median of the timed steps, after warm-up steps): minivit for each thread
@@ -45,6 +46,35 @@ def _time_steps(model, dp, batch, steps, warmup):
     return batch / statistics.median(times)
 
 
+def time_mae(name, batch, steps, warmup, threads=1):
+    """One MAE pre-training step (75% masked, the default CIFAR decoder): images per second."""
+    from minivit.layers.masking import masking_noise
+    from minivit.mae import create_mae
+    mae = create_mae(name, seed=0)
+    opt = minivit.AdamW(mae.params, lr=1e-3)
+    c = mae.config.encoder
+    x = to_device(np.random.default_rng(0).standard_normal(
+        (batch, 3, c.image_size, c.image_size)), "float32")
+
+    def shard(replica, images, noise, weight):
+        replica.forward(images, noise=noise)
+        replica.backward(weight)
+        return replica.grads
+
+    times = []
+    with DataParallel(mae, resolve_threads(threads)) as dp:
+        for i in range(warmup + steps):
+            synchronize()
+            t = time.perf_counter()
+            noise = masking_noise(mae.rng, batch, c.num_patches, mae.dtype)
+            mae.grads = dp.sum_grads(dp.map_shards(shard, x, noise))
+            opt.step(mae.params, mae.grads)
+            synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    return batch / statistics.median(times), mae
+
+
 def time_torch(model, batch, steps, warmup, device):
     import torch
     from minivit.reference_torch import TorchViT
@@ -81,6 +111,8 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 0],
                     help="minivit thread counts to time (NumPy; 0 = one per core)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--mae", action="store_true",
+                    help="also time MAE pre-training steps (encoder = each config)")
     args = ap.parse_args()
     set_backend(args.backend)
     overrides = {}
@@ -112,6 +144,16 @@ def main():
         tcol = f"{tps:12.1f}" if tps else f"{'-':>12}"
         print(f"{name:<12} {model.num_params():>11,} " + " ".join(f"{r:>18.1f}" for r in ips)
               + f" {tcol} {ratio}", flush=True)
+    if args.mae:
+        print("\nMAE pre-training step (mask 0.75, decoder 128 wide, 2 blocks)")
+        print(f"{'encoder':<12} {'params':>11} " + " ".join(f"{c:>18}" for c in cols))
+        for name in args.configs:
+            ips = []
+            for t in threads:
+                r, mae = time_mae(name, args.batch, args.steps, args.warmup, t)
+                ips.append(r)
+            print(f"{name:<12} {mae.num_params():>11,} " + " ".join(f"{r:>18.1f}" for r in ips),
+                  flush=True)
 
 
 if __name__ == "__main__":
