@@ -28,6 +28,12 @@ COMMANDS = {
 }
 
 
+# Commands that split batches over threads (minivit.parallel) and the variables that set the
+# number of BLAS threads when the BLAS library loads.
+THREADED_COMMANDS = ("train", "pretrain", "eval", "linprobe")
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 class UserError(Exception):
     """An error caused by the user's input; printed as one line."""
 
@@ -83,6 +89,8 @@ def _main(argv) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if argv is None and _wants_one_blas_thread(args):
+        _restart_with_one_blas_thread()                 # does not return
     from minivit.backend import BackendError, set_backend
     try:
         if args.backend is not None:
@@ -96,6 +104,30 @@ def _main(argv) -> int:
     except KeyboardInterrupt:
         print(f"minivit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _wants_one_blas_thread(args) -> bool:
+    """Will this command split its batches over several threads, with BLAS not yet told to
+    use one thread each?  Each replica must run one-threaded BLAS.  threadpoolctl can lower
+    OpenBLAS's threads once it is loaded, but measured here that left two threads 15-30%
+    slower than OPENBLAS_NUM_THREADS=1 set before NumPy loads (OpenBLAS's own worker threads
+    stay), so the command line starts itself again with it set."""
+    if args.command not in THREADED_COMMANDS or any(v in os.environ for v in BLAS_THREAD_VARS):
+        return False
+    backend = args.backend or os.environ.get("MINIVIT_BACKEND", "numpy")
+    threads = getattr(args, "threads", None) or 0
+    if backend != "numpy" or threads < 0 or threads == 1:
+        return False
+    from minivit.parallel import available_cores
+    return (threads or available_cores()) > 1
+
+
+def _restart_with_one_blas_thread():
+    """Run this same command line again in a fresh interpreter, BLAS limited to one thread."""
+    env = {**os.environ, **{v: "1" for v in BLAS_THREAD_VARS}}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "minivit.cli", *sys.argv[1:]], env)
 
 
 if __name__ == "__main__":

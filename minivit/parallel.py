@@ -11,10 +11,13 @@ and each shard's gradient is the backward of its own dlogits scaled by B_s/B; th
 summed in order 0, 1, ..., so a run is deterministic for a given number of threads (a
 different number changes only the rounding of that sum).
 
-Each thread must run one-threaded BLAS, or T threads x T BLAS threads fight over T cores
-(measured here, 2 cores: 160 images/s with BLAS limited to one thread per replica, 80 without).
-``DataParallel`` limits BLAS with threadpoolctl while it is open (the ``train`` extra installs
-it); without threadpoolctl, set OPENBLAS_NUM_THREADS=1 yourself.
+Each thread must run one-threaded BLAS, or T threads x T BLAS threads fight over T cores.
+Best is OPENBLAS_NUM_THREADS=1 (or OMP_/MKL_NUM_THREADS) set before NumPy loads; the
+``minivit`` command line starts itself again with it set when it will split batches
+(minivit/cli.py).  From Python without it, ``DataParallel`` lowers BLAS to one thread with
+threadpoolctl while it is open (the ``train`` extra installs it); measured here on 2 cores,
+that trains at ~105-135 images/s against ~150-160 with the variable set and ~80-95 with one
+thread (OpenBLAS's own worker threads stay alive when their number is lowered late).
 
 Only for NumPy: on CuPy one GPU already runs the whole batch in parallel.
 """

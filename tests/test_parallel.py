@@ -174,3 +174,42 @@ def test_map_shards_splits_dicts_of_arrays_too():
         outs = dp.map_shards(lambda r, a, d, w: (a.tolist(), d["x"].tolist(), w),
                              np.arange(5), {"x": np.arange(5) * 10})
     assert outs == [([0, 1], [0, 10], 0.4), ([2, 3, 4], [20, 30, 40], 0.6)]
+
+
+@pytest.mark.parametrize("argv, env, expected", [
+    (["train"], {}, True),
+    (["train", "--threads", "2"], {}, True),
+    (["train", "--threads", "1"], {}, False),
+    (["train"], {"OPENBLAS_NUM_THREADS": "4"}, False),        # the user chose
+    (["--backend", "cupy", "train"], {}, False),
+    (["predict", "m.safetensors", "x.png"], {}, False),       # no threads there
+    (["pretrain", "--threads", "3"], {}, True),
+])
+def test_the_command_line_restarts_with_one_blas_thread_only_when_it_splits_batches(
+        argv, env, expected, monkeypatch):
+    from minivit import cli
+    for v in cli.BLAS_THREAD_VARS + ("MINIVIT_BACKEND",):
+        monkeypatch.delenv(v, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(P, "available_cores", lambda: 2)
+    parser, _ = cli.build_parser()
+    args, _ = parser.parse_known_args(argv)
+    assert cli._wants_one_blas_thread(args) is expected
+
+
+def test_the_restarted_command_line_trains(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from minivit.data.synthetic import write_cifar10_like
+    data = write_cifar10_like(tmp_path / "data", n_train_per_batch=20, n_test=10)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    cmd = [sys.executable, "-m", "minivit.cli", "train", "--data-dir", str(data), "--run-dir",
+           str(tmp_path / "run"), "--batch-size", "16", "--val-size", "20", "--steps", "2",
+           "--threads", "2", "--no-progress", "--set", "embed_dim=16", "--set", "depth=1",
+           "--set", "num_heads=2", "--set", "mlp_dim=32"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "done, 2 steps" in out.stdout and (tmp_path / "run" / "model.safetensors").is_file()
