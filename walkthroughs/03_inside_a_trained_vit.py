@@ -265,6 +265,11 @@ logits_all = np.concatenate(chunks)
 acc = float((logits_all.argmax(1) == pool_y).mean())
 print(f"{TRAINED}: accuracy {100 * acc:.2f}% on {len(pool_y)} test images")
 worst = A.confident_mistakes(logits_all, pool_y, k=4 if FAST else 8)
+title = f"most confident mistakes among {len(pool_y)} test images"
+if len(worst) == 0:                  # all right (a few sample images): the least sure ones
+    probs = to_numpy(softmax_forward(logits_all.astype("float64"))[0])
+    worst = probs[range(len(pool_y)), pool_y].argsort()[:4 if FAST else 8]
+    title = f"no mistakes among {len(pool_y)} test images: the least sure ones"
 _, at = A.capture_attention(trained, prepare(pool_x[worst]))
 maps = A.cls_attention_map(A.attention_rollout(at), cfg.grid_size)
 p_worst = to_numpy(softmax_forward(logits_all[worst].astype("float64"))[0])
@@ -272,8 +277,7 @@ caps = [f"true {names[pool_y[i]]} {p[pool_y[i]]:.2f}\nsaid {names[p.argmax()]} {
         for i, p in zip(worst, p_worst)]
 for c in caps:
     print("  " + c.replace("\n", ", "))
-show(PI.plot_mistakes(pool_x[worst], maps, caps, OUT / "06_mistakes.png",
-                      title=f"most confident mistakes among {len(pool_y)} test images", dpi=DPI))
+show(PI.plot_mistakes(pool_x[worst], maps, caps, OUT / "06_mistakes.png", title=title, dpi=DPI))
 
 # %% [markdown]
 # ## 8. The same from the command line
