@@ -25,6 +25,7 @@ Only for NumPy: on CuPy one GPU already runs the whole batch in parallel.
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -171,7 +172,7 @@ def _classify_shard(replica, images, targets, smoothing, weight):
     """-> (weight * loss_s, logits_s, grads of weight * loss_s or None if not finite)."""
     logits = replica.forward(images, train=True)
     loss, dlogits = cross_entropy(logits, targets, smoothing)
-    if loss != loss or abs(loss) == float("inf"):
+    if not math.isfinite(loss):
         replica.clear_cache()
         return loss, logits, None
     replica.backward(dlogits * weight if weight != 1.0 else dlogits)   # d(weight * L_s)
