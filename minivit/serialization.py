@@ -80,11 +80,15 @@ def tensors_sha256(arrays: dict) -> str:
     return h.hexdigest()
 
 
+class CorruptFileError(ValueError):
+    """A file whose tensors do not match the SHA-256 written with them."""
+
+
 def check_sha256(path, arrays: dict, meta: dict) -> None:
-    """Raise ValueError naming ``path`` if ``meta`` holds a checksum that ``arrays`` fail."""
+    """Raise CorruptFileError naming ``path`` if ``meta`` holds a checksum ``arrays`` fail."""
     expected = meta.get(CHECKSUM_KEY)
     if expected is not None and tensors_sha256(arrays) != expected:
-        raise ValueError(f"{path}: file is corrupt: its tensor data do not match the SHA-256 "
+        raise CorruptFileError(f"{path}: file is corrupt: its tensor data do not match the SHA-256 "
                          "written with them (damaged on disk or in transfer); use another copy")
 
 
@@ -171,13 +175,8 @@ def _read(path) -> tuple[dict, dict]:
     reader = _read_safetensors if suffix == ".safetensors" else _read_npz
     try:
         return reader(path)
-    except (ImportError, _UnreadableDtype):
+    except (ImportError, _UnreadableDtype, CorruptFileError):
         raise
-    except ValueError as e:
-        if str(e).startswith(f"{path}: file is corrupt"):          # the checksum's own message
-            raise
-        raise ValueError(f"{path}: file is corrupt or truncated, not a valid {suffix} file "
-                         f"({type(e).__name__}: {e})") from None
     except Exception as e:
         raise ValueError(f"{path}: file is corrupt or truncated, not a valid {suffix} file "
                          f"({type(e).__name__}: {e})") from None
