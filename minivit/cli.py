@@ -127,8 +127,11 @@ def _restart_with_one_blas_thread():
     env = {**os.environ, **{v: "1" for v in BLAS_THREAD_VARS}}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "minivit.cli", *sys.argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, "-m", "minivit", *sys.argv[1:]], env)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script, this file is the module __main__, a second copy of minivit.cli whose
+    # UserError the commands never raise; hand over to the one true minivit.cli.
+    from minivit.cli import main as _main_of_the_package
+    sys.exit(_main_of_the_package())

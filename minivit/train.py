@@ -61,8 +61,10 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_VAL_FILE = "eval-val.json"
 CHECKPOINT_FORMAT = "minivit-train-checkpoint-v1"
 DATA_STREAM, AUG_STREAM = 0, 1      # seeds [seed, stream, ...] keep the random streams apart
-# Options that belong to one session, not to the run: a resume may change them.
-SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "threads")
+# Options that belong to one session, not to the run: a resume may change them.  data_dir is
+# where this machine keeps CIFAR-10 (the run moves between machines), not which data it is.
+SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "threads",
+                  "data_dir")
 
 
 class TrainingDiverged(RuntimeError):
@@ -403,7 +405,8 @@ def load_train_config(run_dir) -> TrainConfig:
 def resume(run_dir, **session) -> dict:
     """Continue the run in ``run_dir`` exactly where its checkpoint stopped.
 
-    Only session options (max_steps, time_limit, checkpoint_every, progress) may change;
+    Only session options (SESSION_FIELDS: max_steps, time_limit, checkpoint_every, progress,
+    threads, data_dir) may change;
     max_steps and time_limit are cleared unless given again."""
     bad = sorted(set(session) - set(SESSION_FIELDS))
     if bad:

@@ -213,3 +213,25 @@ def test_the_restarted_command_line_trains(tmp_path):
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "done, 2 steps" in out.stdout and (tmp_path / "run" / "model.safetensors").is_file()
+
+    # In the restarted interpreter a bad flag is still a one-line error, not a traceback
+    # (the restart once ran minivit/cli.py as __main__, whose UserError nobody raised).
+    resume = [sys.executable, "-m", "minivit", "train", "--resume", str(tmp_path / "run"),
+              "--threads", "2", "--no-progress"]
+    out = subprocess.run(resume + ["--lr", "0.1"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "minivit train: error: --resume continues the run with its saved config; --lr cannot "
+        "be changed (only --max-steps, --time-limit, --checkpoint-every, --no-progress, "
+        "--threads, --data-dir)"]
+    # where the data lives belongs to the session: a resume may name it (here, a copy)
+    import shutil
+    shutil.copytree(data, tmp_path / "data-copy")
+    out = subprocess.run(resume + ["--data-dir", str(tmp_path / "data-copy"), "--steps", "3"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--steps cannot be changed" in out.stderr, out.stderr
+    out = subprocess.run(resume + ["--data-dir", str(tmp_path / "data-copy")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "resuming at step 2" in out.stdout

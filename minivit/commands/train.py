@@ -19,6 +19,9 @@ from minivit.config import CONFIGS
 from minivit.train import SESSION_FIELDS, TrainConfig, TrainingDiverged, resume, train
 
 D = TrainConfig()          # the defaults, for the help text
+# The flags of the session options that --resume accepts ("progress" is set by --no-progress).
+_SESSION_FLAGS = ", ".join("--no-progress" if f == "progress" else "--" + f.replace("_", "-")
+                           for f in SESSION_FIELDS)
 
 # flag dest -> ViTConfig field that it overrides
 MODEL_FLAGS = {"drop_path": "drop_path_rate", "dropout": "drop_rate",
@@ -89,8 +92,7 @@ def add_arguments(parser, classify: bool = True):
     r.add_argument("--run-dir", help="where to write the run (default runs/<config>-<time>)")
     r.add_argument("--resume", metavar="RUN_DIR",
                    help="continue RUN_DIR exactly where its checkpoint stopped, with its saved "
-                        "config; only --max-steps, --time-limit, --checkpoint-every, "
-                        "--threads, --no-progress may be given with it")
+                        f"config; only {_SESSION_FLAGS} may be given with it")
     r.add_argument("--checkpoint-every", type=int,
                    help="also checkpoint every N steps (default: at epoch ends and the end)")
     r.add_argument("--max-steps", type=int,
@@ -142,8 +144,7 @@ def run(args) -> int:
             if extra:
                 flags = ", ".join("--" + k.replace("_", "-") for k in extra)
                 raise UserError(f"--resume continues the run with its saved config; "
-                                f"{flags} cannot be changed (only --max-steps, --time-limit, "
-                                f"--checkpoint-every, --threads, --no-progress)")
+                                f"{flags} cannot be changed (only {_SESSION_FLAGS})")
             result = resume(args.resume, **given)
         else:
             if overrides:
