@@ -32,9 +32,8 @@
 # or open it as a notebook with jupytext.
 
 # %%
-import os
 
-from _setup import walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
 FAST, OUT, ASSETS, save = walkthrough("01_pixels_to_prediction")
 
 import matplotlib.pyplot as plt
@@ -50,7 +49,7 @@ def diverging(a):
     return dict(cmap="RdBu_r", vmin=-m, vmax=m)
 
 
-print("fast mode" if FAST else "full mode", "| figures in", OUT if os.path.relpath(OUT).startswith("..") else os.path.relpath(OUT))
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT))
 
 # %% [markdown]
 # ## 1. One image and its label

@@ -37,9 +37,8 @@
 
 # %%
 import inspect
-import os
 
-from _setup import walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
 FAST, OUT, ASSETS, save = walkthrough("02_backward_by_hand")
 
 import matplotlib.pyplot as plt
@@ -57,7 +56,7 @@ except ImportError:
     TORCH = False
     print("PyTorch not installed: the autograd comparisons are skipped")
 
-print("fast mode" if FAST else "full mode", "| figures in", OUT if os.path.relpath(OUT).startswith("..") else os.path.relpath(OUT))
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT))
 rng = np.random.default_rng(0)
 RESULTS = {}                                          # op -> (worst FD error, worst torch error)
 

@@ -33,13 +33,12 @@
 # accuracy (`results/cifar-nano-18ep/`).
 
 # %%
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from _setup import DPI, walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import DPI, shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
 FAST, OUT, ASSETS, save = walkthrough("03_inside_a_trained_vit")
 
 import numpy as np
@@ -58,7 +57,7 @@ def show(path):
         display(Image(str(path)))
 
 
-print("fast mode" if FAST else "full mode", "| figures in", OUT if os.path.relpath(OUT).startswith("..") else os.path.relpath(OUT))
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT))
 
 # %% [markdown]
 # ## 1. The two models and the images

@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _setup import walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
 FAST, OUT, ASSETS, save = walkthrough("04_training_on_cifar10")
 
 import matplotlib.pyplot as plt
@@ -42,7 +42,7 @@ from minivit.backend import to_device, to_numpy
 
 
 WORK = Path(tempfile.mkdtemp(prefix="minivit-walkthrough-04-"))   # data subset and run dir
-print("fast mode" if FAST else "full mode", "| figures in", OUT if os.path.relpath(OUT).startswith("..") else os.path.relpath(OUT), "| working in", WORK)
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT), "| working in", WORK)
 START_DIR = Path.cwd()
 os.chdir(WORK)                                        # short relative paths in the commands below
 

@@ -32,7 +32,7 @@
 # %%
 import sys
 
-from _setup import HERE, walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import HERE, shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
 FAST, OUT, ASSETS, save = walkthrough("05_masked_autoencoders")
 
 import matplotlib.pyplot as plt
@@ -44,7 +44,7 @@ from minivit.data import normalize
 
 sample = np.load(ASSETS / "cifar10_sample.npz")
 x_u8, mean, std = sample["x"], sample["mean"], sample["std"]
-print("fast mode" if FAST else "full mode", "| figures in", OUT, "|", len(x_u8), "sample images")
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT), "|", len(x_u8), "sample images")
 
 # %% [markdown]
 # ## 1. Random masking, one sort per image

@@ -1,8 +1,9 @@
 """The first lines of every walkthrough, kept here once: use this checkout's minivit, fast or
 full mode, where the figures go and how they are written.  Plumbing, not part of the story.
 
-    from _setup import walkthrough
+    from _setup import shown, walkthrough
     FAST, OUT, ASSETS, save = walkthrough("01_pixels_to_prediction")
+    print("figures in", shown(OUT))
 
 MINIVIT_FAST=1: small sizes, few steps (the tests run every walkthrough so).
 MINIVIT_OUT=DIR: where the figures go (default walkthroughs/rendered/<name>/).
@@ -35,3 +36,9 @@ def walkthrough(name):
             plt.close(fig)
 
     return fast, out, ASSETS, save
+
+
+def shown(path):
+    """``path`` as printed: relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return Path(path) if rel.startswith("..") else Path(rel)
