@@ -27,30 +27,35 @@ def _series(records, key):
 
 
 def plot_curves(records: list[dict], path, title: str = "") -> None:
-    """Three panels from metrics.jsonl records: loss, accuracy (train/val/test), lr."""
+    """Panels from metrics.jsonl records: loss, accuracy (train/val/test), lr.  A run with no
+    accuracy (MAE or MPP pre-training) gets the loss and lr panels only."""
     if not records:
         raise ValueError("no metrics to plot (metrics.jsonl is empty: no epoch has finished)")
     Figure, FigureCanvasAgg = _matplotlib()
     from matplotlib.ticker import MaxNLocator
-    fig = Figure(figsize=(13, 4), layout="constrained")
+    has_acc = any(_series(records, f"{split}_acc")[0] for split in ("train", "val", "test"))
+    fig = Figure(figsize=(13 if has_acc else 9, 4), layout="constrained")
     FigureCanvasAgg(fig)
-    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
+    axes = fig.subplots(1, 3 if has_acc else 2)
+    loss_ax, lr_ax = axes[0], axes[-1]
+    panels = [(loss_ax, "loss")] + ([(axes[1], "accuracy (%)")] if has_acc else []) \
+        + [(lr_ax, "learning rate")]
     for split, style in (("train", "o-"), ("val", "s-"), ("test", "^-")):
         x, y = _series(records, f"{split}_loss")
         if x:
             loss_ax.plot(x, y, style, label=split, markersize=3)
         x, y = _series(records, f"{split}_acc")
         if x:
-            acc_ax.plot(x, [100 * v for v in y], style, label=split, markersize=3)
+            axes[1].plot(x, [100 * v for v in y], style, label=split, markersize=3)
     x, y = _series(records, "lr")
     lr_ax.plot(x, y, "o-", markersize=3)
-    for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy (%)"), (lr_ax, "learning rate")):
+    for ax, name in panels:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    loss_ax.legend()
-    acc_ax.legend()
+    for ax, name in panels[:-1]:
+        ax.legend()
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     if title:
         fig.suptitle(title)

@@ -178,6 +178,16 @@ def test_bad_inputs_of_the_other_commands(mae_run, data_dir, tmp_path, capsys):
     assert "not a masked autoencoder" in one_line_error(capsys, "reconstruct")
 
 
+def test_plot_of_a_pretraining_run_has_no_accuracy_panel(mae_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+    assert main(["plot", str(mae_run), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pre-training run (no classes)" in out and not (tmp_path / "confusion.png").exists()
+    with Image.open(tmp_path / "curves.png") as img:     # loss and lr: 9 inches at 120 dpi
+        assert img.size[0] == 9 * 120
+
+
 def test_eval_of_a_pretraining_run_says_to_fine_tune_first(tmp_path, capsys):
     from minivit.cli import main
     from minivit.data.synthetic import write_cifar10_like

@@ -38,7 +38,11 @@ def run(args) -> int:
                 print(f"wrote {out / 'confusion.png'} ({split} split)")
                 break
         else:
-            print(f"no confusion matrix in {run_dir} (run minivit eval {run_dir} --split val)")
+            if any(r.get("train_acc") is not None for r in records):
+                print(f"no confusion matrix in {run_dir} "
+                      f"(run minivit eval {run_dir} --split val)")
+            else:                                   # pre-training: no classes to confuse
+                print(f"no confusion matrix: {run_dir} is a pre-training run (no classes)")
     except ImportError as e:
         raise UserError(str(e)) from None
     return 0
