@@ -54,7 +54,7 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    for ax, name in panels[:-1]:
+    for ax, _ in panels[:-1]:                        # the lr panel has one line
         ax.legend()
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     if title:

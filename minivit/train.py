@@ -405,9 +405,8 @@ def load_train_config(run_dir) -> TrainConfig:
 def resume(run_dir, **session) -> dict:
     """Continue the run in ``run_dir`` exactly where its checkpoint stopped.
 
-    Only session options (SESSION_FIELDS: max_steps, time_limit, checkpoint_every, progress,
-    threads, data_dir) may change;
-    max_steps and time_limit are cleared unless given again."""
+    Only the session options (SESSION_FIELDS) may change; max_steps and time_limit are
+    cleared unless given again."""
     bad = sorted(set(session) - set(SESSION_FIELDS))
     if bad:
         raise ValueError(f"resume can only change {', '.join(SESSION_FIELDS)}, not {bad}")
