@@ -26,6 +26,11 @@ def _series(records, key):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def has_accuracy(records: list[dict]) -> bool:
+    """Did the run record any accuracy?  (MAE and MPP pre-training runs do not.)"""
+    return any(_series(records, f"{split}_acc")[0] for split in ("train", "val", "test"))
+
+
 def plot_curves(records: list[dict], path, title: str = "") -> None:
     """Panels from metrics.jsonl records: loss, accuracy (train/val/test), lr.  A run with no
     accuracy (MAE or MPP pre-training) gets the loss and lr panels only."""
@@ -33,7 +38,7 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
         raise ValueError("no metrics to plot (metrics.jsonl is empty: no epoch has finished)")
     Figure, FigureCanvasAgg = _matplotlib()
     from matplotlib.ticker import MaxNLocator
-    has_acc = any(_series(records, f"{split}_acc")[0] for split in ("train", "val", "test"))
+    has_acc = has_accuracy(records)
     fig = Figure(figsize=(13 if has_acc else 9, 4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3 if has_acc else 2)

@@ -88,8 +88,9 @@ def check_sha256(path, arrays: dict, meta: dict) -> None:
     """Raise CorruptFileError naming ``path`` if ``meta`` holds a checksum ``arrays`` fail."""
     expected = meta.get(CHECKSUM_KEY)
     if expected is not None and tensors_sha256(arrays) != expected:
-        raise CorruptFileError(f"{path}: file is corrupt: its tensor data do not match the SHA-256 "
-                         "written with them (damaged on disk or in transfer); use another copy")
+        raise CorruptFileError(f"{path}: file is corrupt: its tensor data do not match the "
+                               "SHA-256 written with them (damaged on disk or in transfer); "
+                               "use another copy")
 
 
 def _write_safetensors(path: str, arrays: dict, meta: dict) -> None:

@@ -18,7 +18,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from minivit.plots import plot_confusion, plot_curves
+    from minivit.plots import has_accuracy, plot_confusion, plot_curves
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found")
@@ -38,7 +38,7 @@ def run(args) -> int:
                 print(f"wrote {out / 'confusion.png'} ({split} split)")
                 break
         else:
-            if any(r.get("train_acc") is not None for r in records):
+            if has_accuracy(records):
                 print(f"no confusion matrix in {run_dir} "
                       f"(run minivit eval {run_dir} --split val)")
             else:                                   # pre-training: no classes to confuse
