@@ -33,6 +33,7 @@ class ViTConfig:
     mlp_dim: int = 768            # hidden width of the MLP
     qkv_bias: bool = True
     pool: str = "token"           # "token": class token -> head; "mean": mean of patch tokens
+                                  # after the final norm (timm: global_pool="avg", fc_norm=False)
     gelu: str = "erf"             # "erf" (exact) or "tanh" (approximation)
     drop_rate: float = 0.0        # dropout after pos-embed, attn proj, MLP (timm's drop_rate)
     attn_drop_rate: float = 0.0   # dropout on the attention probabilities
