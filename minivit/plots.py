@@ -42,16 +42,16 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     fig = Figure(figsize=(13 if has_acc else 9, 4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3 if has_acc else 2)
-    loss_ax, lr_ax = axes[0], axes[-1]
-    panels = [(loss_ax, "loss")] + ([(axes[1], "accuracy (%)")] if has_acc else []) \
+    loss_ax, acc_ax, lr_ax = axes[0], axes[1] if has_acc else None, axes[-1]
+    panels = [(loss_ax, "loss")] + ([(acc_ax, "accuracy (%)")] if has_acc else []) \
         + [(lr_ax, "learning rate")]
     for split, style in (("train", "o-"), ("val", "s-"), ("test", "^-")):
         x, y = _series(records, f"{split}_loss")
         if x:
             loss_ax.plot(x, y, style, label=split, markersize=3)
         x, y = _series(records, f"{split}_acc")
-        if x:
-            axes[1].plot(x, [100 * v for v in y], style, label=split, markersize=3)
+        if x:                                          # only where has_acc
+            acc_ax.plot(x, [100 * v for v in y], style, label=split, markersize=3)
     x, y = _series(records, "lr")
     lr_ax.plot(x, y, "o-", markersize=3)
     for ax, name in panels:
