@@ -39,6 +39,9 @@ class ViTConfig:
     attn_drop_rate: float = 0.0   # dropout on the attention probabilities
     drop_path_rate: float = 0.0   # stochastic depth, linearly increasing over blocks
     head_init: str = "trunc_normal"  # or "zeros" (fine-tuning)
+    conv_stem: tuple = ()         # () = patchify; (C_0, C_1, ...) = the hybrid: that many 3x3
+                                  # stride-2 convs + ReLU, then a 1x1 projection; needs
+                                  # 2**len(conv_stem) == patch_size (minivit/layers/conv_stem.py)
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -59,10 +62,29 @@ class ViTConfig:
             raise ValueError(f"config.gelu must be one of {GELUS}, got {self.gelu!r}")
         if self.head_init not in ("trunc_normal", "zeros"):
             raise ValueError(f"config.head_init must be 'trunc_normal' or 'zeros', got {self.head_init!r}")
+        self._check_conv_stem()
         for k in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
             v = getattr(self, k)
             if not (0.0 <= float(v) < 1.0):
                 raise ValueError(f"config.{k} must be in [0, 1), got {v!r}")
+
+    def _check_conv_stem(self):
+        stem = self.conv_stem
+        if isinstance(stem, str):             # "64,128", as typed on a command line
+            try:
+                stem = tuple(int(c) for c in stem.strip("[]() ").split(",") if c.strip())
+            except ValueError:
+                raise ValueError(f"config.conv_stem must be channel counts such as 64,128, "
+                                 f"got {self.conv_stem!r}") from None
+        if not isinstance(stem, (tuple, list)) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in stem):
+            raise ValueError(f"config.conv_stem must be a list of positive channel counts "
+                             f"(e.g. [64, 128]), got {self.conv_stem!r}")
+        object.__setattr__(self, "conv_stem", tuple(stem))    # JSON gives a list
+        if stem and 2 ** len(stem) != self.patch_size:
+            raise ValueError(f"config.conv_stem has {len(stem)} stride-2 convolutions, which "
+                             f"shrink the image {2 ** len(stem)}x, but patch_size is "
+                             f"{self.patch_size}; expected patch_size == 2**len(conv_stem)")
 
     @property
     def num_patches(self) -> int:          # N = H W / P^2

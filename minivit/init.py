@@ -4,6 +4,8 @@
   (timm's ``trunc_normal_(std=.02)``, whose bounds a=-2, b=2 are absolute); biases zero;
 * ``pos_embed``: truncated normal, std 0.02;  ``cls_token``: normal, std 1e-6;
 * ``patch_embed.proj``: PyTorch's Conv2d default, uniform(+-1/sqrt(fan_in)) for weight and bias;
+* a convolutional stem's ``patch_embed.backbone.{i}.conv``: He normal, std sqrt(2 / fan_in),
+  as ReLU layers need (He et al. 2015), biases zero;
 * LayerNorm: weight one, bias zero;
 * the head can start at zero (``head_init="zeros"``), as for fine-tuning.
 
@@ -34,9 +36,15 @@ def param_shapes(cfg: ViTConfig) -> dict:
     shapes = {
         "cls_token": (1, 1, D),
         "pos_embed": (1, N + 1, D),
-        "patch_embed.proj.weight": (D, C, P, P),
-        "patch_embed.proj.bias": (D,),
     }
+    c_in = C
+    for i, c_out in enumerate(cfg.conv_stem):             # the hybrid's convolutional stem
+        shapes[f"patch_embed.backbone.{i}.conv.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"patch_embed.backbone.{i}.conv.bias"] = (c_out,)
+        c_in = c_out
+    k = 1 if cfg.conv_stem else P                          # 1x1 projection after a stem
+    shapes["patch_embed.proj.weight"] = (D, c_in, k, k)
+    shapes["patch_embed.proj.bias"] = (D,)
     block = {
         "norm1.weight": (D,), "norm1.bias": (D,),
         "attn.qkv.weight": (3 * D, D), "attn.qkv.bias": (3 * D,),
@@ -66,8 +74,13 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
             w = gen.normal(0.0, 1e-6, size=shape)
         elif name == "pos_embed":
             w = trunc_normal(gen, shape)
+        elif name.startswith("patch_embed.backbone."):
+            fan_in = int(np.prod(shape[1:]))                 # He (Kaiming) normal before a ReLU
+            w = gen.normal(0.0, (2.0 / fan_in) ** 0.5, size=shape) if leaf == "weight" \
+                else np.zeros(shape)
         elif name.startswith("patch_embed.proj."):
-            bound = 1.0 / (cfg.patch_dim ** 0.5)            # fan_in = C * P * P
+            w_shape = param_shapes(cfg)["patch_embed.proj.weight"]
+            bound = 1.0 / (int(np.prod(w_shape[1:])) ** 0.5)   # fan_in = C * P * P
             w = gen.uniform(-bound, bound, size=shape)
         elif name.split(".")[-2].startswith("norm"):
             w = np.ones(shape) if leaf == "weight" else np.zeros(shape)

@@ -21,6 +21,7 @@ from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forwar
 from minivit.layers.dropout import dropout_backward, dropout_forward
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
+from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
 
@@ -93,6 +94,32 @@ class VisionTransformer:
                              "with minivit.to_device")
 
     # ------------------------------------------------------------------ forward
+    def stem_convs(self):
+        """[(weight, bias), ...] of the convolutional stem; [] for a plain patchify ViT."""
+        p = self.params
+        return [(p[f"patch_embed.backbone.{i}.conv.weight"], p[f"patch_embed.backbone.{i}.conv.bias"])
+                for i in range(len(self.config.conv_stem))]
+
+    def embed_patches(self, images):
+        """images (B, C, H, W) -> tokens (B, N, D), cache: the x_p E of eq. (1), by P x P
+        patches (patch_embed.py) or by a convolutional stem (conv_stem.py, the hybrid)."""
+        w, b = self.params["patch_embed.proj.weight"], self.params["patch_embed.proj.bias"]
+        if self.config.conv_stem:
+            return conv_stem_forward(images, self.stem_convs(), w, b)
+        return patch_embed_forward(images, w, b)
+
+    def embed_patches_backward(self, dtokens, cache, grads: dict):
+        """dtokens (B, N, D) -> dimages; puts the patch_embed.* gradients in ``grads``."""
+        if self.config.conv_stem:
+            dimages, dconvs, dw, db = conv_stem_backward(dtokens, cache)
+            for i, (dcw, dcb) in enumerate(dconvs):
+                grads[f"patch_embed.backbone.{i}.conv.weight"] = dcw
+                grads[f"patch_embed.backbone.{i}.conv.bias"] = dcb
+        else:
+            dimages, dw, db = patch_embed_backward(dtokens, cache)
+        grads["patch_embed.proj.weight"], grads["patch_embed.proj.bias"] = dw, db
+        return dimages
+
     def forward(self, images, train=False, return_attention=False, keep_cache=True):
         """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block].
 
@@ -102,8 +129,7 @@ class VisionTransformer:
         cfg, p = self.config, self.params
         rng = self.rng if train else None
         # (1) patches -> tokens, class token, position embeddings
-        x, pe_cache = patch_embed_forward(images, p["patch_embed.proj.weight"],
-                                          p["patch_embed.proj.bias"])          # (B, N, D)
+        x, pe_cache = self.embed_patches(images)                              # (B, N, D)
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])        # (B, N+1, D)
         z, pos_drop = dropout_forward(z, cfg.drop_rate, rng, train)
         # (2), (3) the encoder blocks
@@ -151,8 +177,7 @@ class VisionTransformer:
                     g[f"blocks.{i}.{k}"] = v
         dz = dropout_backward(dz, pos_drop)
         dx, g["cls_token"], g["pos_embed"] = embed_tokens_backward(dz)
-        dimages, g["patch_embed.proj.weight"], g["patch_embed.proj.bias"] = \
-            patch_embed_backward(dx, pe_cache)
+        dimages = self.embed_patches_backward(dx, pe_cache, g)
         self.grads = {k: g[k] for k in self.params}       # timm order
         return dimages
 
@@ -160,6 +185,7 @@ class VisionTransformer:
         c = self.config
         return (f"VisionTransformer({c.name}: {c.image_size}px, patch {c.patch_size}, D={c.embed_dim}, "
                 f"depth={c.depth}, heads={c.num_heads}, mlp={c.mlp_dim}, pool={c.pool}, "
+                f"{'conv stem ' + str(list(c.conv_stem)) + ', ' if c.conv_stem else ''}"
                 f"{self.num_params():,} params, {self.dtype}, {get_backend()})")
 
 

@@ -8,6 +8,8 @@ The model mirrors timm's ``VisionTransformer`` module by module, so its ``state_
 exactly the names and shapes of minivit's parameter dict and loads it with ``strict=True``:
 
     cls_token (1, 1, D)  pos_embed (1, N+1, D)  patch_embed.proj = Conv2d(C, D, P, stride=P)
+        (with a convolutional stem: patch_embed.backbone.{i}.conv = Conv2d(3x3, stride 2) + ReLU,
+         patch_embed.proj = Conv2d(C_last, D, 1), as timm's HybridEmbed)
     blocks[i]: norm1, attn.qkv (D -> 3D), attn.proj, norm2, mlp.fc1, mlp.fc2
     norm, head
 
@@ -21,6 +23,8 @@ the reference is used in evaluation mode, where both are the identity.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 try:
     import torch
@@ -47,6 +51,24 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x):                              # (B, C, H, W) -> (B, N, D)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class HybridEmbed(nn.Module):
+    """A convolutional stem, then a 1 x 1 projection (timm's ``HybridEmbed`` names):
+    backbone[i] = Conv2d(3x3, stride 2, padding 1) + ReLU, proj = Conv2d(C_last, D, 1)."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        layers, c_in = [], cfg.in_chans
+        for c_out in cfg.conv_stem:
+            layers.append(nn.Sequential(OrderedDict(
+                conv=nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), act=nn.ReLU())))
+            c_in = c_out
+        self.backbone = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(c_in, cfg.embed_dim, kernel_size=1)
+
+    def forward(self, x):                              # (B, C, H, W) -> (B, N, D)
+        return self.proj(self.backbone(x)).flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):
@@ -112,7 +134,7 @@ class TorchViT(nn.Module):
         D = cfg.embed_dim
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))
-        self.patch_embed = PatchEmbed(cfg)
+        self.patch_embed = HybridEmbed(cfg) if cfg.conv_stem else PatchEmbed(cfg)
         self.blocks = nn.ModuleList([Block(cfg, fused_attn) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(D, eps=LN_EPS)
         self.head = nn.Linear(D, cfg.num_classes)
@@ -189,6 +211,6 @@ def reference_gradients(config, params: dict, images, labels, label_smoothing: f
     return from_torch(logits), loss.item(), torch_grads(module), from_torch(x.grad)
 
 
-__all__ = ["Attention", "Block", "LN_EPS", "Mlp", "PatchEmbed", "TorchViT", "build_torch_vit",
+__all__ = ["Attention", "Block", "HybridEmbed", "LN_EPS", "Mlp", "PatchEmbed", "TorchViT", "build_torch_vit",
            "from_torch", "load_minivit_params", "reference_gradients", "to_torch", "torch_dtype",
            "torch_grads"]

@@ -24,6 +24,7 @@ from minivit.backend import to_device, to_numpy  # noqa: E402
 from minivit.checks import TOL_REF32, TOL_REF64, rel_error  # noqa: E402
 from minivit.config import ViTConfig  # noqa: E402
 from minivit.init import param_shapes  # noqa: E402
+from minivit.layers.conv import conv2d_backward, conv2d_forward  # noqa: E402
 from minivit.layers.attention import attention_core_backward, attention_core_forward  # noqa: E402
 from minivit.layers.gelu import gelu_backward, gelu_forward  # noqa: E402
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward  # noqa: E402
@@ -298,3 +299,41 @@ def test_ten_steps_follow_the_same_trajectory(xp, opt_name):
         for name, p in model.params.items():
             assert_close(p, named[name], "float64", f"step {step}: {name}")
     assert clipped >= 1, "max_norm never clipped: the test would not cover clipping"
+
+
+# ==================================================================== the convolutional stem
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride,padding,k", [(2, 1, 3), (1, 1, 3), (2, 0, 3), (1, 0, 1)])
+def test_conv2d_matches_torch(xp, dtype, stride, padding, k):
+    x = randn(xp, 2, 3, 9, 8, dtype=dtype)
+    w, b = randn(xp, 5, 3, k, k, seed=1, dtype=dtype), randn(xp, 5, seed=2, dtype=dtype)
+    out, cache = conv2d_forward(x, w, b, stride, padding)
+    dout = randn(xp, *out.shape, seed=3, dtype=dtype)
+    dx, dw, db = conv2d_backward(dout, cache)
+    tx, tw, tb = leaf(x), leaf(w), leaf(b)
+    tout = F.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    tout.backward(to_torch(dout))
+    for name, ours, theirs in [("out", out, tout), ("dx", dx, tx.grad), ("dweight", dw, tw.grad),
+                               ("dbias", db, tb.grad)]:
+        assert_close(ours, theirs, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool", ["token", "mean"])
+def test_hybrid_model_logits_loss_and_every_gradient(xp, dtype, pool):
+    cfg = SMALL.replace(conv_stem=(8, 16))
+    model = minivit.create_model(cfg, seed=1, dtype=dtype, pool=pool)
+    assert list(build_torch_vit(model.config).state_dict()) == list(model.params)
+    images, labels = _batch(xp, model.config, dtype)
+    logits = model.forward(images)
+    loss, dlogits = cross_entropy(logits, labels, label_smoothing=0.1)
+    dimages = model.backward(dlogits)
+    t_logits, t_loss, t_grads, t_dimages = reference_gradients(
+        model.config, model.params, images, labels, label_smoothing=0.1)
+    assert_close(logits, t_logits, dtype, "logits")
+    assert_close(loss, t_loss, dtype, "loss")
+    assert_close(dimages, t_dimages, dtype, "d images")
+    assert list(t_grads) == list(model.grads)
+    for name, g in model.grads.items():
+        assert_close(g, t_grads[name], dtype, f"d {name}")
