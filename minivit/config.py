@@ -106,7 +106,8 @@ class ViTConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready: conv_stem as a list (``from_dict`` makes it a tuple again)."""
+        return {**dataclasses.asdict(self), "conv_stem": list(self.conv_stem)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ViTConfig":

@@ -168,6 +168,10 @@ def timm_to_official(params: dict, num_heads: int) -> dict:
     """{timm name: array} -> {official name: host array}; the inverse of ``official_to_timm``.
 
     A model without qkv biases gets zero biases (the official layout always has them)."""
+    if any(k.startswith("patch_embed.backbone.") for k in params):
+        raise ValueError("a model with a convolutional stem (conv_stem) has no official .npz "
+                         "layout (the official hybrids use a ResNet); save it with minivit.save "
+                         "(.safetensors or .npz with timm names) instead")
     np = host_xp()
     c = np.ascontiguousarray
     p = {k: to_numpy(v) for k, v in params.items()}

@@ -39,7 +39,6 @@ from minivit.layers.block import block_forward
 from minivit.layers.layernorm import layernorm_forward
 from minivit.layers.linear import linear_forward
 from minivit.layers.loss import cross_entropy
-from minivit.layers.patch_embed import patch_embed_forward
 from minivit.layers.tokens import embed_tokens_forward
 from minivit.model import VisionTransformer
 
@@ -142,7 +141,7 @@ class StagedLoss:
         self.model, self.images, self.labels = model, images, labels
         self.label_smoothing = label_smoothing
         cfg, p = model.config, model.params
-        x, _ = patch_embed_forward(images, p["patch_embed.proj.weight"], p["patch_embed.proj.bias"])
+        x, _ = model.embed_patches(images)    # P x P patches or a convolutional stem
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])
         self.block_inputs = [z]                # block_inputs[i]: input of block i (depth: of norm)
         for i in range(cfg.depth):

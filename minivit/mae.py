@@ -102,6 +102,10 @@ class MAEConfig:
         num_kept(self.encoder.num_patches, self.mask_ratio)        # hides >= 1, keeps >= 1
         if self.norm_pix_loss and self.encoder.patch_dim < 2:
             raise ValueError("norm_pix_loss needs at least 2 values per patch (P*P*C >= 2)")
+        if self.encoder.conv_stem:
+            raise ValueError("MAE pre-training needs a patchify encoder (conv_stem=()): a convolutional "
+                             "stem's 3x3 windows overlap the neighbouring patches, so a visible "
+                             "token would see pixels of the hidden ones")
         bad = [k for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")
                if getattr(self.encoder, k)]
         if bad:

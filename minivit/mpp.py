@@ -73,6 +73,10 @@ class MPPConfig:
                              "with a sum <= 1")
         if not isinstance(self.color_bits, int) or not 1 <= self.color_bits <= 4:
             raise ValueError(f"color_bits must be an integer in [1, 4], got {self.color_bits!r}")
+        if self.encoder.conv_stem:
+            raise ValueError("masked patch prediction needs a patchify encoder (conv_stem=()): a convolutional "
+                             "stem's 3x3 windows overlap the neighbouring patches, so a visible "
+                             "token would see pixels of the hidden ones")
         bad = [k for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")
                if getattr(self.encoder, k)]
         if bad:

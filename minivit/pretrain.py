@@ -40,7 +40,7 @@ OBJECTIVES = {"mae": MAEConfig, "mpp": MPPConfig}
 EVAL_STREAM = 2
 # the fields of a ViTConfig that fix the shapes of the encoder's parameters
 ARCHITECTURE = ("image_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
-                "mlp_dim", "qkv_bias")
+                "mlp_dim", "qkv_bias", "conv_stem")
 
 
 def objective_config(objective: str, encoder: ViTConfig, options: dict):

@@ -188,7 +188,8 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
     """A ViTConfig from timm parameter shapes {name: shape}.
 
     Read off the shapes: patch_embed.proj.weight (D, C, P, P) -> embed_dim, in_chans,
-    patch_size; pos_embed (1, N+1, D) -> image_size = sqrt(N) P; blocks.{i} -> depth;
+    patch_size (or, after a convolutional stem patch_embed.backbone.{i}.conv.weight, its
+    channels, and P = 2**(number of convs)); pos_embed (1, N+1, D) -> image_size = sqrt(N) P; blocks.{i} -> depth;
     mlp.fc1.weight (H, D) -> mlp_dim; head.weight (K, D) -> num_classes; qkv bias present or not.
     ``num_heads`` is in no shape (qkv is (3D, D) for every head count) and must be given.
     ``fields`` set the rest (pool, gelu, ...; defaults "token", "erf").
@@ -200,6 +201,15 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
     D, C, P, P2 = shapes["patch_embed.proj.weight"]
     if P != P2:
         raise ValueError(f"non-square patches {P}x{P2} are not supported")
+    stem = []                              # a convolutional stem: backbone.{i}.conv (C_i, C_{i-1}, 3, 3)
+    while f"patch_embed.backbone.{len(stem)}.conv.weight" in shapes:
+        stem.append(shapes[f"patch_embed.backbone.{len(stem)}.conv.weight"])
+    if stem:
+        if P != 1:
+            raise ValueError(f"patch_embed.proj.weight is {P}x{P} after a convolutional stem; "
+                             "expected a 1x1 projection")
+        C, P = stem[0][1], 2 ** len(stem)
+        fields = {"conv_stem": tuple(s[0] for s in stem), **fields}
     n = shapes["pos_embed"][1] - 1
     grid = math.isqrt(max(n, 0))
     if grid * grid != n:

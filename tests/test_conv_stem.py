@@ -140,3 +140,28 @@ def test_conv_stem_configs_are_checked():
         ViTConfig(patch_size=4, conv_stem="a,b")
     assert ViTConfig(patch_size=4, conv_stem="8, 16").conv_stem == (8, 16)
     assert ViTConfig.from_dict(ViTConfig(conv_stem=(8, 16)).to_dict()).conv_stem == (8, 16)
+
+
+def test_saved_hybrid_loads_with_its_stem_and_config_is_inferred(tmp_path):
+    pytest.importorskip("safetensors")
+    from minivit.serialization import infer_config
+    m = minivit.create_model("cifar-nano", seed=3, conv_stem=(8, 16), depth=1)
+    minivit.save(m, tmp_path / "h.safetensors")
+    back = minivit.load(tmp_path / "h.safetensors")
+    assert back.config.conv_stem == (8, 16)
+    assert all((to_numpy(back.params[k]) == to_numpy(v)).all() for k, v in m.params.items())
+    cfg = infer_config({k: v.shape for k, v in m.params.items()}, num_heads=4)
+    assert (cfg.conv_stem, cfg.patch_size, cfg.in_chans, cfg.image_size) == ((8, 16), 4, 3, 32)
+
+
+def test_hybrids_are_refused_where_they_cannot_work(tmp_path):
+    from minivit.convert import export_official_npz
+    from minivit.mae import MAEConfig
+    from minivit.mpp import MPPConfig
+    m = minivit.create_model("cifar-nano", conv_stem=(8, 16), depth=1)
+    with pytest.raises(ValueError, match="no official .npz layout"):
+        export_official_npz(m, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+    for cls in (MAEConfig, MPPConfig):
+        with pytest.raises(ValueError, match="overlap the neighbouring patches"):
+            cls(encoder=m.config)

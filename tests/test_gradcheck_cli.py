@@ -107,3 +107,12 @@ def test_bad_arguments_exit_2(capsys):
     assert "--samples must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["gradcheck", "--config", "no-such-config"])
+
+
+def test_gradcheck_a_hybrid_lists_the_stem(capsys):
+    assert main(["gradcheck", *TINY, "--conv-stem", "3,4", "--pool", "mean"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert list(rows) == list(param_shapes(TINY_CONFIG.replace(conv_stem=(3, 4)))) + [IMAGES]
+    assert rows["patch_embed.backbone.0.conv.weight"] == "ok" and set(rows.values()) == {"ok"}
+    assert main(["gradcheck", *TINY, "--conv-stem", "3"]) == 2      # 2**1 != patch size 4
+    assert "patch_size == 2**len(conv_stem)" in capsys.readouterr().err

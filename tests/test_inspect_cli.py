@@ -94,3 +94,16 @@ def test_inspect_bad_input_is_one_line(files, tmp_path, capsys, no_cifar, proble
     }[problem]
     assert main(["inspect", *argv, "--out", str(tmp_path / "o")]) == 2
     assert expected in one_error_line(capsys)
+
+
+def test_inspect_a_model_with_a_convolutional_stem(files, tmp_path, capsys):
+    """The filter figure then shows the first convolution's 3x3 kernels, the pixels' filters."""
+    root, images, data = files
+    model = minivit.create_model("cifar-nano", seed=2, conv_stem=(8, 16), pool="mean", **TINY)
+    minivit.save(model, root / "hybrid.safetensors")
+    out = tmp_path / "out"
+    assert main(["inspect", str(root / "hybrid.safetensors"), "--image", str(images[0]),
+                 "--data-dir", str(data), "--out", str(out), "--mistakes", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(FIGURES)
+    assert f"wrote {out / 'filters_pca.png'}" in capsys.readouterr().out
+    assert (out / "filters_pca.png").stat().st_size > 1000

@@ -95,6 +95,18 @@ def test_resume_is_bit_identical(data_dir, tmp_path):
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
 
+def test_a_hybrid_run_from_the_cli_resumes_bit_identically(data_dir, tmp_path, capsys):
+    """--set conv_stem=[8,16]: the stem's channels go through config.json and back."""
+    flags = cli_flags(data_dir, tmp_path / "straight") + ["--set", "conv_stem=[8,16]"]
+    assert main(flags) == 0
+    flags = cli_flags(data_dir, tmp_path / "resumed") + ["--set", "conv_stem=[8,16]"]
+    assert main(flags + ["--max-steps", "7"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    assert load(tmp_path / "resumed" / T.MODEL_FILE).config.conv_stem == (8, 16)
+    assert "conv stem [8, 16]" in capsys.readouterr().out
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
                                                           capsys):
     real, calls = P.cross_entropy, []

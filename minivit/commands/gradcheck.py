@@ -5,6 +5,7 @@
     minivit gradcheck --dtype float32 --no-torch
     minivit --backend cupy gradcheck                   # the hand-written backward on the GPU
     minivit gradcheck --depth 1 --image-size 8         # override fields of the config
+    minivit gradcheck --conv-stem 8,16                 # a hybrid: convolutional stem (patch 4)
 
 A random batch of images and labels goes through the model (dropout off); the hand-written
 backward gives the gradient of the cross-entropy loss for every parameter and for the images.
@@ -48,6 +49,9 @@ def add_arguments(parser):
         over.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None)
     over.add_argument("--pool", choices=POOLS, default=None)
     over.add_argument("--gelu", choices=GELUS, default=None)
+    over.add_argument("--conv-stem", dest="conv_stem", default=None, metavar="C0,C1,...",
+                      help="channels of a convolutional stem (3x3 stride-2 convs; "
+                           "patch size = 2**count)")
 
 
 def _fmt(err):
@@ -59,7 +63,7 @@ def run(args) -> int:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
-    overrides = {k: getattr(args, k) for k in INT_OVERRIDES + ("pool", "gelu")
+    overrides = {k: getattr(args, k) for k in INT_OVERRIDES + ("pool", "gelu", "conv_stem")
                  if getattr(args, k) is not None}
     # dropout / stochastic depth would make the loss random: the check runs without them
     overrides.update(drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0)

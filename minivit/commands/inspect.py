@@ -157,9 +157,13 @@ def run(args) -> int:
 
     written = []
     # Fig. 7 left and center: the weights alone
+    # (with a convolutional stem, the filters that see pixels are the first conv's 3x3 kernels)
+    pixel_filters = "patch_embed.backbone.0.conv.weight" if cfg.conv_stem else "patch_embed.proj.weight"
+    fan = model.params[pixel_filters][0].size
     written.append(P.plot_filter_pca(
-        [(t, A.patch_embedding_pca(m.params["patch_embed.proj.weight"],
-                                   k=min(28, cfg.embed_dim, cfg.patch_dim))) for t, m in models],
+        [(t, A.patch_embedding_pca(m.params[pixel_filters],
+                                   k=min(28, m.params[pixel_filters].shape[0], fan)))
+         for t, m in models],
         out / "filters_pca.png"))
     written.append(P.plot_position_similarity(
         [(t, A.position_embedding_similarity(m.params["pos_embed"])) for t, m in models],
