@@ -80,7 +80,7 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
                 else np.zeros(shape)
         elif name.startswith("patch_embed.proj."):
             w_shape = param_shapes(cfg)["patch_embed.proj.weight"]
-            bound = 1.0 / (int(np.prod(w_shape[1:])) ** 0.5)   # fan_in = C * P * P
+            bound = 1.0 / (int(np.prod(w_shape[1:])) ** 0.5)   # fan_in: C*P*P, or C_last (stem)
             w = gen.uniform(-bound, bound, size=shape)
         elif name.split(".")[-2].startswith("norm"):
             w = np.ones(shape) if leaf == "weight" else np.zeros(shape)
