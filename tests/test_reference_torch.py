@@ -204,8 +204,10 @@ def test_torch_model_has_minivit_names_shapes_and_order():
 @pytest.mark.parametrize("pool,gelu,smoothing", [
     ("token", "erf", 0.0), ("mean", "erf", 0.0), ("token", "erf", 0.1), ("mean", "erf", 0.1),
     ("token", "tanh", 0.0), ("mean", "tanh", 0.1)])
-def test_model_logits_loss_and_every_gradient(xp, dtype, pool, gelu, smoothing):
-    model = minivit.create_model(SMALL, seed=1, dtype=dtype, pool=pool, gelu=gelu)
+@pytest.mark.parametrize("conv_stem", [(), (8, 16)], ids=["patchify", "conv-stem"])
+def test_model_logits_loss_and_every_gradient(xp, dtype, pool, gelu, smoothing, conv_stem):
+    model = minivit.create_model(SMALL, seed=1, dtype=dtype, pool=pool, gelu=gelu,
+                                 conv_stem=conv_stem)
     images, labels = _batch(xp, model.config, dtype)
     logits = model.forward(images)
     loss, dlogits = cross_entropy(logits, labels, label_smoothing=smoothing)
@@ -319,21 +321,7 @@ def test_conv2d_matches_torch(xp, dtype, stride, padding, k):
         assert_close(ours, theirs, dtype, name)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("pool", ["token", "mean"])
-def test_hybrid_model_logits_loss_and_every_gradient(xp, dtype, pool):
+def test_hybrid_torch_model_has_minivit_names_in_order():
     cfg = SMALL.replace(conv_stem=(8, 16))
-    model = minivit.create_model(cfg, seed=1, dtype=dtype, pool=pool)
-    assert list(build_torch_vit(model.config).state_dict()) == list(model.params)
-    images, labels = _batch(xp, model.config, dtype)
-    logits = model.forward(images)
-    loss, dlogits = cross_entropy(logits, labels, label_smoothing=0.1)
-    dimages = model.backward(dlogits)
-    t_logits, t_loss, t_grads, t_dimages = reference_gradients(
-        model.config, model.params, images, labels, label_smoothing=0.1)
-    assert_close(logits, t_logits, dtype, "logits")
-    assert_close(loss, t_loss, dtype, "loss")
-    assert_close(dimages, t_dimages, dtype, "d images")
-    assert list(t_grads) == list(model.grads)
-    for name, g in model.grads.items():
-        assert_close(g, t_grads[name], dtype, f"d {name}")
+    theirs = {k: tuple(v.shape) for k, v in build_torch_vit(cfg).state_dict().items()}
+    assert list(theirs) == list(param_shapes(cfg)) and theirs == param_shapes(cfg)
