@@ -16,6 +16,7 @@ given seed gives the same model on NumPy and on CuPy.
 from minivit.backend import host_rng, host_xp, to_device
 from minivit.config import ViTConfig
 from minivit.layers.block import BLOCK_PARAM_NAMES
+from minivit.layers.conv_stem import KERNEL
 
 
 def trunc_normal(gen, shape, std=0.02, a=-2.0, b=2.0):
@@ -39,7 +40,7 @@ def param_shapes(cfg: ViTConfig) -> dict:
     }
     c_in = C
     for i, c_out in enumerate(cfg.conv_stem):             # the hybrid's convolutional stem
-        shapes[f"patch_embed.backbone.{i}.conv.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"patch_embed.backbone.{i}.conv.weight"] = (c_out, c_in, KERNEL, KERNEL)
         shapes[f"patch_embed.backbone.{i}.conv.bias"] = (c_out,)
         c_in = c_out
     k = 1 if cfg.conv_stem else P                          # 1x1 projection after a stem
@@ -68,7 +69,9 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
     np = host_xp()
     gen = host_rng(seed)
     params = {}
-    for name, shape in param_shapes(cfg).items():
+    shapes = param_shapes(cfg)
+    proj_fan_in = int(np.prod(shapes["patch_embed.proj.weight"][1:]))   # C*P*P, or C_last (stem)
+    for name, shape in shapes.items():
         leaf = name.rsplit(".", 1)[-1]
         if name == "cls_token":
             w = gen.normal(0.0, 1e-6, size=shape)
@@ -79,8 +82,7 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
             w = gen.normal(0.0, (2.0 / fan_in) ** 0.5, size=shape) if leaf == "weight" \
                 else np.zeros(shape)
         elif name.startswith("patch_embed.proj."):
-            w_shape = param_shapes(cfg)["patch_embed.proj.weight"]
-            bound = 1.0 / (int(np.prod(w_shape[1:])) ** 0.5)   # fan_in: C*P*P, or C_last (stem)
+            bound = 1.0 / proj_fan_in ** 0.5
             w = gen.uniform(-bound, bound, size=shape)
         elif name.split(".")[-2].startswith("norm"):
             w = np.ones(shape) if leaf == "weight" else np.zeros(shape)

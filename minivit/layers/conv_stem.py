@@ -23,12 +23,6 @@ from minivit.layers.relu import relu_backward, relu_forward
 KERNEL, STRIDE, PADDING = 3, 2, 1
 
 
-def stem_param_names(num_convs: int):
-    """The stem's parameter names, in timm's state-dict order."""
-    return [f"patch_embed.backbone.{i}.conv.{leaf}" for i in range(num_convs)
-            for leaf in ("weight", "bias")]
-
-
 def conv_stem_forward(images, convs, proj_weight, proj_bias):
     """images (B, C, H, W); convs: [(weight (C_i, C_{i-1}, 3, 3), bias (C_i,)), ...];
     proj_weight (D, C_last, 1, 1), proj_bias (D,) -> tokens (B, N, D), cache."""
