@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 POOLS = ("token", "mean")
 GELUS = ("erf", "tanh")
+# the fields that make a training forward pass random (masks drawn from the model's generator)
+STOCHASTIC_FIELDS = ("drop_rate", "attn_drop_rate", "drop_path_rate", "patch_drop_rate")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class ViTConfig:
     drop_rate: float = 0.0        # dropout after pos-embed, attn proj, MLP (timm's drop_rate)
     attn_drop_rate: float = 0.0   # dropout on the attention probabilities
     drop_path_rate: float = 0.0   # stochastic depth, linearly increasing over blocks
+    patch_drop_rate: float = 0.0  # PatchDropout: share of patch tokens each training image
+                                  # drops after pos-embed (layers/patch_dropout.py)
     head_init: str = "trunc_normal"  # or "zeros" (fine-tuning)
     conv_stem: tuple = ()         # () = patchify; (C_0, C_1, ...) = the hybrid: that many 3x3
                                   # stride-2 convs + ReLU, then a 1x1 projection; needs
@@ -63,7 +67,7 @@ class ViTConfig:
         if self.head_init not in ("trunc_normal", "zeros"):
             raise ValueError(f"config.head_init must be 'trunc_normal' or 'zeros', got {self.head_init!r}")
         self._check_conv_stem()
-        for k in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+        for k in STOCHASTIC_FIELDS:
             v = getattr(self, k)
             if not (0.0 <= float(v) < 1.0):
                 raise ValueError(f"config.{k} must be in [0, 1), got {v!r}")

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from minivit.backend import (array_module, host_rng, host_xp, is_array, resolve_dtype,
                              rng as make_rng, to_device)
-from minivit.config import CONFIGS, ViTConfig, get_config
+from minivit.config import CONFIGS, STOCHASTIC_FIELDS, ViTConfig, get_config
 from minivit.init import init_params, param_shapes, trunc_normal
 from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
@@ -106,10 +106,9 @@ class MAEConfig:
             raise ValueError("MAE pre-training needs a patchify encoder (conv_stem=()): a convolutional "
                              "stem's 3x3 windows overlap the neighbouring patches, so a visible "
                              "token would see pixels of the hidden ones")
-        bad = [k for k in ("drop_rate", "attn_drop_rate", "drop_path_rate")
-               if getattr(self.encoder, k)]
+        bad = [k for k in STOCHASTIC_FIELDS if getattr(self.encoder, k)]
         if bad:
-            raise ValueError(f"MAE pre-training uses no dropout or stochastic depth; set "
+            raise ValueError(f"MAE pre-training uses no dropout, stochastic depth or patch dropout (it masks patches itself); set "
                              f"{', '.join(bad)} of the encoder to 0")
 
     def decoder_config(self) -> ViTConfig:

@@ -6,6 +6,7 @@ order, and ``backward`` walks the same steps in reverse.  The forward pass keeps
 releases it.
 
     z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos        (1)  patch_embed, embed_tokens
+                                                                (training: patch_dropout)
     z'_l = MSA(LN(z_{l-1})) + z_{l-1}                      (2)  block
     z_l = MLP(LN(z'_l)) + z'_l                             (3)  block
     y = LN(z_L^0)                                          (4)  norm, then head
@@ -22,6 +23,7 @@ from minivit.layers.dropout import dropout_backward, dropout_forward
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
+from minivit.layers.patch_dropout import patch_dropout_backward, patch_dropout_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
 
@@ -132,6 +134,7 @@ class VisionTransformer:
         x, pe_cache = self.embed_patches(images)                              # (B, N, D)
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])        # (B, N+1, D)
         z, pos_drop = dropout_forward(z, cfg.drop_rate, rng, train)
+        z, patch_drop = patch_dropout_forward(z, cfg.patch_drop_rate, rng, train)  # (B, 1+K, D)
         # (2), (3) the encoder blocks
         block_caches, attentions = [], []
         for i, dp in enumerate(self.drop_path_rates()):
@@ -146,8 +149,8 @@ class VisionTransformer:
         pooled = z[:, 0] if cfg.pool == "token" else z[:, 1:].mean(axis=1)     # (B, D)
         pooled, head_drop = dropout_forward(pooled, cfg.drop_rate, rng, train)
         logits, head_cache = linear_forward(pooled, p["head.weight"], p["head.bias"])
-        self._cache = (pe_cache, pos_drop, block_caches, norm_cache, z.shape, head_drop,
-                       head_cache) if keep_cache else None
+        self._cache = (pe_cache, pos_drop, patch_drop, block_caches, norm_cache, z.shape,
+                       head_drop, head_cache) if keep_cache else None
         return (logits, attentions) if return_attention else logits
 
     __call__ = forward
@@ -157,7 +160,8 @@ class VisionTransformer:
         """dlogits (B, num_classes) -> dimages (B, C, H, W); fills ``self.grads``."""
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() first (each forward allows one backward)")
-        pe_cache, pos_drop, block_caches, norm_cache, zshape, head_drop, head_cache = self._cache
+        (pe_cache, pos_drop, patch_drop, block_caches, norm_cache, zshape, head_drop,
+         head_cache) = self._cache
         self._cache = None
         xp = array_module(dlogits)
         g = {}
@@ -175,6 +179,7 @@ class VisionTransformer:
             for k, v in bg.items():
                 if v is not None:
                     g[f"blocks.{i}.{k}"] = v
+        dz = patch_dropout_backward(dz, patch_drop)                          # (B, N+1, D)
         dz = dropout_backward(dz, pos_drop)
         dx, g["cls_token"], g["pos_embed"] = embed_tokens_backward(dz)
         dimages = self.embed_patches_backward(dx, pe_cache, g)

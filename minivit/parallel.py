@@ -30,6 +30,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from minivit.backend import array_module, get_backend, rng as make_rng
+from minivit.config import STOCHASTIC_FIELDS
 from minivit.layers.loss import cross_entropy
 
 
@@ -58,8 +59,8 @@ def shard_slices(batch: int, shards: int) -> list[slice]:
 
 
 def _is_stochastic(config) -> bool:
-    """Does a forward pass draw dropout / drop-path masks from model.rng?"""
-    return any(getattr(config, k, 0) for k in ("drop_rate", "attn_drop_rate", "drop_path_rate"))
+    """Does a forward pass draw dropout / drop-path / patch-dropout masks from model.rng?"""
+    return any(getattr(config, k, 0) for k in STOCHASTIC_FIELDS)
 
 
 class DataParallel:

@@ -16,7 +16,8 @@ exactly the names and shapes of minivit's parameter dict and loads it with ``str
 LayerNorm eps is 1e-6; GELU is exact ("erf") or ``approximate="tanh"`` as the config says; the
 pooled feature is the class token (``pool="token"``) or the mean of the patch tokens after the
 final norm (``pool="mean"``, class token excluded).  Dropout and stochastic depth are left out:
-the reference is used in evaluation mode, where both are the identity.
+the reference is used in evaluation mode, where both are the identity.  PatchDropout is there,
+with the kept indices passed in (``keep_indices``), so that both sides keep the same tokens.
 
     tm = build_torch_vit(model.config, model.params)          # float64 if the params are
     logits, loss, grads, dimages = reference_gradients(model.config, model.params, images, labels)
@@ -139,10 +140,13 @@ class TorchViT(nn.Module):
         self.norm = nn.LayerNorm(D, eps=LN_EPS)
         self.head = nn.Linear(D, cfg.num_classes)
 
-    def forward(self, images):                         # (B, C, H, W) -> (B, num_classes)
+    def forward(self, images, keep_indices=None):      # (B, C, H, W) -> (B, num_classes)
         x = self.patch_embed(images)                   # (B, N, D)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1) + self.pos_embed
+        if keep_indices is not None:                   # timm's PatchDropout, indices given
+            kept = x[:, 1:].gather(1, keep_indices.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            x = torch.cat([x[:, :1], kept], dim=1)     # (B, 1+K, D)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
@@ -196,16 +200,19 @@ def torch_grads(module: "TorchViT") -> dict:
 
 
 def reference_gradients(config, params: dict, images, labels, label_smoothing: float = 0.0,
-                        fused_attn: bool = False):
+                        fused_attn: bool = False, keep_indices=None):
     """What PyTorch autograd says for one batch: (logits, loss, grads dict, dimages).
 
     images (B, C, H, W) and params in the same dtype; labels (B,) int or (B, K) soft targets;
-    the loss is ``F.cross_entropy`` (mean over the batch).  Everything comes back as NumPy.
+    the loss is ``F.cross_entropy`` (mean over the batch).  keep_indices (B, K) ints: the patch
+    tokens that PatchDropout keeps (timm's gather, class token always kept); None keeps all.
+    Everything comes back as NumPy.
     """
     module = build_torch_vit(config, params, fused_attn=fused_attn)
     x = to_torch(images).requires_grad_(True)
     y = to_torch(labels)
-    logits = module(x)
+    keep = None if keep_indices is None else to_torch(keep_indices).long()
+    logits = module(x, keep)
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     loss.backward()
     return from_torch(logits), loss.item(), torch_grads(module), from_torch(x.grad)

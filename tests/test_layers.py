@@ -21,6 +21,8 @@ from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.loss import cross_entropy
 from minivit.layers.mlp import mlp_backward, mlp_forward
+from minivit.layers.masking import masking_noise, random_masking
+from minivit.layers.patch_dropout import patch_dropout_backward, patch_dropout_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.patches import patchify, unpatchify
 from minivit.layers.softmax import softmax_backward, softmax_forward
@@ -263,6 +265,44 @@ def test_dropout_gradients(xp, layer):
     fwd, bwd = {"dropout": (dropout_forward, dropout_backward),
                 "drop_path": (drop_path_forward, drop_path_backward)}[layer]
     check_layer(lambda x: fwd(x, 0.4, device_rng(3, xp), True), bwd, [randn(xp, 5, 3, 4)])
+
+
+def test_patch_dropout_keeps_the_class_token_and_a_random_subset(xp):
+    B, N, D, p = 6, 16, 5, 0.25
+    z = randn(xp, B, 1 + N, D)
+    same, cache = patch_dropout_forward(z, p, device_rng(0, xp), train=False)
+    assert same is z and cache is None                     # evaluation sees every token
+    out, _ = patch_dropout_forward(z, p, device_rng(0, xp), train=True)
+    assert out.shape == (B, 1 + 12, D)                     # K = 16 - round(16 * 0.25)
+    assert (out[:, 0] == z[:, 0]).all()
+    # the kept tokens are the 12 lowest-noise patches of each image, with no rescaling
+    ids, _, _ = random_masking(masking_noise(device_rng(0, xp), B, N), p)
+    zn, on, idn = to_numpy(z), to_numpy(out), to_numpy(ids)
+    for b in range(B):
+        assert (on[b, 1:] == zn[b, 1 + idn[b]]).all()
+    assert len({tuple(sorted(r)) for r in idn}) > 1        # each image draws its own subset
+    again, _ = patch_dropout_forward(z, p, device_rng(0, xp), train=True)
+    assert (again == out).all()                            # same generator state, same tokens
+
+
+def test_patch_dropout_gradients(xp):
+    z = randn(xp, 3, 1 + 9, 4)
+    check_layer(lambda x: patch_dropout_forward(x, 0.4, device_rng(3, xp), True),
+                patch_dropout_backward, [z])
+    out, cache = patch_dropout_forward(z, 0.4, device_rng(3, xp), True)
+    dz = to_numpy(patch_dropout_backward(xp.ones_like(out), cache))
+    assert (dz[:, 1:].sum(axis=(1, 2)) == 5 * 4).all()      # 9 - round(3.6) = 5 kept, others 0
+    assert (dz[:, 0] == 1).all()
+
+
+def test_patch_dropout_rounding_and_bad_rates(xp):
+    z = randn(xp, 2, 1 + 4, 3)
+    out, cache = patch_dropout_forward(z, 0.1, device_rng(0, xp), True)  # round(0.4) = 0 dropped
+    assert out is z and cache is None
+    with pytest.raises(ValueError, match="drops all 4 patch tokens"):
+        patch_dropout_forward(z, 0.9, device_rng(0, xp), True)
+    with pytest.raises(ValueError, match="random generator"):
+        patch_dropout_forward(z, 0.5, None, True)
 
 
 def test_dropout_needs_a_generator(xp):

@@ -135,6 +135,24 @@ def test_whole_model_gradients_with_dropout_and_drop_path(xp):
     _whole_model_check(model, randn(xp, 4, 3, 8, 8), xp.asarray([1, 2, 3, 4]), train=True)
 
 
+@pytest.mark.parametrize("pool", ["token", "mean"])
+def test_whole_model_gradients_with_patch_dropout(xp, pool):
+    model = minivit.create_model("cifar-nano", dtype="float64", pool=pool, patch_drop_rate=0.5,
+                                 drop_rate=0.1, **dict(TINY, image_size=12))   # 9 patches, 4 dropped
+    _whole_model_check(model, randn(xp, 3, 3, 12, 12), xp.asarray([1, 2, 3]), train=True)
+
+
+def test_patch_dropout_shortens_training_sequences_only(xp):
+    model = minivit.create_model("cifar-nano", dtype="float64", patch_drop_rate=0.75, **TINY)
+    x = randn(xp, 2, 3, 8, 8)                              # 4 patches: 1 kept + class token
+    _, maps = model.forward(x, train=True, return_attention=True)
+    assert maps[0].shape == (2, 2, 2, 2)
+    _, maps = model.forward(x, return_attention=True)
+    assert maps[0].shape == (2, 2, 5, 5)
+    with pytest.raises(ValueError, match="patch_drop_rate must be in"):
+        minivit.create_model("cifar-nano", patch_drop_rate=1.0)
+
+
 @settings(max_examples=6)
 @given(P=st.integers(1, 4), grid=st.integers(1, 3), heads=st.integers(1, 3), d=st.integers(3, 4),
        B=st.integers(1, 3), C=st.integers(1, 3), depth=st.integers(1, 2))

@@ -150,7 +150,8 @@ def test_unnormalise_with_the_visible_patches_statistics():
     (["--mixup", "0.8"], "unrecognized arguments: --mixup"),
     (["--init-from", "x"], "unrecognized arguments: --init-from"),
     (["--corrupt-ratio", "0.5"], "--corrupt-ratio do(es) not apply to --objective mae"),
-    (["--set", "drop_path_rate=0.1"], "no dropout or stochastic depth"),
+    (["--set", "drop_path_rate=0.1"], "no dropout, stochastic depth"),
+    (["--set", "patch_drop_rate=0.5"], "patch_drop_rate of the encoder"),
 ])
 def test_bad_pretrain_flags_give_one_line_and_exit_2(data_dir, tmp_path, extra, message,
                                                     capsys):

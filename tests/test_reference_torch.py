@@ -30,6 +30,7 @@ from minivit.layers.gelu import gelu_backward, gelu_forward  # noqa: E402
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward  # noqa: E402
 from minivit.layers.linear import linear_backward, linear_forward  # noqa: E402
 from minivit.layers.loss import cross_entropy  # noqa: E402
+from minivit.layers.masking import masking_noise, random_masking  # noqa: E402
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward  # noqa: E402
 from minivit.layers.softmax import softmax_backward, softmax_forward  # noqa: E402
 from minivit.optim import decays  # noqa: E402
@@ -238,6 +239,31 @@ def test_model_against_fused_attention_and_soft_targets(xp, pool):
     assert_close(dimages, t_dimages, "float64", "d images")
     for name, g in model.grads.items():
         assert_close(g, t_grads[name], "float64", f"d {name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pool", ["token", "mean"])
+def test_model_with_patch_dropout(xp, dtype, pool):
+    """Training mode with PatchDropout: PyTorch gathers the same patch tokens (timm's
+    PatchDropout, indices drawn here from the same generator state) and agrees everywhere."""
+    model = minivit.create_model(SMALL, seed=1, dtype=dtype, pool=pool, patch_drop_rate=0.5)
+    images, labels = _batch(xp, model.config, dtype)
+    model.rng = minivit.backend.rng(7, minivit.backend.array_module(images))
+    logits = model.forward(images, train=True)
+    loss, dlogits = cross_entropy(logits, labels, label_smoothing=0.1)
+    dimages = model.backward(dlogits)
+
+    noise = masking_noise(minivit.backend.rng(7, minivit.backend.array_module(images)),
+                          images.shape[0], model.config.num_patches)
+    keep, _, _ = random_masking(noise, 0.5)
+    assert keep.shape[1] == model.config.num_patches // 2
+    t_logits, t_loss, t_grads, t_dimages = reference_gradients(
+        model.config, model.params, images, labels, label_smoothing=0.1, keep_indices=keep)
+    assert_close(logits, t_logits, dtype, "logits")
+    assert_close(loss, t_loss, dtype, "loss")
+    assert_close(dimages, t_dimages, dtype, "d images")
+    for name, g in model.grads.items():
+        assert_close(g, t_grads[name], dtype, f"d {name}")
 
 
 # ==================================================================== optimizer trajectories

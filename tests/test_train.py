@@ -33,8 +33,9 @@ def make_cfg(data_dir, run_dir, **kw):
 
 
 def all_rngs_on(data_dir, run_dir, **kw):
-    """Crop/flip, mixup and cutmix, dropout and drop-path: every generator is used."""
-    overrides = dict(TINY, drop_rate=0.1, drop_path_rate=0.2)
+    """Crop/flip, mixup and cutmix, dropout, drop-path and patch dropout: every generator
+    is used."""
+    overrides = dict(TINY, drop_rate=0.1, drop_path_rate=0.2, patch_drop_rate=0.25)
     return make_cfg(data_dir, run_dir, model_overrides=overrides, mixup=0.8, cutmix=1.0,
                     label_smoothing=0.1, augment=True, **kw)
 
@@ -107,6 +108,15 @@ def test_a_hybrid_run_from_the_cli_resumes_bit_identically(data_dir, tmp_path, c
     assert "conv stem [8, 16]" in capsys.readouterr().out
 
 
+def test_patch_drop_flag_reaches_the_model_config(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(cli_flags(data_dir, run) + ["--patch-drop", "0.5", "--epochs", "1"]) == 0
+    info = json.loads((run / "config.json").read_text())
+    assert info["train"]["model_overrides"]["patch_drop_rate"] == 0.5
+    assert info["model"]["patch_drop_rate"] == 0.5
+    assert load(run / T.MODEL_FILE).config.num_patches == 64     # evaluation sees every patch
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
                                                           capsys):
     real, calls = P.cross_entropy, []
@@ -174,6 +184,7 @@ def test_ctrl_c_from_the_cli_exits_130_with_the_resume_command(data_dir, tmp_pat
     (["--label-smoothing", "1.5"], "label-smoothing must be in [0, 1)"),
     (["--batch-size", "1000"], "larger than the training set"),
     (["--threads", "-1"], "threads must be an integer >= 0"),
+    (["--patch-drop", "1"], "patch_drop_rate must be in [0, 1)"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, capsys):
     rc = main(cli_flags(data_dir, tmp_path / "run") + flags)

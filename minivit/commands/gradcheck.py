@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 from minivit.backend import get_backend, host_rng, to_device
-from minivit.config import CONFIGS, GELUS, POOLS
+from minivit.config import CONFIGS, GELUS, POOLS, STOCHASTIC_FIELDS
 from minivit.gradcheck import fd_scale_floor, gradcheck
 from minivit.model import create_model
 
@@ -66,7 +66,7 @@ def run(args) -> int:
     overrides = {k: getattr(args, k) for k in INT_OVERRIDES + ("pool", "gelu", "conv_stem")
                  if getattr(args, k) is not None}
     # dropout / stochastic depth would make the loss random: the check runs without them
-    overrides.update(drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0)
+    overrides.update({k: 0.0 for k in STOCHASTIC_FIELDS})
     model = create_model(args.config, seed=args.seed, dtype=args.dtype, **overrides)
     cfg = model.config
 

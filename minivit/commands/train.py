@@ -25,7 +25,7 @@ _SESSION_FLAGS = ", ".join("--no-progress" if f == "progress" else "--" + f.repl
 
 # flag dest -> ViTConfig field that it overrides
 MODEL_FLAGS = {"drop_path": "drop_path_rate", "dropout": "drop_rate",
-               "attn_dropout": "attn_drop_rate"}
+               "attn_dropout": "attn_drop_rate", "patch_drop": "patch_drop_rate"}
 
 
 def add_arguments(parser, classify: bool = True):
@@ -47,6 +47,10 @@ def add_arguments(parser, classify: bool = True):
     m.add_argument("--drop-path", type=float, help="stochastic depth rate (default 0)")
     m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
     m.add_argument("--attn-dropout", type=float, help="attention dropout rate (default 0)")
+    if classify:
+        m.add_argument("--patch-drop", type=float,
+                       help="PatchDropout: share of patch tokens each training image drops "
+                            "(default 0)")
     m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
     if classify:
         m.add_argument("--init-from", metavar="CHECKPOINT",
@@ -123,8 +127,8 @@ def _model_overrides(args) -> dict:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = _parse_value(value.strip())
     for flag, field in MODEL_FLAGS.items():
-        if getattr(args, flag) is not None:
-            overrides[field] = getattr(args, flag)
+        if getattr(args, flag, None) is not None:
+            overrides[field] = getattr(args, flag, None)
     return overrides
 
 
