@@ -4,6 +4,7 @@ Everything runs on tiny synthetic CIFAR-10 files (100 training images) and a one
 so each test takes about a second."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from safetensors.numpy import load_file
 import minivit.parallel as P
 import minivit.train as T
 from minivit.cli import main
+from minivit.config import get_config
 from minivit.data.synthetic import write_cifar10_like
 from minivit.serialization import load
 
@@ -115,6 +117,27 @@ def test_patch_drop_flag_reaches_the_model_config(data_dir, tmp_path):
     assert info["train"]["model_overrides"]["patch_drop_rate"] == 0.5
     assert info["model"]["patch_drop_rate"] == 0.5
     assert load(run / T.MODEL_FILE).config.num_patches == 64     # evaluation sees every patch
+
+
+def test_the_recipe_model_overrides_are_defaults_that_flags_add_to(data_dir, tmp_path):
+    assert T.TrainConfig().model_overrides == T.RECIPE_MODEL_OVERRIDES
+    assert T.TrainConfig(objective="mae").model_overrides == {}     # MAE masks by itself
+    assert T.TrainConfig(model_overrides={"depth": 2}).model_overrides == {"depth": 2}
+    run = tmp_path / "run"
+    assert main(cli_flags(data_dir, run) + ["--set", "pool=token", "--epochs", "1"]) == 0
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert (model["depth"], model["pool"], model["patch_drop_rate"]) == (1, "token", 0.5)
+
+
+def test_the_defaults_are_the_reported_cpu_run():
+    """`minivit train` with no options is the run whose figures the README reports."""
+    path = Path(__file__).resolve().parents[1] / "results" / "cifar-nano-pd50-32ep" / "config.json"
+    reported = json.loads(path.read_text())
+    ignore = set(T.SESSION_FIELDS) | {"run_dir"}
+    defaults = {k: v for k, v in T.TrainConfig().to_dict().items() if k not in ignore}
+    assert defaults == {k: v for k, v in reported["train"].items() if k not in ignore}
+    model = get_config(defaults["model"], **defaults["model_overrides"], num_classes=10)
+    assert model.to_dict() == reported["model"]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,

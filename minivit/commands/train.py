@@ -16,7 +16,8 @@ import sys
 
 from minivit.cli import UserError
 from minivit.config import CONFIGS
-from minivit.train import SESSION_FIELDS, TrainConfig, TrainingDiverged, resume, train
+from minivit.train import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
+                           resume, train)
 
 D = TrainConfig()          # the defaults, for the help text
 # The flags of the session options that --resume accepts ("progress" is set by --no-progress).
@@ -32,25 +33,28 @@ def add_arguments(parser, classify: bool = True):
     """The training loop's flags; classify=False (``minivit pretrain``) leaves out those that
     only classification uses (--init-from, --label-smoothing, --mixup, --cutmix)."""
     parser.description = (
-        "Train a ViT on CIFAR-10. The default recipe (cifar-nano, AdamW lr 1e-3, wd 0.05, "
-        "batch 128, 1 warmup epoch then cosine to 1e-5, label smoothing 0.1, crop+flip, "
-        "clip 1.0) is meant for a CPU; on a GPU try --config cifar-tiny --epochs 100 "
-        "--mixup 0.8 --cutmix 1.0 --drop-path 0.1. Writes RUN_DIR/config.json, metrics.jsonl, "
+        "Train a ViT on CIFAR-10. The default recipe (cifar-nano with mean pooling and "
+        "patch dropout 0.5, AdamW lr 1e-3, wd 0.05, batch 128, 1 warmup epoch then cosine "
+        "to 1e-5, label smoothing 0.1, crop+flip, clip 1.0) is meant for a CPU; on a GPU try "
+        "--config cifar-tiny --epochs 100 --patch-drop 0 --mixup 0.8 --cutmix 1.0 "
+        "--drop-path 0.1. Writes RUN_DIR/config.json, metrics.jsonl, "
         "checkpoint.safetensors, model.safetensors. Ctrl-C saves a checkpoint; continue with "
         "--resume RUN_DIR.")
     m = parser.add_argument_group("model")
     m.add_argument("--config", dest="model", metavar="NAME",
                    help=f"model config: {', '.join(CONFIGS)} (default {D.model})")
     m.add_argument("--set", dest="model_set", action="append", metavar="KEY=VALUE",
-                   help="override a model config field, e.g. --set depth=4 --set pool=mean "
-                        "(repeatable)")
+                   help="override a model config field, e.g. --set depth=4 --set pool=token "
+                        "(repeatable)" + ("; on top of the recipe's " + ", ".join(
+                            f"{k}={v}" for k, v in RECIPE_MODEL_OVERRIDES.items())
+                            if classify else ""))
     m.add_argument("--drop-path", type=float, help="stochastic depth rate (default 0)")
     m.add_argument("--dropout", type=float, help="dropout rate (default 0)")
     m.add_argument("--attn-dropout", type=float, help="attention dropout rate (default 0)")
     if classify:
         m.add_argument("--patch-drop", type=float,
                        help="PatchDropout: share of patch tokens each training image drops "
-                            "(default 0)")
+                            f"(default {RECIPE_MODEL_OVERRIDES['patch_drop_rate']}; 0 = off)")
     m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
     if classify:
         m.add_argument("--init-from", metavar="CHECKPOINT",
@@ -151,7 +155,9 @@ def run(args) -> int:
                                 f"{flags} cannot be changed (only {_SESSION_FLAGS})")
             result = resume(args.resume, **given)
         else:
-            if overrides:
+            if overrides and args.command == "train":      # on top of the recipe's
+                given["model_overrides"] = {**RECIPE_MODEL_OVERRIDES, **overrides}
+            elif overrides:
                 given["model_overrides"] = overrides
             result = train(TrainConfig(**given))
     except TrainingDiverged as e:
