@@ -108,8 +108,9 @@ class MAEConfig:
                              "token would see pixels of the hidden ones")
         bad = [k for k in STOCHASTIC_FIELDS if getattr(self.encoder, k)]
         if bad:
-            raise ValueError(f"MAE pre-training uses no dropout, stochastic depth or patch dropout (it masks patches itself); set "
-                             f"{', '.join(bad)} of the encoder to 0")
+            raise ValueError(f"MAE pre-training uses no dropout, stochastic depth or patch "
+                             f"dropout (it masks patches itself); set {', '.join(bad)} of the "
+                             "encoder to 0")
 
     def decoder_config(self) -> ViTConfig:
         """The decoder's blocks as a ViTConfig (qkv bias on, the encoder's GELU)."""

@@ -65,7 +65,8 @@ def run(args) -> int:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
     overrides = {k: getattr(args, k) for k in INT_OVERRIDES + ("pool", "gelu", "conv_stem")
                  if getattr(args, k) is not None}
-    # dropout / stochastic depth would make the loss random: the check runs without them
+    # dropout / stochastic depth / patch dropout would make the loss random: the check runs
+    # without them
     overrides.update({k: 0.0 for k in STOCHASTIC_FIELDS})
     model = create_model(args.config, seed=args.seed, dtype=args.dtype, **overrides)
     cfg = model.config

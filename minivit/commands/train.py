@@ -131,8 +131,9 @@ def _model_overrides(args) -> dict:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = _parse_value(value.strip())
     for flag, field in MODEL_FLAGS.items():
-        if getattr(args, flag, None) is not None:
-            overrides[field] = getattr(args, flag, None)
+        value = getattr(args, flag, None)          # None: not given, or not a flag of this command
+        if value is not None:
+            overrides[field] = value
     return overrides
 
 

@@ -52,4 +52,3 @@ def patch_dropout_backward(dout, cache):
     xp = array_module(dout)
     dpatches = gather_tokens_backward(dout[:, 1:], cache)                 # (B, N, D)
     return xp.concatenate([dout[:, :1], dpatches], axis=1)
-
