@@ -105,6 +105,7 @@ class DataParallel:
         self._seed_replicas(len(slices))
         for replica in self.replicas:
             replica.params = self.model.params       # the optimizer may have replaced the dict
+            replica.config = self.model.config       # training may turn patch dropout off
         jobs = [(replica, *[_take(a, s) for a in arrays], (s.stop - s.start) / B)
                 for replica, s in zip(self.replicas, slices)]
         return self._map(fn, jobs)

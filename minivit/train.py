@@ -71,6 +71,8 @@ SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "th
 # the mean of the patch tokens, and each training image drops half of its patch tokens
 # (layers/patch_dropout.py), which halves a step's cost, so twice the epochs fit in 2 hours.
 RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
+# Fields added after runs were recorded without them: what those runs did.
+OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0}
 
 
 class TrainingDiverged(RuntimeError):
@@ -96,6 +98,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     clip_grad: float = 1.0                  # max global gradient norm; 0 = off
+    unmasked_epochs: float = 1.0            # the last epochs train without patch dropout
+                                            # (FLIP's "unmasked tuning"); no effect without it
     # augmentation
     augment: bool = True                    # random crop (pad 4) + horizontal flip
     mixup: float = 0.0                      # Beta(alpha, alpha); 0 = off
@@ -164,6 +168,7 @@ class TrainConfig:
         check("weight_decay", non_neg, ">= 0")
         check("label_smoothing", lambda v: non_neg(v) and v < 1, "in [0, 1)")
         check("clip_grad", non_neg, ">= 0 (0 turns clipping off)")
+        check("unmasked_epochs", non_neg, ">= 0 (0 = patch dropout to the end)")
         check("mixup", non_neg, ">= 0 (0 turns mixup off)")
         check("cutmix", non_neg, ">= 0 (0 turns cutmix off)")
         check("val_size", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
@@ -410,7 +415,7 @@ def load_train_config(run_dir) -> TrainConfig:
     d = read_json(path)
     if "train" not in d:
         raise ValueError(f"{Path(run_dir) / CONFIG_FILE} holds no 'train' section")
-    return TrainConfig.from_dict(d["train"])
+    return TrainConfig.from_dict({**OLD_RUN_DEFAULTS, **d["train"]})
 
 
 def resume(run_dir, **session) -> dict:
@@ -459,6 +464,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                  else round(cfg.warmup_epochs * steps_per_epoch))
     objective = make_objective(cfg, data, resume)
     model = objective.model
+    # unmasked tuning: the last `unmasked` steps see every patch token, as evaluation does
+    unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
+        if getattr(model.config, "patch_drop_rate", 0) else 0
     optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     aug_rng = rng([cfg.seed, AUG_STREAM])            # on the device, like model.rng
     rngs = {"augment": aug_rng, "model": model.rng}
@@ -475,7 +483,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / CONFIG_FILE, _run_info(cfg, run_dir, model, data, steps_per_epoch,
-                                                    total, warmup))
+                                                    total, warmup, unmasked))
     elapsed_before, session_start = st["elapsed"], time.perf_counter()
 
     def epochs_done(step):          # epochs finished after `step` steps (the last may be short)
@@ -540,6 +548,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 perm, gen = epoch_order(cfg.seed, epoch, n_train)
                 perm_epoch = epoch
                 _check_data_order(st, epoch, gen)
+            if unmasked:
+                objective.set_patch_dropout(step < total - unmasked)
             t0 = time.perf_counter()
             snapshot = _snapshot(model, optimizer, rngs, st)   # Ctrl-C mid-step rolls back
             images, labels, targets, smoothing = prepare_batch(
@@ -614,7 +624,12 @@ class Classification:
         if cfg.init_from and not resume:
             from minivit.pretrain import init_from_pretrained
             init_from_pretrained(self.model, cfg.init_from)
+        self.config = self.model.config                  # the run's model config, as saved
         self.parallel = DataParallel(self.model, resolve_threads(cfg.threads))
+
+    def set_patch_dropout(self, on: bool):
+        """Patch dropout as configured (on), or off for the unmasked-tuning steps."""
+        self.model.config = self.config if on else self.config.replace(patch_drop_rate=0.0)
 
     def step(self, images, labels, targets, smoothing, clip_grad):
         return train_step(self.model, images, labels, targets, smoothing, clip_grad,
@@ -627,7 +642,10 @@ class Classification:
         self.parallel.close()
 
     def save_model(self, path):
+        saved = self.model.config
+        self.model.config = self.config                  # the run's config, whatever the phase
         save_model(self.model, path)
+        self.model.config = saved
 
 
 def make_objective(cfg: TrainConfig, data, resume: bool = False):
@@ -657,7 +675,7 @@ def train_step(model, images, labels, targets, smoothing, clip_grad, parallel=No
     return loss, correct, norm
 
 
-def _run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup) -> dict:
+def _run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmasked) -> dict:
     """What config.json holds: the TrainConfig, the model config, and what ``minivit
     predict`` needs of the data (mean, std, class names)."""
     return {"train": {**cfg.to_dict(), "run_dir": str(run_dir)},
@@ -667,6 +685,7 @@ def _run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup) -> dict
                      "n_train": len(data.train_y), "n_val": len(data.val_y),
                      "n_test": len(data.test_y)},
             "steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": warmup,
+            "unmasked_steps": unmasked,
             "backend": get_backend(), "num_params": model.num_params()}
 
 

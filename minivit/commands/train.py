@@ -34,7 +34,7 @@ def add_arguments(parser, classify: bool = True):
     only classification uses (--init-from, --label-smoothing, --mixup, --cutmix)."""
     parser.description = (
         "Train a ViT on CIFAR-10. The default recipe (cifar-nano with mean pooling and "
-        "patch dropout 0.5, AdamW lr 1e-3, wd 0.05, batch 128, 1 warmup epoch then cosine "
+        "patch dropout 0.5 but for the last epoch, AdamW lr 1e-3, wd 0.05, batch 128, 1 warmup epoch then cosine "
         "to 1e-5, label smoothing 0.1, crop+flip, clip 1.0) is meant for a CPU; on a GPU try "
         "--config cifar-tiny --epochs 100 --patch-drop 0 --mixup 0.8 --cutmix 1.0 "
         "--drop-path 0.1. Writes RUN_DIR/config.json, metrics.jsonl, "
@@ -55,6 +55,9 @@ def add_arguments(parser, classify: bool = True):
         m.add_argument("--patch-drop", type=float,
                        help="PatchDropout: share of patch tokens each training image drops "
                             f"(default {RECIPE_MODEL_OVERRIDES['patch_drop_rate']}; 0 = off)")
+        m.add_argument("--unmasked-epochs", type=float,
+                       help="train the last N epochs without patch dropout, on every token "
+                            f"as evaluation sees them (default {D.unmasked_epochs})")
     m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
     if classify:
         m.add_argument("--init-from", metavar="CHECKPOINT",
