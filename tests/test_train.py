@@ -94,6 +94,7 @@ def test_resume_is_bit_identical(data_dir, tmp_path):
     first = T.train(all_rngs_on(data_dir, tmp_path / "resumed", max_steps=3))  # mid-epoch
     assert first["status"] == "stopped" and checkpoint(tmp_path / "resumed")[1]["step"] == 3
     assert T.resume(tmp_path / "resumed", max_steps=5)["step"] == 5         # an epoch end
+    assert T.resume(tmp_path / "resumed", max_steps=7)["step"] == 7         # unmasked tuning
     assert T.resume(tmp_path / "resumed")["status"] == "done"
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
@@ -117,6 +118,34 @@ def test_patch_drop_flag_reaches_the_model_config(data_dir, tmp_path):
     assert info["train"]["model_overrides"]["patch_drop_rate"] == 0.5
     assert info["model"]["patch_drop_rate"] == 0.5
     assert load(run / T.MODEL_FILE).config.num_patches == 64     # evaluation sees every patch
+
+
+def test_unmasked_epochs_train_the_last_steps_on_every_token(data_dir, tmp_path):
+    """Unmasked tuning: patch dropout is off for the last unmasked_epochs, in every thread."""
+    pd = dict(TINY, patch_drop_rate=0.5)
+    runs = {name: tmp_path / name for name in ("all", "none", "last", "never")}
+    T.train(make_cfg(data_dir, runs["all"], model_overrides=pd, unmasked_epochs=2))
+    T.train(make_cfg(data_dir, runs["none"], unmasked_epochs=0))           # no patch dropout
+    assert_same_run(runs["all"], runs["none"])        # unmasked from the start = never dropped
+    T.train(make_cfg(data_dir, runs["last"], model_overrides=pd, unmasked_epochs=1))
+    T.train(make_cfg(data_dir, runs["never"], model_overrides=pd, unmasked_epochs=0))
+    last, never = T.read_metrics(runs["last"]), T.read_metrics(runs["never"])
+    assert last[0]["train_loss"] == never[0]["train_loss"]          # epoch 1: both drop
+    assert last[1]["train_loss"] != never[1]["train_loss"]          # epoch 2: one does not
+    info = [json.loads((runs[n] / "config.json").read_text()) for n in ("all", "last", "never")]
+    assert [i["unmasked_steps"] for i in info] == [10, 5, 0]
+    # the saved model keeps the run's config, whatever the phase it ended in
+    assert load(runs["last"] / T.MODEL_FILE).config.patch_drop_rate == 0.5
+
+
+def test_runs_recorded_before_unmasked_tuning_resume_without_it(data_dir, tmp_path):
+    run = tmp_path / "run"
+    T.train(make_cfg(data_dir, run, max_steps=2))
+    info = json.loads((run / "config.json").read_text())
+    del info["train"]["unmasked_epochs"]
+    (run / "config.json").write_text(json.dumps(info))
+    assert T.load_train_config(run).unmasked_epochs == 0.0
+    assert T.TrainConfig().unmasked_epochs == 1.0
 
 
 def test_the_recipe_model_overrides_are_defaults_that_flags_add_to(data_dir, tmp_path):
@@ -208,6 +237,7 @@ def test_ctrl_c_from_the_cli_exits_130_with_the_resume_command(data_dir, tmp_pat
     (["--batch-size", "1000"], "larger than the training set"),
     (["--threads", "-1"], "threads must be an integer >= 0"),
     (["--patch-drop", "1"], "patch_drop_rate must be in [0, 1)"),
+    (["--unmasked-epochs", "-1"], "unmasked-epochs must be >= 0"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, capsys):
     rc = main(cli_flags(data_dir, tmp_path / "run") + flags)
