@@ -642,10 +642,12 @@ class Classification:
         self.parallel.close()
 
     def save_model(self, path):
-        saved = self.model.config
+        phase = self.model.config
         self.model.config = self.config                  # the run's config, whatever the phase
-        save_model(self.model, path)
-        self.model.config = saved
+        try:
+            save_model(self.model, path)
+        finally:
+            self.model.config = phase
 
 
 def make_objective(cfg: TrainConfig, data, resume: bool = False):
