@@ -47,7 +47,7 @@ from minivit.config import CONFIGS, ViTConfig, get_config
 from minivit.data.augment import mix_batch, random_crop_flip
 from minivit.data.cifar10 import iterate_batches, load_cifar10, normalize
 from minivit.layers.loss import cross_entropy
-from minivit.model import create_model
+from minivit.model import VisionTransformer, create_model
 from minivit.optim import AdamW, clip_grad_norm
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.schedule import warmup_cosine
@@ -625,11 +625,12 @@ class Classification:
             from minivit.pretrain import init_from_pretrained
             init_from_pretrained(self.model, cfg.init_from)
         self.config = self.model.config                  # the run's model config, as saved
+        self.unmasked_config = self.config.replace(patch_drop_rate=0.0)
         self.parallel = DataParallel(self.model, resolve_threads(cfg.threads))
 
     def set_patch_dropout(self, on: bool):
         """Patch dropout as configured (on), or off for the unmasked-tuning steps."""
-        self.model.config = self.config if on else self.config.replace(patch_drop_rate=0.0)
+        self.model.config = self.config if on else self.unmasked_config
 
     def step(self, images, labels, targets, smoothing, clip_grad):
         return train_step(self.model, images, labels, targets, smoothing, clip_grad,
@@ -642,12 +643,8 @@ class Classification:
         self.parallel.close()
 
     def save_model(self, path):
-        phase = self.model.config
-        self.model.config = self.config                  # the run's config, whatever the phase
-        try:
-            save_model(self.model, path)
-        finally:
-            self.model.config = phase
+        # the run's config, whatever the phase: a view of the same parameters
+        save_model(VisionTransformer(self.config, self.model.params), path)
 
 
 def make_objective(cfg: TrainConfig, data, resume: bool = False):
