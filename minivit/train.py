@@ -36,7 +36,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -436,7 +438,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train (or, with resume=True, continue) the run described by ``cfg``.
 
     Returns {"run_dir", "step", "total_steps", "status", "last"}: status is "done",
-    "stopped" (max_steps / time_limit) or "interrupted" (Ctrl-C); "last" is the last
+    "stopped" (max_steps / time_limit) or "interrupted" (Ctrl-C or SIGTERM); "last" is the last
     metrics record.  Raises TrainingDiverged on a non-finite loss."""
     cfg.validate()
     cfg = dataclasses.replace(cfg, threads=resolve_threads(cfg.threads))   # recorded resolved
@@ -532,6 +534,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         + (f", resuming at step {st['step']}" if resume else ""))
 
     perm, perm_epoch, snapshot, status = None, None, None, "done"
+    restore_sigterm = _stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
     try:
         while True:
             if st["epochs_logged"] < epochs_done(st["step"]):
@@ -582,6 +585,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         status = "interrupted"
         save("interrupted")
     finally:
+        restore_sigterm()
         objective.close()
         if bar is not None:
             bar.close()
@@ -689,6 +693,24 @@ def _run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmaske
 
 
 # --------------------------------------------------------------------------- loop helpers
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt, so that ``kill PID``, a job scheduler's stop or a
+    container shutdown saves a checkpoint as Ctrl-C does.  (A job started with ``&`` from a
+    script ignores SIGINT, so ``kill -INT`` cannot reach it; SIGTERM can.)  Returns a function
+    that puts the previous handler back.  Only the main thread may set handlers; elsewhere
+    this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    if previous is None:                             # set outside Python: the default
+        previous = signal.SIG_DFL
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
 
 def _snapshot(model, optimizer, rngs, st):
     """Everything one step changes. The model and optimizer replace their arrays, never

@@ -4,6 +4,9 @@ Everything runs on tiny synthetic CIFAR-10 files (100 training images) and a one
 so each test takes about a second."""
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +214,35 @@ def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypat
     assert result["status"] == "interrupted" and result["step"] == 6
     out = capsys.readouterr().out
     assert f"minivit train --resume {tmp_path / 'resumed'}" in out
+    monkeypatch.setattr(T, "clip_grad_norm", real)
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name == "nt",
+                    reason="needs POSIX signals")
+def test_sigterm_saves_like_ctrl_c_and_resume_continues_exactly(data_dir, tmp_path,
+                                                                  monkeypatch, capsys):
+    T.train(all_rngs_on(data_dir, tmp_path / "straight"))
+    real, calls, missed = T.clip_grad_norm, [], []
+
+    def fallback(signum, frame):          # sees SIGTERM only if train() does not handle it
+        missed.append(signum)
+
+    before = signal.signal(signal.SIGTERM, fallback)
+
+    def terminate_during_step_7(grads, max_norm):        # `kill PID` while step 7 runs
+        calls.append(1)
+        if len(calls) == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)                                 # the handler raises in here
+        return real(grads, max_norm)
+
+    monkeypatch.setattr(T, "clip_grad_norm", terminate_during_step_7)
+    result = T.train(all_rngs_on(data_dir, tmp_path / "resumed"))
+    assert signal.signal(signal.SIGTERM, before) is fallback   # train() put it back
+    assert not missed and result["status"] == "interrupted" and result["step"] == 6
+    assert f"minivit train --resume {tmp_path / 'resumed'}" in capsys.readouterr().out
     monkeypatch.setattr(T, "clip_grad_norm", real)
     assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
