@@ -163,7 +163,7 @@ def test_the_recipe_model_overrides_are_defaults_that_flags_add_to(data_dir, tmp
 
 def test_the_defaults_are_the_reported_cpu_run():
     """`minivit train` with no options is the run whose figures the README reports."""
-    run = "cifar-nano-pd50-31ep-um1"
+    run = "cifar-nano-pd50-38ep-um1"
     path = Path(__file__).resolve().parents[1] / "results" / run / "config.json"
     reported = json.loads(path.read_text())
     ignore = set(T.SESSION_FIELDS) | {"run_dir"}
@@ -171,6 +171,23 @@ def test_the_defaults_are_the_reported_cpu_run():
     assert defaults == {k: v for k, v in reported["train"].items() if k not in ignore}
     model = get_config(defaults["model"], **defaults["model_overrides"], num_classes=10)
     assert model.to_dict() == reported["model"]
+
+
+def test_the_reported_run_s_committed_model_is_trained():
+    """results/<the default run>/model.safetensors is the model of its config.json, and it
+    classifies the committed sample of 64 CIFAR-10 test images as a trained model does (53 of
+    them when it was committed; chance is about 6)."""
+    root = Path(__file__).resolve().parents[1]
+    run = root / "results" / "cifar-nano-pd50-38ep-um1"
+    reported = json.loads((run / "config.json").read_text())
+    model = load(run / "model.safetensors")
+    assert model.config.to_dict() == reported["model"]
+    sample = np.load(root / "walkthroughs" / "assets" / "cifar10_sample.npz")
+    np.testing.assert_allclose(sample["mean"], reported["data"]["mean"], rtol=1e-12)
+    result = T.evaluate(model, sample["x"], sample["y"], sample["mean"], sample["std"])
+    assert result["n"] == 64 and result["acc"] >= 0.75
+    reported_test = json.loads((run / "eval-test.json").read_text())
+    assert reported_test["n"] == 10000 and reported_test["accuracy"] >= 0.80
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
