@@ -161,11 +161,13 @@ def test_the_recipe_model_overrides_are_defaults_that_flags_add_to(data_dir, tmp
     assert (model["depth"], model["pool"], model["patch_drop_rate"]) == (1, "token", 0.5)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+REPORTED_RUN = ROOT / "results" / "cifar-nano-pd50-38ep-um1"     # the README's default run
+
+
 def test_the_defaults_are_the_reported_cpu_run():
     """`minivit train` with no options is the run whose figures the README reports."""
-    run = "cifar-nano-pd50-38ep-um1"
-    path = Path(__file__).resolve().parents[1] / "results" / run / "config.json"
-    reported = json.loads(path.read_text())
+    reported = json.loads((REPORTED_RUN / "config.json").read_text())
     ignore = set(T.SESSION_FIELDS) | {"run_dir"}
     defaults = {k: v for k, v in T.TrainConfig().to_dict().items() if k not in ignore}
     assert defaults == {k: v for k, v in reported["train"].items() if k not in ignore}
@@ -177,16 +179,14 @@ def test_the_reported_run_s_committed_model_is_trained():
     """results/<the default run>/model.safetensors is the model of its config.json, and it
     classifies the committed sample of 64 CIFAR-10 test images as a trained model does (53 of
     them when it was committed; chance is about 6)."""
-    root = Path(__file__).resolve().parents[1]
-    run = root / "results" / "cifar-nano-pd50-38ep-um1"
-    reported = json.loads((run / "config.json").read_text())
-    model = load(run / "model.safetensors")
+    reported = json.loads((REPORTED_RUN / "config.json").read_text())
+    model = load(REPORTED_RUN / "model.safetensors")
     assert model.config.to_dict() == reported["model"]
-    sample = np.load(root / "walkthroughs" / "assets" / "cifar10_sample.npz")
+    sample = np.load(ROOT / "walkthroughs" / "assets" / "cifar10_sample.npz")
     np.testing.assert_allclose(sample["mean"], reported["data"]["mean"], rtol=1e-12)
     result = T.evaluate(model, sample["x"], sample["y"], sample["mean"], sample["std"])
     assert result["n"] == 64 and result["acc"] >= 0.75
-    reported_test = json.loads((run / "eval-test.json").read_text())
+    reported_test = json.loads((REPORTED_RUN / "eval-test.json").read_text())
     assert reported_test["n"] == 10000 and reported_test["accuracy"] >= 0.80
 
 

@@ -64,7 +64,7 @@ os.chdir(WORK)                                        # short relative paths in 
 # | augmentation | random 32 x 32 crop of the image padded by 4, horizontal flip | a ViT has no built-in translation invariance: it must see shifted and mirrored images to learn it; on 45,000 images it otherwise overfits within a few epochs. (Longer GPU runs add Mixup/CutMix and stochastic depth.) |
 # | label smoothing | 0.1 | the target is 0.91 on the true class and 0.01 on the others: the model is not pushed to infinite logits, which regularises and keeps its probabilities calibrated. |
 # | gradient clipping | global norm 1.0 | one bad batch cannot undo the run. |
-# | length | 38 epochs (13,338 steps) | the CPU budget: 60 minutes on two cores the day it was measured, about 140 at the slowest speed this machine has shown (on such a day, `--epochs 31`): a ViT keeps improving for hundreds of epochs, so on a CPU the budget, not the model, sets the length. |
+# | length | 38 epochs (13,338 steps) | the CPU budget: 60 minutes on two cores the day it was measured, about 140 at the speed it ran at in session 7 (on such a day, `--epochs 31`): a ViT keeps improving for hundreds of epochs, so on a CPU the budget, not the model, sets the length. |
 # | threads | one per CPU core (`--threads`) | each batch is split between the cores: every thread runs the forward and backward pass of its share of the images on a replica of the model that shares the parameters, and the gradients are added (`minivit/parallel.py`). NumPy releases the GIL inside its array operations, so two cores train almost twice as fast. |
 #
 # Below, the learning-rate schedule (`minivit.warmup_cosine`), what the augmentation does to
