@@ -3,7 +3,7 @@ behind TrainConfig.unmasked_epochs (README, "Unmasked tuning").
 
 From the final checkpoint of the 32-epoch patch-dropout run (parameters and AdamW moments),
 train STEPS more steps at a constant LR, with patch dropout at RATE, then report validation
-accuracy and loss.  Run in session 7 (2 cores, one process at a time):
+accuracy and loss.  Run on 2026-11-22 (2 cores, one process at a time):
 
     python results/probe_unmasked_tuning.py RUN_DIR DATA_DIR 0.5 0 1e-5     # as it was
     python results/probe_unmasked_tuning.py RUN_DIR DATA_DIR 0.0 150 2e-5   # unmasked
@@ -47,7 +47,7 @@ with DataParallel(model, 2) as dp:
 print(json.dumps({"rate": rate, "steps": steps, "lr": lr, "train_s": round(seconds, 1),
                   "val_acc": r["acc"], "val_loss": r["loss"]}))
 
-# Output (session 7):
+# Output (2026-11-22):
 # {"rate": 0.5, "steps": 0, "lr": 1e-05, "train_s": 0.0, "val_acc": 0.7918, "val_loss": 0.6401647508144379}
 # {"rate": 0.0, "steps": 150, "lr": 2e-05, "train_s": 157.4, "val_acc": 0.7948, "val_loss": 0.6291989684104919}
 # {"rate": 0.5, "steps": 150, "lr": 2e-05, "train_s": 74.9, "val_acc": 0.7902, "val_loss": 0.638997632265091}

@@ -8,6 +8,7 @@ mean/std (float64 (3,), [0, 1] units) of the 45,000 training images that ``miniv
 normalises with (val_size 5000).  Read with minivit's own (restricted-unpickler) reader.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,4 +34,4 @@ def main(folder) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/cifar-10-batches-py")
+    main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("MINIVIT_DATA", "cifar-10-batches-py"))
