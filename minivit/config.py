@@ -115,11 +115,16 @@ class ViTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ViTConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls, d: dict, what: str = ""):
+    """cls(**d) for a config dataclass, with a ValueError naming any unknown key."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {what}config keys {unknown}; known keys: {sorted(names)}")
+    return cls(**d)
 
 
 def _imagenet(name, dim, depth, heads, mlp, patch=16):
