@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minivit.backend import host_rng, host_xp, to_device
-from minivit.config import ViTConfig
+from minivit.config import ViTConfig, check_positive_ints
 from minivit.init import init_params, param_shapes, trunc_normal
 from minivit.layers.masking import num_kept
 from minivit.model_base import PretrainingConfig
@@ -40,10 +40,8 @@ class MAEConfig(PretrainingConfig):
     WHAT = "MAE "
 
     def check_fields(self):
-        for k in ("decoder_embed_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_dim"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{k} must be a positive integer, got {v!r}")
+        check_positive_ints(self, ("decoder_embed_dim", "decoder_depth", "decoder_num_heads",
+                                   "decoder_mlp_dim"))
         if self.decoder_embed_dim % self.decoder_num_heads:
             raise ValueError(f"decoder_embed_dim {self.decoder_embed_dim} is not divisible by "
                              f"decoder_num_heads {self.decoder_num_heads}")
