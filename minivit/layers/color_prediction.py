@@ -21,7 +21,7 @@ def mean_color_targets(pixels, patch_size, bits=3):
     mean = x.reshape(B, x.shape[1], -1, C).mean(axis=2)              # (B, N, C)
     levels = 2 ** bits
     q = xp.clip(xp.floor(mean * levels), 0, levels - 1).astype(xp.int64)
-    weights = xp.asarray([levels ** (C - 1 - c) for c in range(C)], dtype=xp.int64)
+    weights = levels ** xp.arange(C - 1, -1, -1, dtype=xp.int64)    # levels^(C-1-c)
     return (q * weights).sum(axis=-1)
 
 
