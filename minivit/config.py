@@ -49,11 +49,8 @@ class ViTConfig:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
-        for k in ("image_size", "patch_size", "in_chans", "num_classes", "embed_dim",
-                  "depth", "num_heads", "mlp_dim"):
-            v = getattr(self, k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"config.{k} must be a positive integer, got {v!r}")
+        check_positive_ints(self, ("image_size", "patch_size", "in_chans", "num_classes",
+                                   "embed_dim", "depth", "num_heads", "mlp_dim"), "config.")
         if self.image_size % self.patch_size:
             raise ValueError(f"patch size {self.patch_size} does not divide image size "
                              f"{self.image_size}; expected image_size % patch_size == 0")
@@ -115,11 +112,24 @@ class ViTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ViTConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(names)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
+
+
+def check_positive_ints(config, names, prefix: str = "") -> None:
+    """ValueError unless each named field of ``config`` is an int >= 1 (not a bool)."""
+    for k in names:
+        v = getattr(config, k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{prefix}{k} must be a positive integer, got {v!r}")
+
+
+def config_from_dict(cls, d: dict, what: str = ""):
+    """cls(**d) for a config dataclass, with a ValueError naming any unknown key."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {what}config keys {unknown}; known keys: {sorted(names)}")
+    return cls(**d)
 
 
 def _imagenet(name, dim, depth, heads, mlp, patch=16):

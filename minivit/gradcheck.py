@@ -145,7 +145,7 @@ class StagedLoss:
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])
         self.block_inputs = [z]                # block_inputs[i]: input of block i (depth: of norm)
         for i in range(cfg.depth):
-            z, _, _ = block_forward(z, model.block_params(i), cfg.num_heads, cfg.gelu)
+            z, _ = block_forward(z, model.block_params(i), cfg.num_heads, cfg.gelu)
             self.block_inputs.append(z)
         self.loss0 = self.full()
         staged = self.from_stage(0)
@@ -163,7 +163,7 @@ class StagedLoss:
         cfg, p = self.model.config, self.model.params
         z = self.block_inputs[start]
         for i in range(start, cfg.depth):
-            z, _, _ = block_forward(z, self.model.block_params(i), cfg.num_heads, cfg.gelu)
+            z, _ = block_forward(z, self.model.block_params(i), cfg.num_heads, cfg.gelu)
         z, _ = layernorm_forward(z, p["norm.weight"], p["norm.bias"])
         pooled = z[:, 0] if cfg.pool == "token" else z[:, 1:].mean(axis=1)
         logits, _ = linear_forward(pooled, p["head.weight"], p["head.bias"])

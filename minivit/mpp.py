@@ -21,49 +21,45 @@ Which patches: exactly M per image, the lowest-noise ones of uniform noise (the 
 other patch if 0.8 <= u < 0.9, unchanged otherwise.  The "random other patch" is drawn
 uniformly from the other B*N - 1 patch embeddings of the batch (any image, any position).
 
-Colour classes: the mean of each channel over the patch, for pixels in [0, 1], quantised to
-``bits`` bits, q_c = min(floor(mean_c 2^bits), 2^bits - 1), class = sum_c q_c 2^(bits (C-1-c))
-(for RGB: 64 r + 8 g + b).  Targets are constants: the gradient reaches the images only
-through the encoder.
+Colour classes and the loss: ``layers/color_prediction.py``.  Targets are constants: the
+gradient reaches the images only through the encoder.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from minivit.backend import (array_module, host_rng, host_xp, resolve_dtype, rng as make_rng,
-                             to_device)
-from minivit.config import CONFIGS, STOCHASTIC_FIELDS, ViTConfig, get_config
+from minivit.backend import (array_module, host_rng, host_xp, resolve_dtype, to_device)
+from minivit.config import get_config
 from minivit.init import init_params, param_shapes, trunc_normal
-from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
+from minivit.layers.color_prediction import (mean_color_targets, patch_ce_backward,
+                                             patch_ce_forward)
+from minivit.layers.encoder import encoder_backward, encoder_forward, stack_grads, stack_params
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.layers.loss import cross_entropy
 from minivit.layers.masking import (corrupt_tokens_backward, corrupt_tokens_forward,
                                     gather_tokens_backward, gather_tokens_forward, num_kept,
                                     random_masking)
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
-from minivit.layers.patches import patchify
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
-from minivit.mae import _check_images, vit_from_encoder
+from minivit.model_base import PretrainingConfig, PretrainingModel
 
 MPP_FORMAT = "minivit-mpp"
 MPP_CONFIG_KEY = "minivit_mpp_config"
 
 
 @dataclass(frozen=True)
-class MPPConfig:
-    encoder: ViTConfig = field(default_factory=lambda: CONFIGS["cifar-tiny"])
+class MPPConfig(PretrainingConfig):
     corrupt_ratio: float = 0.5        # share of patches corrupted (exactly round(N * ratio))
     mask_token_prob: float = 0.8      # of those: replaced by the mask token
     random_patch_prob: float = 0.1    # ... by a random other patch; the rest stay as they are
     color_bits: int = 3               # per channel: 2^(3*3) = 512 classes
 
-    def __post_init__(self):
-        enc = self.encoder
-        object.__setattr__(self, "encoder",
-                           get_config(ViTConfig.from_dict(enc) if isinstance(enc, dict) else enc))
+    TASK = "masked patch prediction"
+    WHAT = "MPP "
+
+    def check_fields(self):
         if isinstance(self.corrupt_ratio, bool) or not 0 < float(self.corrupt_ratio) < 1:
             raise ValueError(f"corrupt_ratio must be in (0, 1), got {self.corrupt_ratio!r}")
         num_kept(self.encoder.num_patches, self.corrupt_ratio)      # corrupts >= 1, keeps >= 1
@@ -73,43 +69,10 @@ class MPPConfig:
                              "with a sum <= 1")
         if not isinstance(self.color_bits, int) or not 1 <= self.color_bits <= 4:
             raise ValueError(f"color_bits must be an integer in [1, 4], got {self.color_bits!r}")
-        if self.encoder.conv_stem:
-            raise ValueError("masked patch prediction needs a patchify encoder (conv_stem=()): a convolutional "
-                             "stem's 3x3 windows overlap the neighbouring patches, so a visible "
-                             "token would see pixels of the hidden ones")
-        bad = [k for k in STOCHASTIC_FIELDS if getattr(self.encoder, k)]
-        if bad:
-            raise ValueError(f"masked patch prediction here uses no dropout, stochastic depth "
-                             f"or patch dropout; set {', '.join(bad)} of the encoder to 0")
 
     @property
     def num_colors(self) -> int:
         return 2 ** (self.color_bits * self.encoder.in_chans)
-
-    def replace(self, **changes) -> "MPPConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "encoder": self.encoder.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MPPConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - names:
-            raise ValueError(f"unknown MPP config keys {sorted(set(d) - names)}")
-        return cls(**d)
-
-
-def mean_color_targets(pixels, patch_size, bits=3):
-    """pixels (B, C, H, W) in [0, 1] -> colour class of each patch (B, N), int64."""
-    xp = array_module(pixels)
-    B, C = pixels.shape[:2]
-    x = patchify(pixels, patch_size)                                  # (B, N, P*P*C)
-    mean = x.reshape(B, x.shape[1], -1, C).mean(axis=2)              # (B, N, C)
-    levels = 2 ** bits
-    q = xp.clip(xp.floor(mean * levels), 0, levels - 1).astype(xp.int64)
-    weights = xp.asarray([levels ** (C - 1 - c) for c in range(C)], dtype=xp.int64)
-    return (q * weights).sum(axis=-1)
 
 
 def draw_corruption(rng, batch, num_patches, dtype="float64"):
@@ -159,33 +122,22 @@ def init_mpp_params(cfg: MPPConfig, seed=0, dtype="float32") -> dict:
     return params
 
 
-class MaskedPatchPrediction:
+class MPPCache(NamedTuple):
+    patch_embed: object   # patch_embed cache
+    corrupt: object       # CorruptCache
+    encoder: object       # EncoderCache
+    norm: object          # the final LayerNorm
+    pick: object          # gather of the corrupted patches' tokens
+    head: object          # linear cache of mpp_head
+    loss: object          # patch_ce cache
+
+
+class MaskedPatchPrediction(PretrainingModel):
     """params / grads: flat dicts (the ViT's timm names without ``head``, plus ``mask_token``
     and ``mpp_head``); rng draws the corruption when ``forward`` is given no ``draws``."""
 
-    def __init__(self, config: MPPConfig, params: dict, seed: int = 0):
-        expected = mpp_param_shapes(config)
-        bad = sorted(set(expected) ^ set(params)) + [
-            k for k, s in expected.items() if k in params and tuple(params[k].shape) != s]
-        if bad:
-            raise ValueError(f"MPP parameters do not match the config: {bad}")
-        self.config, self.params, self.grads = config, params, {}
-        first = next(iter(params.values()))
-        self.dtype = first.dtype
-        self.rng = make_rng(seed, array_module(first))
-        self._cache = None
-
-    def num_params(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
-
-    def replica(self) -> "MaskedPatchPrediction":
-        """A model that shares this one's ``params`` dict but keeps its own activations and
-        gradients (one per thread in ``minivit.parallel.DataParallel``)."""
-        return MaskedPatchPrediction(self.config, self.params)
-
-    def clear_cache(self) -> None:
-        """Drop the activations kept by the last forward (no backward will follow)."""
-        self._cache = None
+    WHAT = "MPP parameters"
+    param_shapes = staticmethod(mpp_param_shapes)
 
     def forward(self, images, targets, draws=None, rng=None, keep_cache=True):
         """images (B, C, H, W); targets (B, N) colour classes of every patch (from
@@ -193,7 +145,7 @@ class MaskedPatchPrediction:
         labels (B, M) of the corrupted patches, corrupted (B, N) 0/1).  keep_cache=False: no
         backward will follow."""
         cfg, p, enc = self.config, self.params, self.config.encoder
-        _check_images(images, enc, self.dtype)
+        self.check_images(images)
         B, N = images.shape[0], enc.num_patches
         if tuple(targets.shape) != (B, N):
             raise ValueError(f"targets must have shape {(B, N)}, got {tuple(targets.shape)}")
@@ -205,18 +157,14 @@ class MaskedPatchPrediction:
                                     p["patch_embed.proj.bias"])              # (B, N, D)
         x, cor = corrupt_tokens_forward(x, r_tok, r_rand, draws["src"], p["mask_token"])
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])       # (B, N+1, D)
-        caches = []
-        for i in range(enc.depth):
-            blk = {k: p[f"blocks.{i}.{k}"] for k in BLOCK_PARAM_NAMES if f"blocks.{i}.{k}" in p}
-            z, _, c = block_forward(z, blk, enc.num_heads, enc.gelu)
-            caches.append(c)
+        z, enc_cache = encoder_forward(z, stack_params(p, "blocks", enc.depth), enc.num_heads,
+                                       enc.gelu, keep=keep_cache)
         z, norm = layernorm_forward(z, p["norm.weight"], p["norm.bias"])
         h, pick = gather_tokens_forward(z[:, 1:], ids)                      # (B, M, D)
         logits, head = linear_forward(h, p["mpp_head.weight"], p["mpp_head.bias"])
         labels = gather_tokens_forward(targets[..., None], ids)[0][..., 0]  # (B, M)
-        M = ids.shape[1]
-        loss, dlogits = cross_entropy(logits.reshape(B * M, -1), labels.reshape(-1))
-        self._cache = (pe, cor, caches, norm, pick, head, dlogits.reshape(logits.shape)) \
+        loss, lcache = patch_ce_forward(logits, labels)
+        self._cache = MPPCache(pe, cor, enc_cache, norm, pick, head, lcache) \
             if keep_cache else None
         return loss, logits, labels, corrupted
 
@@ -224,32 +172,23 @@ class MaskedPatchPrediction:
 
     def backward(self, dloss=1.0):
         """Fill ``self.grads`` and return dimages (B, C, H, W)."""
-        if self._cache is None:
-            raise RuntimeError("backward() needs a forward() first (each forward allows one backward)")
-        pe, cor, caches, norm, pick, head, dlogits = self._cache
-        self._cache = None
+        c = self.pop_cache()
+        dlogits = patch_ce_backward(dloss, c.loss)
         xp = array_module(dlogits)
         g = {}
-        dh, g["mpp_head.weight"], g["mpp_head.bias"] = linear_backward(dlogits * dloss, head)
-        dpatch = gather_tokens_backward(dh, pick)                            # (B, N, D)
+        dh, g["mpp_head.weight"], g["mpp_head.bias"] = linear_backward(dlogits, c.head)
+        dpatch = gather_tokens_backward(dh, c.pick)                          # (B, N, D)
         B, N, D = dpatch.shape
         dz = xp.concatenate([xp.zeros((B, 1, D), dtype=dpatch.dtype), dpatch], axis=1)
-        dz, g["norm.weight"], g["norm.bias"] = layernorm_backward(dz, norm)
-        for i in reversed(range(len(caches))):
-            dz, bg = block_backward(dz, caches[i])
-            g.update({f"blocks.{i}.{k}": v for k, v in bg.items() if v is not None})
+        dz, g["norm.weight"], g["norm.bias"] = layernorm_backward(dz, c.norm)
+        dz, block_grads = encoder_backward(dz, c.encoder)
+        g.update(stack_grads(block_grads, "blocks"))
         dx, g["cls_token"], g["pos_embed"] = embed_tokens_backward(dz)
-        dx, g["mask_token"] = corrupt_tokens_backward(dx, cor)
+        dx, g["mask_token"] = corrupt_tokens_backward(dx, c.corrupt)
         dimages, g["patch_embed.proj.weight"], g["patch_embed.proj.bias"] = \
-            patch_embed_backward(dx, pe)
+            patch_embed_backward(dx, c.patch_embed)
         self.grads = {k: g[k] for k in self.params}
         return dimages
-
-    def encoder_params(self) -> dict:
-        return {k: self.params[k] for k in param_shapes(self.config.encoder) if k in self.params}
-
-    def to_vit(self, num_classes=None):
-        return vit_from_encoder(self.config.encoder, self.encoder_params(), num_classes)
 
     def __repr__(self):
         c, e = self.config, self.config.encoder

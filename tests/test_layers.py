@@ -177,8 +177,7 @@ def test_attention_core_gradients(xp, B, H, T, d):
     q, k, v = (randn(xp, B, H, T, d, seed=s) for s in (1, 2, 3))
 
     def fwd(q, k, v):
-        out, _, cache = attention_core_forward(q, k, v)
-        return out, cache
+        return attention_core_forward(q, k, v)
     check_layer(fwd, attention_core_backward, [q, k, v], ["q", "k", "v"])
 
 
@@ -190,9 +189,8 @@ def test_attention_gradients(xp, B, heads, T, d, attn_drop, proj_drop):
               randn(xp, D, D, seed=4), randn(xp, D, seed=5)]
 
     def fwd(x, wq, bq, wp, bp):   # a fresh generator with the same seed -> the same masks
-        y, _, cache = attention_forward(x, wq, bq, wp, bp, heads, attn_drop, proj_drop,
-                                        rng=device_rng(7, xp), train=True)
-        return y, cache
+        return attention_forward(x, wq, bq, wp, bp, heads, attn_drop, proj_drop,
+                                 rng=device_rng(7, xp), train=True)
     check_layer(fwd, attention_backward, inputs)
 
 
@@ -200,8 +198,9 @@ def test_attention_probabilities_are_returned(xp):
     B, T, heads, d = 2, 5, 3, 2
     D = heads * d
     x = randn(xp, B, T, D)
-    _, probs, _ = attention_forward(x, randn(xp, 3 * D, D, seed=1), None, randn(xp, D, D, seed=2),
-                                    None, heads)
+    _, cache = attention_forward(x, randn(xp, 3 * D, D, seed=1), None, randn(xp, D, D, seed=2),
+                                 None, heads)
+    probs = cache.probs
     assert probs.shape == (B, heads, T, T)
     assert float(abs(probs.sum(-1) - 1).max()) < 1e-14
     assert float(probs.min()) >= 0
@@ -213,7 +212,7 @@ def test_qkv_layout_is_timms(xp):
     D = heads * d
     x = randn(xp, B, T, D)
     wqkv = randn(xp, 3 * D, D, seed=1)
-    _, probs, _ = attention_forward(x, wqkv, None, xp.eye(D), None, heads)
+    probs = attention_forward(x, wqkv, None, xp.eye(D), None, heads)[1].probs
     # head 1 by hand: q = x Wq[h1]^T with Wq = rows 0..D-1, head 1 = rows d..2d-1
     q = x[0] @ wqkv[d:2 * d].T
     k = x[0] @ wqkv[D + d:D + 2 * d].T
@@ -234,8 +233,8 @@ def test_self_attention_is_permutation_equivariant(xp):
         "norm2.weight": (D,), "norm2.bias": (D,), "mlp.fc1.weight": (H, D), "mlp.fc1.bias": (H,),
         "mlp.fc2.weight": (D, H), "mlp.fc2.bias": (D,)}.items())}
     perm = xp.asarray(np.random.default_rng(0).permutation(T))
-    y, _, _ = block_forward(x, p, heads)
-    y_perm, _, _ = block_forward(x[:, perm], p, heads)
+    y, _ = block_forward(x, p, heads)
+    y_perm, _ = block_forward(x[:, perm], p, heads)
     assert rel_error(y[:, perm], y_perm) < 1e-13
 
 
@@ -323,9 +322,8 @@ def test_block_gradients(xp, B, T, heads, d, drop, approximate):
     inputs = [randn(xp, B, T, D, seed=99)] + [randn(xp, *s, seed=i) for i, s in enumerate(shapes.values())]
 
     def fwd(z, *ps):
-        out, _, cache = block_forward(z, dict(zip(names, ps)), heads, approximate, drop, drop,
-                                      drop, rng=device_rng(11, xp), train=True)
-        return out, cache
+        return block_forward(z, dict(zip(names, ps)), heads, approximate, drop, drop, drop,
+                             rng=device_rng(11, xp), train=True)
 
     def bwd(dout, cache):
         dz, g = block_backward(dout, cache)

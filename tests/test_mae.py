@@ -15,9 +15,9 @@ from minivit.checks import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, s
 from minivit.layers.masking import (gather_tokens_backward, gather_tokens_forward,
                                     masking_noise, num_kept, random_masking, unshuffle_backward,
                                     unshuffle_forward)
-from minivit.mae import (MAEConfig, create_mae, load_mae, masked_mse_backward, masked_mse_forward,
-                         patch_targets_backward, patch_targets_forward, save_mae,
-                         sincos_2d_pos_embed)
+from minivit.layers.reconstruction import (masked_mse_backward, masked_mse_forward,
+                                           patch_targets_backward, patch_targets_forward)
+from minivit.mae import MAEConfig, create_mae, load_mae, save_mae, sincos_2d_pos_embed
 
 # 8x8 images in 2x2 patches: N = 16 patches, 12 hidden and 4 visible at ratio 0.75
 TINY_ENC = dict(image_size=8, patch_size=2, embed_dim=8, depth=1, num_heads=2, mlp_dim=12)
@@ -117,7 +117,7 @@ def test_masked_loss_gradients_and_visible_patches_do_not_count(xp):
     mask = xp.asarray((np.random.default_rng(0).random((3, 5)) < 0.6).astype(float))
     mask[0, 0] = 1.0
     loss, cache = masked_mse_forward(pred, target, mask)
-    dpred, dtarget = masked_mse_backward(cache)
+    dpred, dtarget = masked_mse_backward(1.0, cache)
     m = to_numpy(mask).astype(bool)
     expect = ((to_numpy(pred) - to_numpy(target)) ** 2).mean(-1)[m].mean()
     assert abs(loss - expect) < 1e-14

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import minivit
 from helpers import randn
+from minivit.backend import to_numpy
 from minivit.checks import TOL_FD64, numerical_gradient, rel_error, sample_indices
 from minivit.config import CONFIGS, count_params
 from minivit.init import param_shapes
@@ -151,6 +152,22 @@ def test_patch_dropout_shortens_training_sequences_only(xp):
     assert maps[0].shape == (2, 2, 5, 5)
     with pytest.raises(ValueError, match="patch_drop_rate must be in"):
         minivit.create_model("cifar-nano", patch_drop_rate=1.0)
+
+
+def test_patch_dropout_off_equals_a_model_without_it(xp):
+    """patch_dropout=False: no draw, every token, bit for bit the model with rate 0."""
+    kw = dict(dtype="float64", drop_rate=0.1, drop_path_rate=0.1, **TINY)
+    with_pd = minivit.create_model("cifar-nano", patch_drop_rate=0.5, **kw)
+    without = minivit.create_model("cifar-nano", patch_drop_rate=0.0, **kw)
+    x = randn(xp, 3, 3, 8, 8)
+    for _ in range(2):                                     # the generators stay in step
+        a = with_pd.forward(x, train=True, patch_dropout=False)
+        b = without.forward(x, train=True)
+        assert (to_numpy(a) == to_numpy(b)).all()
+        dout = randn(xp, *a.shape, seed=5)
+        assert (to_numpy(with_pd.backward(dout)) == to_numpy(without.backward(dout))).all()
+        assert all((to_numpy(with_pd.grads[k]) == to_numpy(without.grads[k])).all()
+                   for k in without.grads)
 
 
 @settings(max_examples=6)

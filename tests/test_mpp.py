@@ -9,9 +9,10 @@ from helpers import check_layer, randn
 from minivit.backend import rng as device_rng, to_device, to_numpy
 from minivit.checks import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, sample_indices
 from minivit.config import get_config
+from minivit.layers.color_prediction import (mean_color_targets, patch_ce_backward,
+                                             patch_ce_forward)
 from minivit.layers.masking import corrupt_tokens_backward, corrupt_tokens_forward
-from minivit.mpp import (MPPConfig, corruption, create_mpp, draw_corruption, load_mpp,
-                         mean_color_targets, save_mpp)
+from minivit.mpp import MPPConfig, corruption, create_mpp, draw_corruption, load_mpp, save_mpp
 
 TINY_ENC = dict(image_size=8, patch_size=2, embed_dim=8, depth=1, num_heads=2, mlp_dim=12)
 
@@ -178,3 +179,12 @@ def test_files_and_encoder(xp, tmp_path):
 def test_bad_configs(fields, message):
     with pytest.raises(ValueError, match=message):
         MPPConfig(encoder=get_config("cifar-nano", **TINY_ENC), **fields)
+
+
+def test_patch_cross_entropy_gradient(xp):
+    logits = randn(xp, 2, 3, 5, seed=4)
+    labels = xp.asarray([[0, 4, 2], [1, 1, 3]])
+    loss, cache = patch_ce_forward(logits, labels)
+    dlogits = patch_ce_backward(0.5, cache)
+    expect = numerical_gradient(lambda: 0.5 * patch_ce_forward(logits, labels)[0], logits)
+    assert dlogits.shape == logits.shape and rel_error(dlogits, expect) < TOL_FD64

@@ -321,7 +321,8 @@ out_cls = to_numpy(A[0, 0, 0]) @ to_numpy(v[0, 0])   # (N+1,) weights @ (N+1, d)
 print("class token, head 1:", out_cls.shape, out_cls[:5].round(3))
 out = A @ v                                           # all tokens, all heads
 print("A @ v", out.shape)
-core, probs, _ = attention_core_forward(q, k, v)
+core, core_cache = attention_core_forward(q, k, v)
+probs = core_cache.probs
 assert np.allclose(to_numpy(core[0, 0, 0]), out_cls, atol=1e-5)
 assert np.allclose(to_numpy(core), to_numpy(out), atol=1e-5) and np.allclose(to_numpy(probs), to_numpy(A))
 print("by hand == attention_core_forward: OK")
@@ -361,8 +362,8 @@ from minivit.layers.attention import attention_forward, merge_heads
 merged = merge_heads(out)
 msa, _ = linear_forward(merged, bp["attn.proj.weight"], bp["attn.proj.bias"])
 print("merged", merged.shape, "-> MSA", msa.shape)
-ref, _, _ = attention_forward(a, bp["attn.qkv.weight"], bp["attn.qkv.bias"],
-                              bp["attn.proj.weight"], bp["attn.proj.bias"], H)
+ref, _ = attention_forward(a, bp["attn.qkv.weight"], bp["attn.qkv.bias"],
+                           bp["attn.proj.weight"], bp["attn.proj.bias"], H)
 assert merged.shape == (1, N + 1, D) and np.allclose(to_numpy(msa), to_numpy(ref), atol=1e-5)
 print("by hand == attention_forward: OK")
 
@@ -395,7 +396,7 @@ act, _ = gelu_forward(hid)
 mlp_out, _ = linear_forward(act, bp["mlp.fc2.weight"], bp["mlp.fc2.bias"])
 z1 = z1p + mlp_out
 print("LN", m.shape, "-> fc1", hid.shape, "-> GELU", act.shape, "-> fc2", mlp_out.shape, "-> z_1", z1.shape)
-ref_block, _, _ = block_forward(z0, bp, H, cfg.gelu)
+ref_block, _ = block_forward(z0, bp, H, cfg.gelu)
 assert hid.shape == (1, N + 1, cfg.mlp_dim) and np.allclose(to_numpy(z1), to_numpy(ref_block), atol=1e-5)
 print("by hand == block_forward: OK")
 
@@ -422,8 +423,8 @@ save(fig, "09_mlp_gelu")
 z = z1
 attn_maps = [cls_attention_map(A, g)[0]]
 for i in range(1, L):
-    z, probs_i, _ = block_forward(z, model.block_params(i), H, cfg.gelu)
-    attn_maps.append(cls_attention_map(probs_i, g)[0])
+    z, block_cache = block_forward(z, model.block_params(i), H, cfg.gelu)
+    attn_maps.append(cls_attention_map(block_cache.probs, g)[0])
     print(f"after block {i + 1}: z {z.shape}, mean token norm {float((z * z).sum(-1).mean() ** 0.5):.2f}")
 assert z.shape == (1, N + 1, D)
 

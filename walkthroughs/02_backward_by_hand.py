@@ -219,14 +219,8 @@ from minivit.layers.attention import attention_core_backward, attention_core_for
 
 print(inspect.getsource(attention_core_backward))
 
-
-def core_forward(q, k, v):
-    out, _, cache = attention_core_forward(q, k, v)
-    return out, cache
-
-
 shape = (2, 2, 5, 4)                                  # (B, heads, T, d)
-check("attention", core_forward, attention_core_backward,
+check("attention", attention_core_forward, attention_core_backward,
       [rng.standard_normal(shape) for _ in range(3)], ["q", "k", "v"],
       lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v))
 

@@ -167,11 +167,11 @@ print("decoder position embedding (fixed):", tuple(mae.fixed_decoder_pos_embed.s
 # paper finds this improves the representation.
 
 # %%
-from minivit.mae import masked_mse_backward, masked_mse_forward
+from minivit.layers.reconstruction import masked_mse_backward, masked_mse_forward
 
 target = patchify(x32, 4)
 l, cache = masked_mse_forward(pred, target, mask)
-dpred, _ = masked_mse_backward(cache)
+dpred, _ = masked_mse_backward(1.0, cache)
 vis = to_numpy(mask) == 0
 print(f"loss {l:.4f} = forward's {loss:.4f}; |dpred| on visible patches: "
       f"{np.abs(to_numpy(dpred)[vis]).max()}, on hidden: {np.abs(to_numpy(dpred)[~vis]).max():.2e}")

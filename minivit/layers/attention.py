@@ -11,6 +11,8 @@ Layout of ``attn.qkv.weight`` (3D, D) as in timm: output rows 0..D-1 are q, D..2
 samples go through one batched matrix product: shapes (B, heads, T, d).
 """
 
+from typing import NamedTuple
+
 from minivit.backend import array_module
 from minivit.layers.dropout import dropout_backward, dropout_forward
 from minivit.layers.linear import linear_backward, linear_forward
@@ -31,8 +33,31 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * d)
 
 
+class AttentionCoreCache(NamedTuple):
+    qs: object            # q / sqrt(d)            (B, h, T, d)
+    k: object             # (B, h, T, d)
+    v: object             # (B, h, T, d)
+    probs: object         # softmax(q k^T / sqrt(d)) before dropout   (B, h, T, T)
+    dropped: object       # probs after dropout    (B, h, T, T)
+    drop: object          # dropout cache
+    scale: float          # 1 / sqrt(d)
+
+
+class AttentionCache(NamedTuple):
+    qkv: object           # linear cache of attn.qkv
+    core: AttentionCoreCache
+    proj: object          # linear cache of attn.proj
+    proj_drop: object     # dropout cache after attn.proj
+    num_heads: int
+
+    @property
+    def probs(self):
+        """The attention probabilities (B, h, T, T), before dropout (what the maps show)."""
+        return self.core.probs
+
+
 def attention_core_forward(q, k, v, attn_drop=0.0, rng=None, train=False):
-    """q, k, v (B, h, T, d) -> out (B, h, T, d), probs (B, h, T, T).
+    """q, k, v (B, h, T, d) -> (out (B, h, T, d), cache); ``cache.probs`` (B, h, T, T).
 
     out = dropout(softmax(q k^T / sqrt(d))) v.  ``probs`` are before dropout (what the maps show).
     """
@@ -42,50 +67,50 @@ def attention_core_forward(q, k, v, attn_drop=0.0, rng=None, train=False):
     probs, _ = softmax_forward(scores)
     dropped, drop_cache = dropout_forward(probs, attn_drop, rng, train)
     out = dropped @ v                                      # (B, h, T, d)
-    return out, probs, (qs, k, v, probs, dropped, drop_cache, scale)
+    return out, AttentionCoreCache(qs, k, v, probs, dropped, drop_cache, scale)
 
 
 def attention_core_backward(dout, cache):
     """dout (B, h, T, d) -> dq, dk, dv (B, h, T, d)."""
-    qs, k, v, probs, dropped, drop_cache, scale = cache    # qs = q / sqrt(d)
-    dv = dropped.transpose(0, 1, 3, 2) @ dout             # (B, h, T, d)
-    ddropped = dout @ v.transpose(0, 1, 3, 2)             # (B, h, T, T)
-    dprobs = dropout_backward(ddropped, drop_cache)
-    dscores = softmax_backward(dprobs, probs)             # (B, h, T, T), w.r.t. q k^T / sqrt(d)
-    dq = dscores @ k                                       # (B, h, T, d)
-    dq *= scale
-    dk = dscores.transpose(0, 1, 3, 2) @ qs
+    c = cache
+    dv = c.dropped.transpose(0, 1, 3, 2) @ dout           # (B, h, T, d)
+    ddropped = dout @ c.v.transpose(0, 1, 3, 2)           # (B, h, T, T)
+    dprobs = dropout_backward(ddropped, c.drop)
+    dscores = softmax_backward(dprobs, c.probs)           # (B, h, T, T), w.r.t. q k^T / sqrt(d)
+    dq = dscores @ c.k                                     # (B, h, T, d)
+    dq *= c.scale
+    dk = dscores.transpose(0, 1, 3, 2) @ c.qs             # qs = q / sqrt(d)
     return dq, dk, dv
 
 
 def attention_forward(x, qkv_weight, qkv_bias, proj_weight, proj_bias, num_heads,
                       attn_drop=0.0, proj_drop=0.0, rng=None, train=False):
-    """x (B, T, D) -> (y (B, T, D), probs (B, h, T, T), cache)."""
+    """x (B, T, D) -> (y (B, T, D), cache); ``cache.probs`` (B, h, T, T)."""
     B, T, D = x.shape
     if D % num_heads:
         raise ValueError(f"width {D} is not divisible by {num_heads} heads")
     qkv, qkv_cache = linear_forward(x, qkv_weight, qkv_bias)          # (B, T, 3D)
     q, k, v = split_heads_qkv(qkv, num_heads)                         # (B, h, T, d) each
-    out, probs, core_cache = attention_core_forward(q, k, v, attn_drop, rng, train)
+    out, core_cache = attention_core_forward(q, k, v, attn_drop, rng, train)
     merged = merge_heads(out)                                         # (B, T, D)
     y, proj_cache = linear_forward(merged, proj_weight, proj_bias)    # (B, T, D)
     y, pdrop_cache = dropout_forward(y, proj_drop, rng, train)
-    return y, probs, (qkv_cache, core_cache, proj_cache, pdrop_cache, num_heads)
+    return y, AttentionCache(qkv_cache, core_cache, proj_cache, pdrop_cache, num_heads)
 
 
 def attention_backward(dy, cache):
     """dy (B, T, D) -> (dx, dqkv_weight, dqkv_bias, dproj_weight, dproj_bias)."""
-    qkv_cache, core_cache, proj_cache, pdrop_cache, num_heads = cache
+    num_heads = cache.num_heads
     xp = array_module(dy)
-    dy = dropout_backward(dy, pdrop_cache)
-    dmerged, dproj_w, dproj_b = linear_backward(dy, proj_cache)
+    dy = dropout_backward(dy, cache.proj_drop)
+    dmerged, dproj_w, dproj_b = linear_backward(dy, cache.proj)
     B, T, D = dmerged.shape
     dout = dmerged.reshape(B, T, num_heads, D // num_heads).transpose(0, 2, 1, 3)
-    dq, dk, dv = attention_core_backward(dout, core_cache)
+    dq, dk, dv = attention_core_backward(dout, cache.core)
     dqkv = xp.empty((B, T, 3, num_heads, D // num_heads), dtype=dq.dtype)
     dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)               # undo split_heads_qkv:
     dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)               # (B, h, T, d) -> (B, T, h, d)
     dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
     dqkv = dqkv.reshape(B, T, 3 * D)
-    dx, dqkv_w, dqkv_b = linear_backward(dqkv, qkv_cache)
+    dx, dqkv_w, dqkv_b = linear_backward(dqkv, cache.qkv)
     return dx, dqkv_w, dqkv_b, dproj_w, dproj_b

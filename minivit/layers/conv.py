@@ -13,7 +13,17 @@ dbias from the matrix product, and col2im, which adds each row of dcols back ont
 came from (overlapping windows add up).
 """
 
+from typing import NamedTuple
+
 from minivit.backend import array_module
+
+
+class ConvCache(NamedTuple):
+    cols: object          # im2col of the input (B*Ho*Wo, C*k*k)
+    weight: object        # (F, C, k, k)
+    x_shape: tuple        # (B, C, H, W)
+    stride: int
+    padding: int
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -43,21 +53,18 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0):
     cols = cols.reshape(B * Ho * Wo, C * k * k)
     out = cols @ weight.reshape(F, C * k * k).T + bias                # (B*Ho*Wo, F)
     out = out.reshape(B, Ho, Wo, F).transpose(0, 3, 1, 2)             # (B, F, Ho, Wo)
-    return out, (cols, weight, x.shape, stride, padding)
+    return out, ConvCache(cols, weight, x.shape, stride, padding)
 
 
-def conv2d_backward(dout, cache, need_dx=True):
-    """dout (B, F, Ho, Wo) -> (dx (B, C, H, W) or None, dweight (F, C, k, k), dbias (F,)).
-
-    need_dx=False skips col2im (the gradient of the input images is rarely wanted)."""
-    cols, weight, (B, C, H, W), s, p = cache
+def conv2d_backward(dout, cache):
+    """dout (B, F, Ho, Wo) -> (dx (B, C, H, W), dweight (F, C, k, k), dbias (F,))."""
+    cols, weight, s, p = cache.cols, cache.weight, cache.stride, cache.padding
+    B, C, H, W = cache.x_shape
     F, _, k, _ = weight.shape
     Ho, Wo = dout.shape[2], dout.shape[3]
     d2 = dout.transpose(0, 2, 3, 1).reshape(B * Ho * Wo, F)          # one row per position
     dweight = (d2.T @ cols).reshape(weight.shape)
     dbias = d2.sum(axis=0)
-    if not need_dx:
-        return None, dweight, dbias
     xp = array_module(dout)
     dcols = (d2 @ weight.reshape(F, C * k * k)).reshape(B, Ho, Wo, C, k, k)
     dxpad = xp.zeros((B, C, H + 2 * p, W + 2 * p), dtype=dout.dtype)  # col2im

@@ -16,11 +16,20 @@ each position's features to D.  Names follow timm's ``HybridEmbed``:
     patch_embed.proj.weight (D, C_last, 1, 1)                    patch_embed.proj.bias (D,)
 """
 
+from typing import NamedTuple
+
 from minivit.layers.conv import conv2d_backward, conv2d_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.relu import relu_backward, relu_forward
 
 KERNEL, STRIDE, PADDING = 3, 2, 1
+
+
+class ConvStemCache(NamedTuple):
+    convs: list           # [(ConvCache, relu mask), ...] per convolution
+    proj: object          # linear cache of the 1 x 1 projection
+    proj_shape: tuple     # (D, C_last, 1, 1)
+    feature_shape: tuple  # (B, C_last, h, w)
 
 
 def conv_stem_forward(images, convs, proj_weight, proj_bias):
@@ -35,18 +44,18 @@ def conv_stem_forward(images, convs, proj_weight, proj_bias):
     features = x.transpose(0, 2, 3, 1).reshape(B, h * w, C)    # (B, N, C_last), row-major grid
     D = proj_weight.shape[0]
     tokens, lin_cache = linear_forward(features, proj_weight.reshape(D, C), proj_bias)
-    return tokens, (caches, lin_cache, proj_weight.shape, (B, C, h, w))
+    return tokens, ConvStemCache(caches, lin_cache, proj_weight.shape, (B, C, h, w))
 
 
 def conv_stem_backward(dtokens, cache):
     """dtokens (B, N, D) -> (dimages (B, C, H, W), [(dweight, dbias) per conv],
     dproj_weight (D, C_last, 1, 1), dproj_bias (D,))."""
-    caches, lin_cache, proj_shape, (B, C, h, w) = cache
-    dfeatures, dW, dproj_bias = linear_backward(dtokens, lin_cache)        # dW: (D, C_last)
+    B, C, h, w = cache.feature_shape
+    dfeatures, dW, dproj_bias = linear_backward(dtokens, cache.proj)       # dW: (D, C_last)
     dx = dfeatures.reshape(B, h, w, C).transpose(0, 3, 1, 2)                # (B, C_last, h, w)
     dconvs = []
-    for conv_cache, relu_cache in reversed(caches):
+    for conv_cache, relu_cache in reversed(cache.convs):
         dx = relu_backward(dx, relu_cache)
         dx, dweight, dbias = conv2d_backward(dx, conv_cache)
         dconvs.append((dweight, dbias))
-    return dx, dconvs[::-1], dW.reshape(proj_shape), dproj_bias
+    return dx, dconvs[::-1], dW.reshape(cache.proj_shape), dproj_bias

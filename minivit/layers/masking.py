@@ -37,6 +37,8 @@ s_j = 1 and src_j = i (a token may be copied to several places: an add, ``xp.add
 dmask_token = sum_i r_i dx'_i.
 """
 
+from typing import NamedTuple
+
 from minivit.backend import array_module
 
 
@@ -114,6 +116,13 @@ def unshuffle_forward(x_shuffled, ids_restore):
 unshuffle_backward = gather_tokens_backward
 
 
+class CorruptCache(NamedTuple):
+    keep: object              # (B, N) 1 where the token stays as it is
+    replace_token: object     # (B, N) 1 where the mask token replaces it
+    replace_random: object    # (B, N) 1 where another token replaces it
+    src: object               # (B, N) flat indices of those other tokens
+
+
 def corrupt_tokens_forward(x, replace_token, replace_random, src, mask_token):
     """x (B, N, D); replace_token, replace_random (B, N) 0/1 in x's dtype; src (B, N) ints in
     [0, B*N); mask_token (1, 1, D) -> (x' (B, N, D), cache)."""
@@ -122,12 +131,13 @@ def corrupt_tokens_forward(x, replace_token, replace_random, src, mask_token):
     copied = x.reshape(B * N, D)[src.reshape(-1)].reshape(B, N, D)
     out = (x * keep[..., None] + replace_token[..., None] * mask_token
            + replace_random[..., None] * copied)
-    return out, (keep, replace_token, replace_random, src)
+    return out, CorruptCache(keep, replace_token, replace_random, src)
 
 
 def corrupt_tokens_backward(dout, cache):
     """dout (B, N, D) -> (dx (B, N, D), dmask_token (1, 1, D))."""
-    keep, replace_token, replace_random, src = cache
+    keep, replace_token, replace_random, src = cache.keep, cache.replace_token, \
+        cache.replace_random, cache.src
     xp = array_module(dout)
     B, N, D = dout.shape
     dmask_token = (dout * replace_token[..., None]).sum(axis=(0, 1)).reshape(1, 1, D)

@@ -4,28 +4,37 @@
     fc1: D -> mlp_dim,  fc2: mlp_dim -> D
 """
 
+from typing import NamedTuple
+
 from minivit.layers.dropout import dropout_backward, dropout_forward
 from minivit.layers.gelu import gelu_backward, gelu_forward
 from minivit.layers.linear import linear_backward, linear_forward
 
 
+class MLPCache(NamedTuple):
+    fc1: object           # linear caches and dropout masks, in forward order
+    gelu: object
+    drop1: object
+    fc2: object
+    drop2: object
+
+
 def mlp_forward(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, approximate="erf",
                 drop=0.0, rng=None, train=False):
-    """x (B, T, D) -> y (B, T, D)."""
+    """x (B, T, D) -> (y (B, T, D), cache)."""
     h, fc1_cache = linear_forward(x, fc1_weight, fc1_bias)      # (B, T, mlp_dim)
     a, gelu_cache = gelu_forward(h, approximate)
     a, drop1_cache = dropout_forward(a, drop, rng, train)
     y, fc2_cache = linear_forward(a, fc2_weight, fc2_bias)      # (B, T, D)
     y, drop2_cache = dropout_forward(y, drop, rng, train)
-    return y, (fc1_cache, gelu_cache, drop1_cache, fc2_cache, drop2_cache)
+    return y, MLPCache(fc1_cache, gelu_cache, drop1_cache, fc2_cache, drop2_cache)
 
 
 def mlp_backward(dy, cache):
     """dy (B, T, D) -> (dx, dfc1_weight, dfc1_bias, dfc2_weight, dfc2_bias)."""
-    fc1_cache, gelu_cache, drop1_cache, fc2_cache, drop2_cache = cache
-    dy = dropout_backward(dy, drop2_cache)
-    da, dfc2_w, dfc2_b = linear_backward(dy, fc2_cache)
-    da = dropout_backward(da, drop1_cache)
-    dh = gelu_backward(da, gelu_cache)
-    dx, dfc1_w, dfc1_b = linear_backward(dh, fc1_cache)
+    dy = dropout_backward(dy, cache.drop2)
+    da, dfc2_w, dfc2_b = linear_backward(dy, cache.fc2)
+    da = dropout_backward(da, cache.drop1)
+    dh = gelu_backward(da, cache.gelu)
+    dx, dfc1_w, dfc1_b = linear_backward(dh, cache.fc1)
     return dx, dfc1_w, dfc1_b, dfc2_w, dfc2_b

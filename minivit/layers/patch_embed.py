@@ -8,7 +8,7 @@ checks it against a direct convolution).
 """
 
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.layers.patches import patchify, patchify_backward
+from minivit.layers.patches import patchify_backward, patchify_forward
 
 
 def _kernel_as_matrix(weight):
@@ -18,18 +18,16 @@ def _kernel_as_matrix(weight):
 
 
 def patch_embed_forward(images, weight, bias):
-    """images (B, C, H, W), weight (D, C, P, P), bias (D,) -> tokens (B, N, D)."""
-    D, C, P, _ = weight.shape
-    patches = patchify(images, P)                                  # (B, N, P*P*C)
+    """images (B, C, H, W), weight (D, C, P, P), bias (D,) -> (tokens (B, N, D), cache)."""
+    patches, patch_cache = patchify_forward(images, weight.shape[2])   # (B, N, P*P*C)
     tokens, lin_cache = linear_forward(patches, _kernel_as_matrix(weight), bias)
-    grid_hw = (images.shape[2] // P, images.shape[3] // P)
-    return tokens, (lin_cache, weight.shape, grid_hw)
+    return tokens, (lin_cache, weight.shape, patch_cache)
 
 
 def patch_embed_backward(dtokens, cache):
     """dtokens (B, N, D) -> (dimages (B, C, H, W), dweight (D, C, P, P), dbias (D,))."""
-    lin_cache, (D, C, P, _), grid_hw = cache
+    lin_cache, (D, C, P, _), patch_cache = cache
     dpatches, dW, dbias = linear_backward(dtokens, lin_cache)      # dW: (D, P*P*C)
     dweight = dW.reshape(D, P, P, C).transpose(0, 3, 1, 2)         # back to (D, C, P, P)
-    dimages = patchify_backward(dpatches, P, C, grid_hw)
+    dimages = patchify_backward(dpatches, patch_cache)
     return dimages, dweight, dbias

@@ -7,9 +7,9 @@ N = HW / P^2 is the resulting number of patches".
 Patch order is row-major over the grid (left to right, then top to bottom), as in timm and the
 official code; inside a patch the P*P*C values are ordered (row, column, channel), as in the MAE
 reference code's ``patchify``.  Both directions are pure reshapes/transposes, so each is the
-other's backward pass.
+other's backward pass: ``patchify_forward`` / ``patchify_backward`` are the layer pair, the
+cache being what ``unpatchify`` needs.
 """
-
 
 
 def patchify(images, patch_size):
@@ -44,14 +44,13 @@ def unpatchify(patches, patch_size, channels, grid_hw=None):
     return x.reshape(B, C, h * P, w * P)
 
 
-def patchify_backward(dpatches, patch_size, channels, grid_hw=None):
-    """Gradient of ``patchify``: route each patch value back to its pixel."""
+def patchify_forward(images, patch_size):
+    """images (B, C, H, W) -> (patches (B, N, P*P*C), cache (P, C, (h, w)))."""
+    B, C, H, W = images.shape
+    return patchify(images, patch_size), (patch_size, C, (H // patch_size, W // patch_size))
+
+
+def patchify_backward(dpatches, cache):
+    """dpatches (B, N, P*P*C) -> dimages (B, C, H, W): each patch value back to its pixel."""
+    patch_size, channels, grid_hw = cache
     return unpatchify(dpatches, patch_size, channels, grid_hw)
-
-
-def num_patches(image_size, patch_size):
-    """N = H W / P^2 for a square image."""
-    return (image_size // patch_size) ** 2
-
-
-

@@ -1,0 +1,170 @@
+"""What the model classes share: the parameter and image checks, the generator, the cache of
+one forward pass, ``replica`` and ``clear_cache`` (``ModelBase``); and, for the pre-training
+models (MAE, masked patch prediction), the config fields and checks of their ViT encoder
+(``PretrainingConfig``) and the encoder as a ViT (``PretrainingModel``).
+
+A subclass names its parameters with ``param_shapes(config)`` and the ViTConfig its images
+must fit with ``vit_config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from minivit.backend import array_module, is_array, rng as make_rng
+from minivit.config import CONFIGS, STOCHASTIC_FIELDS, ViTConfig, config_from_dict, get_config
+from minivit.init import param_shapes as vit_param_shapes
+
+
+def check_param_shapes(expected: dict, params: dict, what: str) -> None:
+    """Raise ValueError listing every missing, unexpected or mis-shaped parameter."""
+    missing = [k for k in expected if k not in params]
+    unexpected = [k for k in params if k not in expected]
+    shapes = [f"{k}: got {tuple(params[k].shape)}, expected {s}"
+              for k, s in expected.items() if k in params and tuple(params[k].shape) != s]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys: {unexpected}")
+    if shapes:
+        problems.append("shape mismatches: " + "; ".join(shapes))
+    if problems:
+        raise ValueError(f"{what} do not match: " + " | ".join(problems))
+
+
+def check_images(images, cfg: ViTConfig, dtype, like) -> None:
+    """Raise ValueError unless images are (B, C, H, W) of cfg's size, float ``dtype``, on the
+    backend of the array ``like``."""
+    if not is_array(images):
+        raise ValueError(f"images must be a NumPy/CuPy array of shape (B, {cfg.in_chans}, "
+                         f"{cfg.image_size}, {cfg.image_size}), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have 4 dimensions (B, C, H, W), got shape "
+                         f"{tuple(images.shape)}")
+    B, C, H, W = images.shape
+    if C != cfg.in_chans:
+        raise ValueError(f"images have {C} channels, expected {cfg.in_chans} "
+                         f"(shape (B, C, H, W), got {tuple(images.shape)})")
+    if H % cfg.patch_size or W % cfg.patch_size:
+        raise ValueError(f"image size {H}x{W} is not divisible by the patch size "
+                         f"{cfg.patch_size}")
+    if (H, W) != (cfg.image_size, cfg.image_size):
+        raise ValueError(f"images are {H}x{W}, expected {cfg.image_size}x{cfg.image_size} "
+                         "(resample pos_embed with minivit.resample to change resolution)")
+    if images.dtype.kind != "f":
+        raise ValueError(f"images must be floating point ({dtype}), got dtype "
+                         f"{images.dtype}; normalise uint8 pixels first "
+                         "(e.g. minivit.data.normalize)")
+    if images.dtype != dtype:
+        raise ValueError(f"images have dtype {images.dtype}, expected the model's dtype "
+                         f"{dtype}; cast with images.astype('{dtype}')")
+    if array_module(images) is not array_module(like):
+        raise ValueError("images and model are on different backends; move the images "
+                         "with minivit.to_device")
+
+
+class ModelBase:
+    """params / grads: flat dicts of arrays, same keys; config: the model's config; rng: the
+    generator of the model's random draws; ``_cache``: what the last forward kept for backward."""
+
+    WHAT = "parameters"               # how error messages name the parameters
+
+    def __init__(self, config, params: dict, seed: int = 0):
+        self.check_params(config, params)
+        self.config, self.params, self.grads = config, params, {}
+        first = next(iter(params.values()))
+        self.dtype = first.dtype
+        self.rng = make_rng(seed, array_module(first))
+        self._cache = None
+
+    @staticmethod
+    def param_shapes(config) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def check_params(cls, config, params: dict) -> None:
+        check_param_shapes(cls.param_shapes(config), params, cls.WHAT)
+
+    @property
+    def vit_config(self) -> ViTConfig:
+        return self.config
+
+    def check_images(self, images) -> None:
+        check_images(images, self.vit_config, self.dtype, self.params["cls_token"])
+
+    def replica(self):
+        """A model that shares this one's ``params`` dict but keeps its own activations,
+        gradients and generator (one per thread in ``minivit.parallel.DataParallel``)."""
+        return type(self)(self.config, self.params)
+
+    def clear_cache(self) -> None:
+        """Drop the activations kept by the last forward (no backward will follow)."""
+        self._cache = None
+
+    def pop_cache(self):
+        """The last forward's cache, released (each forward allows one backward)."""
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward() first (each forward allows one backward)")
+        cache, self._cache = self._cache, None
+        return cache
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+
+class PretrainingModel(ModelBase):
+    """A model with a ViT encoder (config.encoder) and no classification head."""
+
+    @property
+    def vit_config(self) -> ViTConfig:
+        return self.config.encoder
+
+    def encoder_params(self) -> dict:
+        """The encoder as a ViT parameter dict (timm names, no head)."""
+        return {k: self.params[k] for k in vit_param_shapes(self.config.encoder) if k in self.params}
+
+    def to_vit(self, num_classes=None):
+        """A VisionTransformer with this encoder and a new zero head (fine-tuning, probing)."""
+        from minivit.model import vit_from_encoder
+        return vit_from_encoder(self.config.encoder, self.encoder_params(), num_classes)
+
+
+@dataclass(frozen=True)
+class PretrainingConfig:
+    """The encoder field of a pre-training config: a ViTConfig, a name from CONFIGS or a dict;
+    a patchify encoder with no dropout, stochastic depth or patch dropout.  A subclass sets
+    TASK (its name in messages), WHAT (in from_dict's) and checks its own fields in
+    ``check_fields``."""
+    encoder: ViTConfig = field(default_factory=lambda: CONFIGS["cifar-tiny"])
+
+    TASK = "pre-training"
+    WHAT = ""
+
+    def __post_init__(self):
+        enc = self.encoder
+        object.__setattr__(self, "encoder",
+                           get_config(ViTConfig.from_dict(enc) if isinstance(enc, dict) else enc))
+        self.check_fields()
+        if self.encoder.conv_stem:
+            raise ValueError(f"{self.TASK} needs a patchify encoder (conv_stem=()): a "
+                             "convolutional stem's 3x3 windows overlap the neighbouring "
+                             "patches, so a visible token would see pixels of the hidden ones")
+        bad = [k for k in STOCHASTIC_FIELDS if getattr(self.encoder, k)]
+        if bad:
+            raise ValueError(f"{self.TASK} uses no dropout, stochastic depth or patch dropout "
+                             f"(it hides patches itself); set {', '.join(bad)} of the encoder to 0")
+
+    def check_fields(self) -> None:
+        pass
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "encoder": self.encoder.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return config_from_dict(cls, d, cls.WHAT)
