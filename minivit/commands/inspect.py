@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.data.cifar10 import normalize
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units

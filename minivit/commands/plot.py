@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.train import read_json, read_metrics
 
 

@@ -14,7 +14,7 @@ masks every epoch.  RUN_DIR/model.safetensors holds the whole MAE (or MPP model)
 
 from __future__ import annotations
 
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.commands import train as train_cmd
 
 # flag dest -> (objective, MAEConfig / MPPConfig field)
