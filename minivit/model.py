@@ -122,10 +122,13 @@ class VisionTransformer:
         grads["patch_embed.proj.weight"], grads["patch_embed.proj.bias"] = dw, db
         return dimages
 
-    def forward(self, images, train=False, return_attention=False, keep_cache=True):
+    def forward(self, images, train=False, return_attention=False, keep_cache=True,
+                patch_dropout=True):
         """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block].
 
         keep_cache=False: no backward will follow (evaluation), so the activations are not kept.
+        patch_dropout=False: training without patch dropout (unmasked tuning), whatever
+        config.patch_drop_rate says.
         """
         self.check_images(images)
         cfg, p = self.config, self.params
@@ -134,7 +137,8 @@ class VisionTransformer:
         x, pe_cache = self.embed_patches(images)                              # (B, N, D)
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])        # (B, N+1, D)
         z, pos_drop = dropout_forward(z, cfg.drop_rate, rng, train)
-        z, patch_drop = patch_dropout_forward(z, cfg.patch_drop_rate, rng, train)  # (B, 1+K, D)
+        z, patch_drop = patch_dropout_forward(z, cfg.patch_drop_rate if patch_dropout else 0.0,
+                                              rng, train)                    # (B, 1+K, D)
         # (2), (3) the encoder blocks
         block_caches, attentions = [], []
         for i, dp in enumerate(self.drop_path_rates()):

@@ -168,14 +168,6 @@ def test_split_mae_batch_gives_the_whole_batch_loss_and_gradients(norm_pix_loss)
         assert rel_error(grads[k], whole.grads[k]) < 1e-12, k
 
 
-def test_map_shards_splits_dicts_of_arrays_too():
-    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
-    with P.DataParallel(model, 2) as dp:
-        outs = dp.map_shards(lambda r, a, d, w: (a.tolist(), d["x"].tolist(), w),
-                             np.arange(5), {"x": np.arange(5) * 10})
-    assert outs == [([0, 1], [0, 10], 0.4), ([2, 3, 4], [20, 30, 40], 0.6)]
-
-
 @pytest.mark.parametrize("argv, env, expected", [
     (["train"], {}, True),
     (["train", "--threads", "2"], {}, True),

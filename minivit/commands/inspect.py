@@ -106,7 +106,7 @@ def run(args) -> int:
     from minivit.commands.predict import read_image
     from minivit.data.synthetic import LABEL_NAMES
     from minivit.model import create_model
-    from minivit.train import load_trained
+    from minivit.evaluation import load_trained
 
     _check_args(args)
     checkpoint = Path(args.checkpoint)

@@ -15,7 +15,7 @@ from minivit.backend import host_xp, to_device, to_numpy
 from minivit.errors import UserError
 from minivit.data.cifar10 import normalize
 from minivit.layers.softmax import softmax_forward
-from minivit.train import load_trained
+from minivit.evaluation import load_trained
 
 
 def add_arguments(parser):

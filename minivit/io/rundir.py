@@ -17,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+from minivit.backend import get_backend
 from minivit.io.files import atomic_write_bytes, read_json
 
 CONFIG_FILE = "config.json"
@@ -76,6 +77,31 @@ def trim_metrics(run_dir, epochs_logged: int) -> None:
         atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
 
 
+def run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmasked) -> dict:
+    """What config.json holds: the TrainConfig, the model config, and what ``minivit
+    predict`` needs of the data (mean, std, class names)."""
+    return {"train": {**cfg.to_dict(), "run_dir": str(run_dir)},
+            "model": model.config.to_dict(),
+            "data": {"path": str(data.path), "mean": [float(v) for v in data.mean],
+                     "std": [float(v) for v in data.std], "label_names": list(data.label_names),
+                     "n_train": len(data.train_y), "n_val": len(data.val_y),
+                     "n_test": len(data.test_y)},
+            "steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": warmup,
+            "unmasked_steps": unmasked,
+            "backend": get_backend(), "num_params": model.num_params()}
+
+
+def format_record(rec: dict, total: int) -> str:
+    """A metrics record as the line the loop prints."""
+    parts = [f"epoch {rec['epoch']:>3}", f"step {rec['step']}/{total}"]
+    for split in ("train", "val", "test"):
+        if rec[f"{split}_loss"] is not None:
+            acc = rec[f"{split}_acc"]
+            parts.append(f"{split} loss {rec[f'{split}_loss']:.4f}"
+                         + ("" if acc is None else f" acc {100 * acc:.2f}%"))
+    return "  ".join(parts + [f"{rec['images_per_sec']:.0f} img/s"])
+
+
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_VAL_FILE", "METRICS_FILE", "MODEL_FILE",
-           "append_metrics", "default_run_dir", "find_model", "read_metrics", "read_run_info",
-           "trim_metrics"]
+           "append_metrics", "default_run_dir", "find_model", "format_record", "read_metrics",
+           "read_run_info", "run_info", "trim_metrics"]
