@@ -13,6 +13,8 @@ import os
 import sys
 import warnings
 
+from minivit.errors import UserError
+
 # name -> one-line help; the module minivit.commands.<name> implements it.
 COMMANDS = {
     "info": "backend, device, dtype and every named config with its parameter count",
@@ -32,10 +34,6 @@ COMMANDS = {
 # number of BLAS threads when the BLAS library loads.
 THREADED_COMMANDS = ("train", "pretrain", "eval", "linprobe")
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed as one line."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -131,7 +129,4 @@ def _restart_with_one_blas_thread():
 
 
 if __name__ == "__main__":
-    # Run as a script, this file is the module __main__, a second copy of minivit.cli whose
-    # UserError the commands never raise; hand over to the one true minivit.cli.
-    from minivit.cli import main as _main_of_the_package
-    sys.exit(_main_of_the_package())
+    sys.exit(main())

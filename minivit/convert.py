@@ -1,5 +1,8 @@
 """The official google-research/vision_transformer ``.npz`` checkpoints (Flax names) <-> minivit.
 
+The names and layouts only: ``minivit.serialization`` reads such a file into a model
+(``load`` recognises one, ``load_official_npz``); ``export_official_npz`` writes one.
+
 The JAX/Flax code names parameters by module path and stores Dense kernels as (in, out) and the
 patch-embedding convolution as (P, P, C, D) (HWIO); timm (and minivit) use PyTorch's (out, in)
 and (D, C, P, P).  Attention keeps the heads as a separate axis.  The map, as timm's
@@ -40,8 +43,7 @@ import re
 from pathlib import Path
 
 from minivit.backend import host_xp, to_numpy
-from minivit.config import get_config
-from minivit.serialization import _read, _write_atomic, build_model, infer_config
+from minivit.io.files import write_arrays
 
 PREFIX = "opt/target/"
 QKV = ("query", "key", "value")
@@ -127,43 +129,6 @@ def official_to_timm(arrays: dict, *, source="official checkpoint", new_head=Fal
     return out, int(q.shape[1])
 
 
-def build_from_official(arrays: dict, config=None, *, source="official checkpoint",
-                        num_classes=None, image_size=None, resample="bicubic", dtype=None,
-                        new_head=False):
-    """Official arrays -> VisionTransformer (config inferred from the shapes unless given)."""
-    params, heads = official_to_timm(arrays, source=source, new_head=new_head)
-    cfg = get_config(config) if config is not None else None
-    if cfg is not None and cfg.num_heads != heads:
-        raise ValueError(f"{source}: the attention kernels have {heads} heads, the config "
-                         f"{cfg.name!r} says {cfg.num_heads}")
-    if "head.weight" not in params:       # dropped with pre_logits: a placeholder, zeroed later
-        K = num_classes if num_classes is not None else (cfg.num_classes if cfg else None)
-        if K is None:
-            raise ValueError(f"{source}: the head was dropped with pre_logits; pass num_classes=")
-        np, D = host_xp(), params["norm.weight"].shape[0]
-        params["head.weight"], params["head.bias"] = np.zeros((K, D)), np.zeros((K,))
-    if cfg is None:
-        try:
-            cfg = infer_config({k: a.shape for k, a in params.items()}, heads, name="official")
-        except ValueError as e:
-            raise ValueError(f"{source}: {e}") from None
-    return build_model(params, cfg, source=source, num_classes=num_classes, image_size=image_size,
-                       resample=resample, dtype=dtype, new_head=new_head)
-
-
-def load_official_npz(path, config=None, *, num_classes=None, image_size=None, resample="bicubic",
-                      dtype=None, new_head=False):
-    """Read an official google-research/vision_transformer ``.npz`` -> VisionTransformer.
-
-    config: name or ViTConfig; default inferred from the shapes (heads from the query kernel
-    (D, heads, d)), with pool "token" and the exact GELU.  The other arguments are ``load``'s.
-    """
-    arrays, _ = _read(path)
-    return build_from_official(arrays, config, source=path, num_classes=num_classes,
-                               image_size=image_size, resample=resample, dtype=dtype,
-                               new_head=new_head)
-
-
 def timm_to_official(params: dict, num_heads: int) -> dict:
     """{timm name: array} -> {official name: host array}; the inverse of ``official_to_timm``.
 
@@ -203,8 +168,8 @@ def export_official_npz(model, path) -> None:
     """
     if Path(path).suffix.lower() != ".npz":
         raise ValueError(f"{path}: the official layout is a .npz file")
-    _write_atomic(path, timm_to_official(model.params, model.config.num_heads), {})
+    write_arrays(path, timm_to_official(model.params, model.config.num_heads), {})
 
 
-__all__ = ["load_official_npz", "export_official_npz", "official_to_timm", "timm_to_official",
+__all__ = ["export_official_npz", "official_to_timm", "timm_to_official",
            "is_official", "official_names"]

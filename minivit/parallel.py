@@ -58,9 +58,11 @@ def shard_slices(batch: int, shards: int) -> list[slice]:
     return [slice(bounds[s], bounds[s + 1]) for s in range(shards)]
 
 
-def _is_stochastic(config) -> bool:
-    """Does a forward pass draw dropout / drop-path / patch-dropout masks from model.rng?"""
-    return any(getattr(config, k, 0) for k in STOCHASTIC_FIELDS)
+def _is_stochastic(config, patch_dropout: bool = True) -> bool:
+    """Does a forward pass draw dropout / drop-path / patch-dropout masks from model.rng?
+    patch_dropout=False: patch dropout is switched off (unmasked tuning)."""
+    return any(getattr(config, k, 0) for k in STOCHASTIC_FIELDS
+               if patch_dropout or k != "patch_drop_rate")
 
 
 class DataParallel:
@@ -75,8 +77,10 @@ class DataParallel:
     The model needs ``replica()``, ``clear_cache()``, ``forward`` and ``backward``
     (VisionTransformer, MaskedAutoencoder, MaskedPatchPrediction have them).
 
-    With dropout or drop-path, each step draws one seed per replica from ``model.rng`` (which a
-    checkpoint stores), so the masks are reproducible; without them ``model.rng`` is untouched.
+    With dropout, drop-path or patch dropout, each step draws one seed per replica from
+    ``model.rng`` (which a checkpoint stores), so the masks are reproducible; without them
+    ``model.rng`` is untouched.  ``patch_dropout=False`` (unmasked tuning) counts patch dropout
+    as off; evaluation draws the seeds as a training step with the same setting would.
     """
 
     def __init__(self, model, threads: int):
@@ -92,21 +96,20 @@ class DataParallel:
         self._blas_limit = _limit_blas_threads() if threads > 1 else None
 
     # -- the general operation: a function of (replica, shard of each array, weight)
-    def map_shards(self, fn, *arrays):
-        """Split each array (or dict of arrays) along its first axis into one shard per thread
-        and run ``fn(replica, *shards, weight)`` on the pool, weight = B_s / B.
+    def map_shards(self, fn, *arrays, patch_dropout=True):
+        """Split each array along its first axis into one shard per thread and run
+        ``fn(replica, *shards, weight)`` on the pool, weight = B_s / B.
 
         Returns the results in shard order.  With one thread, ``fn(model, *arrays, 1.0)`` runs
         in the calling thread."""
         if self._pool is None:
             return [fn(self.model, *arrays, 1.0)]
-        B = _batch_size(arrays[0])
+        B = arrays[0].shape[0]
         slices = shard_slices(B, self.threads)
-        self._seed_replicas(len(slices))
+        self._seed_replicas(len(slices), patch_dropout)
         for replica in self.replicas:
             replica.params = self.model.params       # the optimizer may have replaced the dict
-            replica.config = self.model.config       # training may turn patch dropout off
-        jobs = [(replica, *[_take(a, s) for a in arrays], (s.stop - s.start) / B)
+        jobs = [(replica, *[a[s] for a in arrays], (s.stop - s.start) / B)
                 for replica, s in zip(self.replicas, slices)]
         return self._map(fn, jobs)
 
@@ -120,13 +123,15 @@ class DataParallel:
         return total
 
     # -- classification: cross-entropy of the whole batch, and evaluation
-    def forward_backward(self, images, targets, smoothing=0.0):
+    def forward_backward(self, images, targets, smoothing=0.0, patch_dropout=True):
         """Cross-entropy loss of the whole batch and its gradients in ``model.grads``.
 
-        images (B, C, H, W), targets (B,) labels or (B, K) soft targets.
+        images (B, C, H, W), targets (B,) labels or (B, K) soft targets; patch_dropout=False
+        trains without patch dropout (VisionTransformer.forward).
         Returns (loss, logits (B, K)); a non-finite loss returns before any backward."""
-        outs = self.map_shards(lambda r, x, t, w: _classify_shard(r, x, t, smoothing, w),
-                               images, targets)
+        outs = self.map_shards(
+            lambda r, x, t, w: _classify_shard(r, x, t, smoothing, w, patch_dropout),
+            images, targets, patch_dropout=patch_dropout)
         loss = sum(shard_loss for shard_loss, _, _ in outs)
         logits = array_module(images).concatenate([lg for _, lg, _ in outs]) \
             if len(outs) > 1 else outs[0][1]
@@ -134,10 +139,11 @@ class DataParallel:
             self.model.grads = self.sum_grads([g for _, _, g in outs])
         return loss, logits
 
-    def forward(self, images):
-        """Logits (B, K) for evaluation (no dropout, nothing kept for a backward)."""
+    def forward(self, images, patch_dropout=True):
+        """Logits (B, K) for evaluation (no dropout, nothing kept for a backward).
+        patch_dropout: the setting of the training steps around it (replica seeds only)."""
         outs = self.map_shards(lambda r, x, w: r.forward(x, train=False, keep_cache=False),
-                               images)
+                               images, patch_dropout=patch_dropout)
         return array_module(images).concatenate(outs) if len(outs) > 1 else outs[0]
 
     # -- helpers
@@ -147,8 +153,8 @@ class DataParallel:
         futures = [self._pool.submit(contextvars.copy_context().run, fn, *job) for job in jobs]
         return [f.result() for f in futures]
 
-    def _seed_replicas(self, n):
-        if not _is_stochastic(self.model.config):
+    def _seed_replicas(self, n, patch_dropout):
+        if not _is_stochastic(self.model.config, patch_dropout):
             return
         seeds = self.model.rng.integers(0, 2**31 - 1, size=n)
         xp = array_module(self.model.params["cls_token"])
@@ -170,24 +176,15 @@ class DataParallel:
         self.close()
 
 
-def _classify_shard(replica, images, targets, smoothing, weight):
+def _classify_shard(replica, images, targets, smoothing, weight, patch_dropout=True):
     """-> (weight * loss_s, logits_s, grads of weight * loss_s or None if not finite)."""
-    logits = replica.forward(images, train=True)
+    logits = replica.forward(images, train=True, patch_dropout=patch_dropout)
     loss, dlogits = cross_entropy(logits, targets, smoothing)
     if not math.isfinite(loss):
         replica.clear_cache()
         return loss, logits, None
     replica.backward(dlogits * weight if weight != 1.0 else dlogits)   # d(weight * L_s)
     return weight * loss, logits, replica.grads
-
-
-def _batch_size(a):
-    return _batch_size(next(iter(a.values()))) if isinstance(a, dict) else a.shape[0]
-
-
-def _take(a, s):
-    """Rows ``s`` of an array, or of every array in a dict."""
-    return {k: _take(v, s) for k, v in a.items()} if isinstance(a, dict) else a[s]
 
 
 def _limit_blas_threads():
@@ -199,13 +196,4 @@ def _limit_blas_threads():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def blas_limit_available() -> bool:
-    try:
-        import threadpoolctl  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-__all__ = ["DataParallel", "available_cores", "resolve_threads", "shard_slices",
-           "blas_limit_available"]
+__all__ = ["DataParallel", "available_cores", "resolve_threads", "shard_slices"]

@@ -21,166 +21,30 @@ raise instead of loading silently; a file without it (from PyTorch, say) loads u
 (In .npz files the zip's CRC-32 of each member does this job.)
 
 Writes are atomic: the file is written under a temporary name in the same directory and then
-renamed over the target (``os.replace``), so a crash leaves the old file as it was.  Reads check
+renamed over the target (``os.replace``), so a crash leaves the old file as it was.  The raw
+files (arrays + metadata, checksum, atomic write) are ``minivit.io.files``; the official
+google-research ``.npz`` names are mapped by ``minivit.convert``.  Reads check
 everything (format, keys, shapes) before a model is built, so a bad file raises and never
 gives a half-loaded model.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import math
-import os
 import re
-import uuid
-from pathlib import Path
 
+from minivit import convert
 from minivit.backend import DTYPES, host_xp, resolve_dtype, to_device, to_numpy
 from minivit.config import ViTConfig, get_config
 from minivit.init import param_shapes
+from minivit.io.files import read_arrays, write_arrays
 from minivit.model import VisionTransformer, check_params
 from minivit.resample import resample_pos_embed
 
-FORMATS = (".safetensors", ".npz")
 CONFIG_KEY = "minivit_config"
 MODEL_FORMAT = "minivit"
 OPTIMIZER_FORMAT = "minivit-optimizer"
-CHECKSUM_KEY = "minivit_sha256"
-
-
-# ---------------------------------------------------------------------------- raw files
-def _suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise ValueError(f"{path}: unknown weights format {suffix!r}; use a file name ending "
-                         f"in {' or '.join(FORMATS)}")
-    return suffix
-
-
-def _safetensors():
-    """The safetensors package, or an ImportError that says how to install it."""
-    try:
-        import safetensors.numpy  # noqa: F401
-    except ImportError as e:
-        raise ImportError(f".safetensors files need the `safetensors` package ({e}); install it "
-                          'with `pip install -e ".[io]"`, or use a .npz file (NumPy only)') from None
-    return safetensors
-
-
-def tensors_sha256(arrays: dict) -> str:
-    """SHA-256 of {name: host array}: names in sorted order, each with dtype, shape and bytes."""
-    np = host_xp()
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-class CorruptFileError(ValueError):
-    """A file whose tensors do not match the SHA-256 written with them."""
-
-
-def check_sha256(path, arrays: dict, meta: dict) -> None:
-    """Raise CorruptFileError naming ``path`` if ``meta`` holds a checksum ``arrays`` fail."""
-    expected = meta.get(CHECKSUM_KEY)
-    if expected is not None and tensors_sha256(arrays) != expected:
-        raise CorruptFileError(f"{path}: file is corrupt: its tensor data do not match the "
-                               "SHA-256 written with them (damaged on disk or in transfer); "
-                               "use another copy")
-
-
-def _write_safetensors(path: str, arrays: dict, meta: dict) -> None:
-    meta = {**meta, CHECKSUM_KEY: tensors_sha256(arrays)}
-    _safetensors().numpy.save_file(arrays, path, metadata=meta)
-
-
-def _write_npz(path: str, arrays: dict, meta: dict) -> None:
-    np = host_xp()
-    extra = {f"__{k}__": np.frombuffer(v.encode("utf-8"), dtype=np.uint8) for k, v in meta.items()}
-    with open(path, "wb") as f:           # a file object: savez would append ".npz" to a name
-        np.savez(f, **arrays, **extra)
-
-
-def _write_atomic(path, arrays: dict, meta: dict) -> None:
-    """Write {name: host array} + {str: str} metadata to ``path``, all or nothing."""
-    path = Path(path)
-    suffix = _suffix(path)
-    if suffix == ".safetensors":
-        _safetensors()                    # fail before touching the disk
-    np = host_xp()
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        (_write_safetensors if suffix == ".safetensors" else _write_npz)(str(tmp), arrays, meta)
-        with open(tmp, "rb+") as f:       # on disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-class _UnreadableDtype(ValueError):
-    pass
-
-
-def _read_safetensors(path: Path):
-    st = _safetensors()
-    arrays = {}
-    with st.safe_open(str(path), framework="numpy") as f:
-        meta = dict(f.metadata() or {})
-        for k in f.keys():
-            try:
-                arrays[k] = f.get_tensor(k)
-            except TypeError as e:        # e.g. bfloat16, which NumPy has no dtype for
-                raise _UnreadableDtype(
-                    f"{path}: tensor {k!r} has a dtype NumPy cannot read ({e}); convert the "
-                    "file to float32 first (e.g. in PyTorch: {k: v.float() ...})") from None
-    check_sha256(path, arrays, meta)
-    meta.pop(CHECKSUM_KEY, None)
-    return arrays, meta
-
-
-def _read_npz(path: Path):
-    np = host_xp()
-    with open(path, "rb") as f:
-        if f.read(2) != b"PK":            # every zip archive (so every .npz) starts with "PK"
-            raise ValueError("not a zip archive")
-    data = np.load(path, allow_pickle=False)
-    arrays, meta = {}, {}
-    try:
-        for k in data.files:
-            a = data[k]
-            if k.startswith("__") and k.endswith("__"):             # metadata, not a parameter
-                meta[k[2:-2]] = str(a.item()) if a.dtype.kind == "U" else a.tobytes().decode()
-            else:
-                arrays[k] = a
-    finally:
-        data.close()
-    return arrays, meta
-
-
-def _read(path) -> tuple[dict, dict]:
-    """path -> ({name: NumPy array}, {str: str} metadata).
-
-    FileNotFoundError when there is no such file; ValueError naming the file when it is not a
-    valid file of its format (truncated, corrupt, random bytes)."""
-    path = Path(path)
-    suffix = _suffix(path)
-    if not path.is_file():
-        raise FileNotFoundError(errno.ENOENT, "no such weights file", str(path))
-    reader = _read_safetensors if suffix == ".safetensors" else _read_npz
-    try:
-        return reader(path)
-    except (ImportError, _UnreadableDtype, CorruptFileError):
-        raise
-    except Exception as e:
-        raise ValueError(f"{path}: file is corrupt or truncated, not a valid {suffix} file "
-                         f"({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------- models
@@ -238,7 +102,7 @@ def write_params(path, params: dict, fmt: str, config_key: str, config: dict) ->
     For the models that are not a plain ViT (MAE, masked patch prediction): the file says
     ``format=fmt`` and keeps the config as JSON under ``config_key``."""
     meta = {"format": fmt, config_key: json.dumps(config)}
-    _write_atomic(path, {k: to_numpy(v) for k, v in params.items()}, meta)
+    write_arrays(path, {k: to_numpy(v) for k, v in params.items()}, meta)
 
 
 def read_params(path, fmt: str, config_key: str, what: str, dtype=None):
@@ -246,7 +110,7 @@ def read_params(path, fmt: str, config_key: str, what: str, dtype=None):
 
     ValueError naming the file when it is not a ``what`` file (another format); FileNotFoundError
     or ValueError from the reader when it is missing, truncated or corrupt."""
-    arrays, meta = _read(path)
+    arrays, meta = read_arrays(path)
     if meta.get("format") != fmt:
         raise ValueError(f"{path}: not a minivit {what} file (format {meta.get('format')!r})")
     config = json.loads(meta[config_key])
@@ -294,7 +158,7 @@ def save(model: VisionTransformer, path) -> None:
     """
     arrays = {k: to_numpy(v) for k, v in model.params.items()}
     meta = {"format": MODEL_FORMAT, CONFIG_KEY: json.dumps(model.config.to_dict())}
-    _write_atomic(path, arrays, meta)
+    write_arrays(path, arrays, meta)
 
 
 def load(path, config=None, *, num_classes=None, image_size=None, resample="bicubic",
@@ -310,14 +174,13 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
     FileNotFoundError for a missing file; ValueError naming the file for a corrupt or truncated
     file, or listing every missing / unexpected / mis-shaped parameter.
     """
-    arrays, meta = _read(path)
+    arrays, meta = read_arrays(path)
     kw = dict(num_classes=num_classes, image_size=image_size, resample=resample, dtype=dtype,
               new_head=new_head)
     if meta.get("format") == OPTIMIZER_FORMAT:
         raise ValueError(f"{path}: holds optimizer state, not a model; use load_optimizer")
-    from minivit import convert                         # convert imports this module
     if CONFIG_KEY not in meta and convert.is_official(arrays):
-        return convert.build_from_official(arrays, config, source=path, **kw)
+        return build_from_official(arrays, config, source=path, **kw)
     if config is not None:
         cfg = get_config(config)
     elif CONFIG_KEY in meta:
@@ -330,6 +193,44 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
     return build_model(arrays, cfg, source=path, **kw)
 
 
+# ---------------------------------------------------------------------------- official .npz
+def build_from_official(arrays: dict, config=None, *, source="official checkpoint",
+                        num_classes=None, image_size=None, resample="bicubic", dtype=None,
+                        new_head=False):
+    """Official arrays -> VisionTransformer (config inferred from the shapes unless given)."""
+    params, heads = convert.official_to_timm(arrays, source=source, new_head=new_head)
+    cfg = get_config(config) if config is not None else None
+    if cfg is not None and cfg.num_heads != heads:
+        raise ValueError(f"{source}: the attention kernels have {heads} heads, the config "
+                         f"{cfg.name!r} says {cfg.num_heads}")
+    if "head.weight" not in params:       # dropped with pre_logits: a placeholder, zeroed later
+        K = num_classes if num_classes is not None else (cfg.num_classes if cfg else None)
+        if K is None:
+            raise ValueError(f"{source}: the head was dropped with pre_logits; pass num_classes=")
+        np, D = host_xp(), params["norm.weight"].shape[0]
+        params["head.weight"], params["head.bias"] = np.zeros((K, D)), np.zeros((K,))
+    if cfg is None:
+        try:
+            cfg = infer_config({k: a.shape for k, a in params.items()}, heads, name="official")
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+    return build_model(params, cfg, source=source, num_classes=num_classes, image_size=image_size,
+                       resample=resample, dtype=dtype, new_head=new_head)
+
+
+def load_official_npz(path, config=None, *, num_classes=None, image_size=None, resample="bicubic",
+                      dtype=None, new_head=False):
+    """Read an official google-research/vision_transformer ``.npz`` -> VisionTransformer.
+
+    config: name or ViTConfig; default inferred from the shapes (heads from the query kernel
+    (D, heads, d)), with pool "token" and the exact GELU.  The other arguments are ``load``'s.
+    """
+    arrays, _ = read_arrays(path)
+    return build_from_official(arrays, config, source=path, num_classes=num_classes,
+                               image_size=image_size, resample=resample, dtype=dtype,
+                               new_head=new_head)
+
+
 # ---------------------------------------------------------------------------- optimizers
 def save_optimizer(optimizer, path) -> None:
     """Write ``optimizer.state_dict()`` (arrays; "step" and the class name in the metadata)."""
@@ -337,12 +238,12 @@ def save_optimizer(optimizer, path) -> None:
     arrays = {k: to_numpy(v) for k, v in state.items() if k != "step"}
     meta = {"format": OPTIMIZER_FORMAT, "step": str(int(state["step"])),
             "optimizer": type(optimizer).__name__}
-    _write_atomic(path, arrays, meta)
+    write_arrays(path, arrays, meta)
 
 
 def load_optimizer(optimizer, path, dtype=None) -> None:
     """Restore a state written by ``save_optimizer`` into ``optimizer`` (same class and names)."""
-    arrays, meta = _read(path)
+    arrays, meta = read_arrays(path)
     if meta.get("format") != OPTIMIZER_FORMAT:
         raise ValueError(f"{path}: not a minivit optimizer state file "
                          f"(format {meta.get('format')!r}); use load for model weights")
@@ -357,4 +258,5 @@ def load_optimizer(optimizer, path, dtype=None) -> None:
     optimizer.load_state_dict({"step": int(meta["step"]), **state})
 
 
-__all__ = ["save", "load", "save_optimizer", "load_optimizer", "infer_config", "build_model"]
+__all__ = ["save", "load", "save_optimizer", "load_optimizer", "infer_config", "build_model",
+           "build_from_official", "load_official_npz"]

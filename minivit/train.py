@@ -1,67 +1,50 @@
-"""Training a ViT on CIFAR-10: the loop, its checkpoints, and exact resumption.
+"""Training a ViT on CIFAR-10: the configuration and the loop, with exact resumption.
 
     from minivit.train import TrainConfig, train, resume
     train(TrainConfig(model="cifar-nano", epochs=10, run_dir="runs/nano"))
     resume("runs/nano")                       # after Ctrl-C, --max-steps or --time-limit
 
-One optimizer step:
+One optimizer step (``_Run.step``):
 
     indices  = permutation(seed, epoch)[i*B:(i+1)*B]      host, pure function of (seed, epoch)
-    x, y     = to_device(train_x[indices]), ...           uint8 pixels move, not floats
-    x        = random_crop_flip(x, aug_rng)               on the device, seeded generator
-    x        = normalize(x, mean, std)                    on the device
-    x, t     = mix_batch(x, y, aug_rng, ...)              mixup / cutmix -> soft targets
-    loss, g  = cross_entropy(model.forward(x, True), t)   dropout / drop-path use model.rng
-    model.backward(g); clip_grad_norm; AdamW with warmup_cosine(step)
+    batch    = prepare_batch(data, indices, ...)          uint8 pixels move, then crop/flip,
+                                                          normalize, mixup/cutmix on the device
+    loss, stats = objective.step(batch)                   forward, loss, backward, clipping
+    optimizer.step(params, grads, lr=warmup_cosine(step))
 
-The loop trains an *objective* (``Classification`` below; MAE and masked patch prediction in
-``minivit/pretrain.py``, ``objective="mae"`` / ``"mpp"``): something with a ``model``, a
-``step`` (forward, loss, backward, clipping), an ``evaluate`` and a ``save_model``.
+The objective (minivit/objectives.py) is ``Classification`` (cross-entropy on the labels) or
+``Pretraining`` (``objective="mae"`` / ``"mpp"``); the loop only sees ``step``, ``evaluate``
+and ``save_model``.  The files of a run directory are those of minivit/io/rundir.py; the
+checkpoint (params, optimizer state, generators, ``Progress``) is minivit/checkpoint.py.
 
 Everything random is either a pure function of (seed, epoch) or drawn from a generator whose
 state the checkpoint stores, so ``resume`` continues bit for bit (tests/test_train.py trains
 2N steps straight and N + resume + N, and compares every parameter exactly on NumPy).
-
-Files in RUN_DIR:
-    config.json              the TrainConfig, the model config, data set mean/std/class names
-    checkpoint.safetensors   params, optimizer state, step, RNG states (one file, atomic)
-    model.safetensors        the model alone (minivit.serialization), for eval / predict
-    metrics.jsonl            one JSON line per epoch
-    eval-val.json            val accuracy, per-class accuracy, confusion matrix (last epoch)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import signal
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minivit.backend import (array_module, get_backend, host_rng, host_xp, rng, synchronize,
-                             to_device, to_numpy)
+from minivit.backend import array_module, get_backend, host_rng, rng, synchronize
+from minivit.checkpoint import (Progress, Snapshot, load_checkpoint, rng_state, save_checkpoint,
+                                stop_on_sigterm)
 from minivit.config import CONFIGS, ViTConfig, get_config
-from minivit.data.augment import mix_batch, random_crop_flip
-from minivit.data.cifar10 import iterate_batches, load_cifar10, normalize
-from minivit.layers.loss import cross_entropy
-from minivit.model import VisionTransformer, create_model
-from minivit.optim import AdamW, clip_grad_norm
-from minivit.parallel import DataParallel, resolve_threads
+from minivit.data.cifar10 import load_cifar10
+from minivit.evaluation import eval_report
+from minivit.io.files import read_json, write_json
+from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
+                               MODEL_FILE, append_metrics, default_run_dir, format_record,
+                               run_info, trim_metrics)
+from minivit.objectives import make_objective, prepare_batch
+from minivit.optim import AdamW
+from minivit.parallel import resolve_threads
 from minivit.schedule import warmup_cosine
-from minivit.serialization import (CHECKSUM_KEY, check_sha256, load as load_model,
-                                   save as save_model, tensors_sha256)
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.safetensors"
-MODEL_FILE = "model.safetensors"
-METRICS_FILE = "metrics.jsonl"
-EVAL_VAL_FILE = "eval-val.json"
-CHECKPOINT_FORMAT = "minivit-train-checkpoint-v1"
 DATA_STREAM, AUG_STREAM = 0, 1      # seeds [seed, stream, ...] keep the random streams apart
 # Options that belong to one session, not to the run: a resume may change them.  data_dir is
 # where this machine keeps CIFAR-10 (the run moves between machines), not which data it is.
@@ -207,44 +190,26 @@ class TrainConfig:
         return cls(**d)
 
 
-# --------------------------------------------------------------------------- small helpers
+@dataclass(frozen=True)
+class Schedule:
+    """Steps and learning rate of a run."""
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    unmasked: int           # unmasked tuning: the last steps see every patch token
+    lr: float
+    min_lr: float
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then os.replace it into place:
-    readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def lr_at(self, step: int) -> float:
+        return warmup_cosine(step, self.lr, self.total, self.warmup, self.min_lr)
 
+    def epochs_done(self, step: int) -> int:
+        """Epochs finished after ``step`` steps (the last may be short)."""
+        return step // self.steps_per_epoch + (step == self.total
+                                               and step % self.steps_per_epoch != 0)
 
-def write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def read_json(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-
-
-def read_metrics(run_dir) -> list[dict]:
-    """The records of RUN_DIR/metrics.jsonl, one dict per epoch."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (is {run_dir} a training run directory?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    def patch_dropout_at(self, step: int) -> bool:
+        return step < self.total - self.unmasked
 
 
 def epoch_order(seed: int, epoch: int, n: int):
@@ -253,159 +218,6 @@ def epoch_order(seed: int, epoch: int, n: int):
     Returns (permutation, the generator after drawing it)."""
     gen = host_rng([seed, DATA_STREAM, epoch])
     return gen.permutation(n), gen
-
-
-def rng_state(gen, host: bool = True):
-    """(JSON-able description, array or None) that ``set_rng_state`` restores exactly.
-
-    NumPy: ``bit_generator.state`` (a dict of ints).  CuPy: the cuRAND state is one device
-    byte array, ``bit_generator._state``: copied to the host (or, host=False, on the device)."""
-    if isinstance(gen, host_xp().random.Generator):
-        return {"kind": "numpy", "state": gen.bit_generator.state}, None
-    bg = gen.bit_generator
-    return ({"kind": "cupy", "bit_generator": type(bg).__name__},
-            to_numpy(bg._state) if host else bg._state.copy())
-
-
-def set_rng_state(gen, info: dict, array=None) -> None:
-    if info["kind"] == "numpy" and isinstance(gen, host_xp().random.Generator):
-        gen.bit_generator.state = info["state"]
-        return
-    if info["kind"] == "cupy" and not isinstance(gen, host_xp().random.Generator):
-        state = gen.bit_generator._state
-        if array is None or tuple(array.shape) != tuple(state.shape):
-            raise ValueError("the checkpoint's CuPy random state does not fit this GPU (it "
-                             "was saved on a GPU with a different number of multiprocessors)")
-        state[...] = to_device(array)
-        return
-    raise ValueError(f"the checkpoint's random state is for {info['kind']}, but the active "
-                     f"backend is {get_backend()}; resume with the same --backend")
-
-
-# --------------------------------------------------------------------------- evaluation
-
-def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None) -> dict:
-    """Accuracy, mean loss and confusion matrix of ``model`` on host uint8 images / labels.
-    ``parallel``: a minivit.parallel.DataParallel of ``model`` (None: one thread).
-
-    Returns {"loss": float, "acc": float, "n": int, "confusion": host int64 (K, K)} where
-    confusion[true, predicted] counts images."""
-    np = host_xp()
-    parallel = parallel or DataParallel(model, 1)
-    K = model.config.num_classes
-    confusion = np.zeros((K, K), dtype=np.int64)
-    loss_sum = 0.0
-    for xb, yb in iterate_batches(x, y, batch_size):
-        images = normalize(to_device(xb), mean, std, model.dtype)
-        logits = parallel.forward(images)                  # no backward follows
-        loss, _ = cross_entropy(logits, to_device(yb))
-        loss_sum += loss * len(yb)
-        np.add.at(confusion, (yb, to_numpy(logits.argmax(axis=1))), 1)
-    n = len(y)
-    return {"loss": loss_sum / max(n, 1), "acc": float(np.trace(confusion)) / max(n, 1),
-            "n": n, "confusion": confusion}
-
-
-def eval_report(result: dict, label_names, split: str) -> dict:
-    """``evaluate``'s result as JSON: accuracy, per-class accuracy, confusion matrix."""
-    conf = result["confusion"]
-    per_class = {}
-    for k, name in enumerate(label_names):
-        total = int(conf[k].sum())
-        per_class[name] = {"n": total, "correct": int(conf[k, k]),
-                           "acc": float(conf[k, k]) / total if total else None}
-    return {"split": split, "n": result["n"], "accuracy": result["acc"], "loss": result["loss"],
-            "label_names": list(label_names), "per_class": per_class,
-            "confusion": conf.tolist()}
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path, model, optimizer, rngs: dict, state: dict) -> None:
-    """One safetensors file: tensors ``model.*``, ``optim.*``, ``rng.*`` (CuPy states) and
-    JSON metadata (step, counters, RNG states, optimizer step).  Written atomically."""
-    from safetensors.numpy import save as safetensors_bytes
-    np = host_xp()
-    tensors = {f"model.{k}": np.ascontiguousarray(to_numpy(v)) for k, v in model.params.items()}
-    opt_state = optimizer.state_dict()
-    tensors.update({f"optim.{k}": np.ascontiguousarray(to_numpy(v))
-                    for k, v in opt_state.items() if k != "step"})
-    rng_info = {}
-    for name, gen in rngs.items():
-        rng_info[name], array = rng_state(gen)
-        if array is not None:
-            tensors[f"rng.{name}"] = np.ascontiguousarray(array)
-    meta = {**state, "optimizer_step": int(opt_state["step"]), "rng": rng_info}
-    data = safetensors_bytes(tensors, metadata={"format": CHECKPOINT_FORMAT,
-                                                "state": json.dumps(meta),
-                                                CHECKSUM_KEY: tensors_sha256(tensors)})
-    atomic_write_bytes(path, data)
-
-
-def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
-    """Restore what ``save_checkpoint`` wrote into model, optimizer and generators;
-    return the saved state dict (step, counters, ...)."""
-    from safetensors import SafetensorError, safe_open
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: nothing to resume")
-    try:
-        with safe_open(str(path), framework="np") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({e})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a minivit training checkpoint")
-    check_sha256(path, tensors, meta)
-    state = json.loads(meta["state"])
-    params = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    if set(params) != set(model.params):
-        raise ValueError(f"{path}: checkpoint parameters do not match the model of config.json")
-    for k, v in params.items():
-        if tuple(v.shape) != tuple(model.params[k].shape):
-            raise ValueError(f"{path}: {k} has shape {v.shape}, expected {model.params[k].shape}")
-        model.params[k] = to_device(v, model.dtype)
-    opt_state = {k[len("optim."):]: to_device(v) for k, v in tensors.items()
-                 if k.startswith("optim.")}
-    optimizer.load_state_dict({"step": state["optimizer_step"], **opt_state})
-    for name, gen in rngs.items():
-        set_rng_state(gen, state["rng"][name], tensors.get(f"rng.{name}"))
-    return state
-
-
-# --------------------------------------------------------------------------- trained models
-
-def load_trained(path):
-    """A trained model for eval / predict: ``path`` is a run directory, its model.safetensors
-    or checkpoint.safetensors, or any model file ``minivit.serialization.load`` reads.
-
-    Returns (model, run_dir or None, the run's config.json as a dict or {})."""
-    path = Path(path)
-    if path.is_dir():
-        run_dir, model_path = path, path / MODEL_FILE
-        if not model_path.is_file():
-            raise FileNotFoundError(f"{path} is not a training run directory ({MODEL_FILE} "
-                                    "not found)")
-    elif path.is_file():
-        run_dir = path.parent if (path.parent / CONFIG_FILE).is_file() else None
-        model_path = path.parent / MODEL_FILE if path.name == CHECKPOINT_FILE else path
-    else:
-        raise FileNotFoundError(f"checkpoint {path} not found (expected a run directory or a "
-                                "model file)")
-    info = read_json(run_dir / CONFIG_FILE) if run_dir is not None else {}
-    objective = info.get("train", {}).get("objective", "classify")
-    if objective != "classify":
-        raise ValueError(f"{path} is a {objective!r} pre-training run, not a classifier; "
-                         f"fine-tune it first: minivit train --init-from {path}")
-    model = load_model(model_path)
-    return model, run_dir, info
-
-
-# --------------------------------------------------------------------------- the loop
-
-def default_run_dir(model_name: str) -> str:
-    return str(Path("runs") / f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def load_train_config(run_dir) -> TrainConfig:
@@ -445,299 +257,181 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.init_from and not resume:                 # the architecture of the checkpoint
         from minivit.pretrain import with_pretrained_architecture
         cfg = with_pretrained_architecture(cfg)
-    prog = "train" if cfg.objective == "classify" else "pretrain"
-    run_dir = Path(cfg.run_dir or default_run_dir(
-        cfg.model if prog == "train" else f"{cfg.objective}-{cfg.model}"))
-    ckpt_path = run_dir / CHECKPOINT_FILE
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"cannot resume: {ckpt_path} not found")
-    if not resume and (ckpt_path.exists() or (run_dir / METRICS_FILE).exists()):
-        raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                         "or choose another --run-dir")
+    return _Run(cfg, resume).loop()
 
-    # ---- data (uint8, on the host), model, optimizer, generators, schedule
-    data = load_cifar10(cfg.data_dir, cfg.val_size, download=cfg.download)
-    n_train, B = len(data.train_y), cfg.batch_size
-    steps_per_epoch = n_train // B                   # the last partial batch is dropped
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch size {B} is larger than the training set ({n_train} images)")
-    total = cfg.steps or cfg.epochs * steps_per_epoch
-    warmup = min(total, cfg.warmup_steps if cfg.warmup_steps is not None
-                 else round(cfg.warmup_epochs * steps_per_epoch))
-    objective = make_objective(cfg, data, resume)
-    model = objective.model
-    # unmasked tuning: the last `unmasked` steps see every patch token, as evaluation does
-    unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
-        if getattr(model.config, "patch_drop_rate", 0) else 0
-    optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    aug_rng = rng([cfg.seed, AUG_STREAM])            # on the device, like model.rng
-    rngs = {"augment": aug_rng, "model": model.rng}
 
-    def lr_at(step):
-        return warmup_cosine(step, cfg.lr, total, warmup, cfg.min_lr)
+class _Run:
+    """One session of a run: its data, objective, optimizer, generators and progress."""
 
-    # st: everything about progress that a checkpoint must carry (JSON-able)
-    st = {"step": 0, "epochs_logged": 0, "elapsed": 0.0, "last": None, "epoch_loss": 0.0,
-          "epoch_steps": 0, "epoch_correct": 0, "epoch_time": 0.0}
-    if resume:
-        st.update(load_checkpoint(ckpt_path, model, optimizer, rngs))
-        _trim_metrics(run_dir / METRICS_FILE, st["epochs_logged"])
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / CONFIG_FILE, _run_info(cfg, run_dir, model, data, steps_per_epoch,
-                                                    total, warmup, unmasked))
-    elapsed_before, session_start = st["elapsed"], time.perf_counter()
+    def __init__(self, cfg: TrainConfig, resume: bool):
+        self.cfg, self.resume = cfg, resume
+        self.prog = "train" if cfg.objective == "classify" else "pretrain"
+        self.run_dir = Path(cfg.run_dir or default_run_dir(
+            cfg.model if self.prog == "train" else f"{cfg.objective}-{cfg.model}"))
+        self.ckpt_path = self.run_dir / CHECKPOINT_FILE
+        if resume and not self.ckpt_path.is_file():
+            raise FileNotFoundError(f"cannot resume: {self.ckpt_path} not found")
+        if not resume and (self.ckpt_path.exists() or (self.run_dir / METRICS_FILE).exists()):
+            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume "
+                             f"{self.run_dir} or choose another --run-dir")
+        # data (uint8, on the host), schedule, objective, optimizer, generators
+        self.data = data = load_cifar10(cfg.data_dir, cfg.val_size, download=cfg.download)
+        n_train, B = len(data.train_y), cfg.batch_size
+        steps_per_epoch = n_train // B               # the last partial batch is dropped
+        if steps_per_epoch < 1:
+            raise ValueError(f"batch size {B} is larger than the training set ({n_train} images)")
+        total = cfg.steps or cfg.epochs * steps_per_epoch
+        warmup = min(total, cfg.warmup_steps if cfg.warmup_steps is not None
+                     else round(cfg.warmup_epochs * steps_per_epoch))
+        self.objective = make_objective(cfg, data, resume)
+        self.model = model = self.objective.model
+        unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
+            if getattr(model.config, "patch_drop_rate", 0) else 0
+        self.schedule = Schedule(steps_per_epoch, total, warmup, unmasked, cfg.lr, cfg.min_lr)
+        self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.aug_rng = rng([cfg.seed, AUG_STREAM])   # on the device, like model.rng
+        self.rngs = {"augment": self.aug_rng, "model": model.rng}
+        self.progress = Progress()
+        if resume:
+            self.progress = Progress.from_state(
+                load_checkpoint(self.ckpt_path, model, self.optimizer, self.rngs))
+            trim_metrics(self.run_dir, self.progress.epochs_logged)
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / CONFIG_FILE, run_info(cfg, self.run_dir, model, data,
+                                                             steps_per_epoch, total, warmup,
+                                                             unmasked))
+        self.elapsed_before, self.session_start = self.progress.elapsed, time.perf_counter()
 
-    def epochs_done(step):          # epochs finished after `step` steps (the last may be short)
-        return step // steps_per_epoch + (step == total and step % steps_per_epoch != 0)
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.session_start
 
-    def save(kind="checkpoint"):
-        _check_finite_params(model, st["step"])
-        st.update(saved_step=st["step"], elapsed=elapsed_before + time.perf_counter()
-                  - session_start)
-        save_checkpoint(ckpt_path, model, optimizer, rngs, {**st, "kind": kind})
-        objective.save_model(run_dir / MODEL_FILE)
+    def loop(self) -> dict:
+        cfg, sched, p = self.cfg, self.schedule, self.progress
+        bar = _progress_bar(cfg.progress, sched.total, p.step)
+        self.say = bar.write if bar is not None else print
+        self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
+                 f"images, {sched.steps_per_epoch} steps of {cfg.batch_size} per epoch, "
+                 f"{sched.total} steps (warmup {sched.warmup}), run dir {self.run_dir}"
+                 + (f", resuming at step {p.step}" if self.resume else ""))
+        perm, perm_epoch, snapshot, status = None, None, None, "done"
+        restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
+        try:
+            while True:
+                if self.progress.epochs_logged < sched.epochs_done(self.progress.step):
+                    self.end_of_epoch()
+                step = self.progress.step
+                if step >= sched.total:
+                    break
+                if (cfg.max_steps and step >= cfg.max_steps) or (
+                        cfg.time_limit and time.perf_counter() - self.session_start
+                        > 60 * cfg.time_limit):
+                    status = "stopped"
+                    break
+                epoch = step // sched.steps_per_epoch
+                if perm_epoch != epoch:              # the order is a function of (seed, epoch)
+                    perm, gen = epoch_order(cfg.seed, epoch, len(self.data.train_y))
+                    perm_epoch = epoch
+                    _check_data_order(self.progress, epoch, gen)
+                snapshot = Snapshot.take(self.model, self.optimizer, self.rngs, self.progress)
+                self.step(step, perm, bar)            # Ctrl-C in here rolls back to snapshot
+                snapshot = None
+                if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            if snapshot is not None:
+                self.progress = snapshot.restore(self.model, self.optimizer, self.rngs)
+            status = "interrupted"
+            self.save("interrupted")
+        finally:
+            restore_sigterm()
+            self.objective.close()
+            if bar is not None:
+                bar.close()
+        p = self.progress
+        if p.saved_step != p.step:
+            self.save(status)
+        if status == "done":
+            print(f"minivit {self.prog}: done, {p.step} steps; model saved to "
+                  f"{self.run_dir / MODEL_FILE}")
+        else:
+            print(f"minivit {self.prog}: {status} at step {p.step} of {sched.total}; checkpoint "
+                  f"saved to {self.ckpt_path}. Continue with: minivit {self.prog} --resume "
+                  f"{self.run_dir}")
+        return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": sched.total,
+                "status": status, "last": p.last}
 
-    def end_of_epoch():
+    def step(self, step: int, perm, bar) -> None:
+        """One optimizer step on the batch perm[i*B:(i+1)*B] of the step's epoch."""
+        cfg, sched, p, B = self.cfg, self.schedule, self.progress, self.cfg.batch_size
+        i = step % sched.steps_per_epoch
+        t0 = time.perf_counter()
+        batch = prepare_batch(self.data, perm[i * B:(i + 1) * B], cfg, self.aug_rng,
+                              self.model.dtype, sched.patch_dropout_at(step))
+        lr = sched.lr_at(step)
+        loss, stats = self.objective.step(batch)
+        if not (math.isfinite(loss) and math.isfinite(stats.grad_norm)):
+            what, value = ("loss", loss) if not math.isfinite(loss) \
+                else ("gradient norm", stats.grad_norm)
+            raise TrainingDiverged(_diverged_message(what, value, step, p, self.ckpt_path))
+        self.optimizer.step(self.model.params, self.model.grads, lr=lr)
+        synchronize()
+        dt = time.perf_counter() - t0
+        p.step, p.epoch_loss, p.epoch_steps = step + 1, p.epoch_loss + loss, p.epoch_steps + 1
+        p.epoch_correct += stats.correct or 0
+        p.epoch_time += dt
+        if bar is not None:
+            acc = "-" if stats.correct is None else f"{stats.correct / B:.3f}"
+            bar.set_postfix({"loss": f"{loss:.3f}", "acc": acc, "lr": f"{lr:.2e}",
+                             "img/s": f"{B / dt:.0f}"}, refresh=False)
+            bar.update(1)
+
+    def save(self, kind: str = "checkpoint") -> None:
+        p = self.progress
+        _check_finite_params(self.model, p.step)
+        p.saved_step, p.elapsed = p.step, self.elapsed()
+        save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
+                        {**p.to_state(), "kind": kind})
+        self.objective.save_model(self.run_dir / MODEL_FILE)
+
+    def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
-        epoch, n_seen = st["epochs_logged"] + 1, st["epoch_steps"] * B
-        rec = {"epoch": epoch, "step": st["step"],
-               "train_loss": st["epoch_loss"] / max(st["epoch_steps"], 1),
-               "train_acc": (st["epoch_correct"] / max(n_seen, 1)
-                             if objective.has_accuracy else None),
+        cfg, data, p, obj = self.cfg, self.data, self.progress, self.objective
+        epoch, n_seen = p.epochs_logged + 1, p.epoch_steps * cfg.batch_size
+        rec = {"epoch": epoch, "step": p.step,
+               "train_loss": p.epoch_loss / max(p.epoch_steps, 1),
+               "train_acc": p.epoch_correct / max(n_seen, 1) if obj.has_accuracy else None,
                "val_loss": None, "val_acc": None, "test_loss": None, "test_acc": None,
-               "lr": lr_at(st["step"] - 1), "images_per_sec": n_seen / max(st["epoch_time"], 1e-9)}
+               "lr": self.schedule.lr_at(p.step - 1),
+               "images_per_sec": n_seen / max(p.epoch_time, 1e-9)}
         if len(data.val_y) and cfg.eval_every and (epoch % cfg.eval_every == 0
-                                                   or st["step"] == total):
-            r = objective.evaluate(data.val_x, data.val_y, data.mean, data.std,
-                                   cfg.eval_batch_size)
+                                                   or p.step == self.schedule.total):
+            r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std, cfg.eval_batch_size)
             rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
             if "confusion" in r:
-                write_json(run_dir / EVAL_VAL_FILE,
-                           {"step": st["step"], **eval_report(r, data.label_names, "val")})
+                write_json(self.run_dir / EVAL_VAL_FILE,
+                           {"step": p.step, **eval_report(r, data.label_names, "val")})
         if cfg.eval_test:
-            r = objective.evaluate(data.test_x, data.test_y, data.mean, data.std,
-                                   cfg.eval_batch_size)
+            r = obj.evaluate(data.test_x, data.test_y, data.mean, data.std, cfg.eval_batch_size)
             rec["test_loss"], rec["test_acc"] = r["loss"], r["acc"]
-        rec["elapsed"] = elapsed_before + time.perf_counter() - session_start
-        with open(run_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        st.update(epochs_logged=epoch, last=rec, epoch_loss=0.0, epoch_steps=0,
-                  epoch_correct=0, epoch_time=0.0)
-        save()
-        say(_format_record(rec, total))
-
-    bar = _progress_bar(cfg.progress, total, st["step"])
-    say = bar.write if bar is not None else print
-    say(f"minivit {prog}: {model!r}\n  {n_train} training images, {steps_per_epoch} steps of "
-        f"{B} per epoch, {total} steps (warmup {warmup}), run dir {run_dir}"
-        + (f", resuming at step {st['step']}" if resume else ""))
-
-    perm, perm_epoch, snapshot, status = None, None, None, "done"
-    restore_sigterm = _stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
-    try:
-        while True:
-            if st["epochs_logged"] < epochs_done(st["step"]):
-                end_of_epoch()
-            if st["step"] >= total:
-                break
-            if (cfg.max_steps and st["step"] >= cfg.max_steps) or (
-                    cfg.time_limit and time.perf_counter() - session_start > 60 * cfg.time_limit):
-                status = "stopped"
-                break
-            step = st["step"]
-            epoch, i = divmod(step, steps_per_epoch)
-            if perm_epoch != epoch:                  # the order is a function of (seed, epoch)
-                perm, gen = epoch_order(cfg.seed, epoch, n_train)
-                perm_epoch = epoch
-                _check_data_order(st, epoch, gen)
-            if unmasked:
-                objective.set_patch_dropout(step < total - unmasked)
-            t0 = time.perf_counter()
-            snapshot = _snapshot(model, optimizer, rngs, st)   # Ctrl-C mid-step rolls back
-            images, labels, targets, smoothing = prepare_batch(
-                data, perm[i * B:(i + 1) * B], cfg, aug_rng, model.dtype)
-            lr = lr_at(step)
-            loss, correct, grad_norm = objective.step(images, labels, targets, smoothing,
-                                                      cfg.clip_grad)
-            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-                what, value = ("loss", loss) if not math.isfinite(loss) \
-                    else ("gradient norm", grad_norm)
-                raise TrainingDiverged(_diverged_message(what, value, step, st, ckpt_path))
-            optimizer.step(model.params, model.grads, lr=lr)
-            synchronize()
-            dt = time.perf_counter() - t0
-            st.update(step=step + 1, epoch_loss=st["epoch_loss"] + loss,
-                      epoch_steps=st["epoch_steps"] + 1,
-                      epoch_correct=st["epoch_correct"] + (correct or 0),
-                      epoch_time=st["epoch_time"] + dt)
-            snapshot = None                                    # the step is complete
-            if bar is not None:
-                bar.set_postfix({"loss": f"{loss:.3f}",
-                                 "acc": "-" if correct is None else f"{correct / B:.3f}",
-                                 "lr": f"{lr:.2e}", "img/s": f"{B / dt:.0f}"}, refresh=False)
-                bar.update(1)
-            if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
-                save()
-    except KeyboardInterrupt:
-        if snapshot is not None:
-            _restore(snapshot, model, optimizer, rngs, st)
-        status = "interrupted"
-        save("interrupted")
-    finally:
-        restore_sigterm()
-        objective.close()
-        if bar is not None:
-            bar.close()
-    if st.get("saved_step") != st["step"]:
-        save(status)
-    if status == "done":
-        print(f"minivit {prog}: done, {st['step']} steps; model saved to {run_dir / MODEL_FILE}")
-    else:
-        print(f"minivit {prog}: {status} at step {st['step']} of {total}; checkpoint saved to "
-              f"{ckpt_path}. Continue with: minivit {prog} --resume {run_dir}")
-    return {"run_dir": str(run_dir), "step": st["step"], "total_steps": total,
-            "status": status, "last": st["last"]}
-
-
-def prepare_batch(data, idx, cfg: TrainConfig, aug_rng, dtype):
-    """Host indices -> (images, labels, targets, label_smoothing) on the device.
-
-    uint8 pixels are moved, then cropped/flipped, normalised and (mixup/cutmix) mixed there.
-    targets are the labels, or soft targets (B, K) that already include label smoothing."""
-    images, labels = to_device(data.train_x[idx]), to_device(data.train_y[idx])
-    if cfg.augment:
-        images = random_crop_flip(images, aug_rng)
-    images = normalize(images, data.mean, data.std, dtype)
-    if cfg.mixup > 0 or cfg.cutmix > 0:
-        images, targets = mix_batch(images, labels, aug_rng, data.num_classes, cfg.mixup,
-                                    cfg.cutmix, smoothing=cfg.label_smoothing)
-        return images, labels, targets, 0.0
-    return images, labels, labels, cfg.label_smoothing
-
-
-class Classification:
-    """The supervised objective of ``minivit train``: cross-entropy on the class labels.
-    With ``cfg.init_from`` (and not resuming) the encoder starts from a pre-trained
-    checkpoint and the head from zero."""
-    has_accuracy = True
-
-    def __init__(self, cfg: TrainConfig, data, resume: bool = False):
-        self.model = create_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
-                                  **{"num_classes": data.num_classes, **cfg.model_overrides})
-        if cfg.init_from and not resume:
-            from minivit.pretrain import init_from_pretrained
-            init_from_pretrained(self.model, cfg.init_from)
-        self.config = self.model.config                  # the run's model config, as saved
-        self.unmasked_config = self.config.replace(patch_drop_rate=0.0)
-        self.parallel = DataParallel(self.model, resolve_threads(cfg.threads))
-
-    def set_patch_dropout(self, on: bool):
-        """Patch dropout as configured (on), or off for the unmasked-tuning steps."""
-        self.model.config = self.config if on else self.unmasked_config
-
-    def step(self, images, labels, targets, smoothing, clip_grad):
-        return train_step(self.model, images, labels, targets, smoothing, clip_grad,
-                          self.parallel)
-
-    def evaluate(self, x, y, mean, std, batch_size=500):
-        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel)
-
-    def close(self):
-        self.parallel.close()
-
-    def save_model(self, path):
-        # the run's config, whatever the phase: a view of the same parameters
-        save_model(VisionTransformer(self.config, self.model.params), path)
-
-
-def make_objective(cfg: TrainConfig, data, resume: bool = False):
-    """Classification, or a pre-training objective of minivit.pretrain."""
-    if cfg.objective == "classify":
-        return Classification(cfg, data, resume)
-    from minivit.pretrain import Pretraining
-    return Pretraining(cfg, data)
-
-
-def train_step(model, images, labels, targets, smoothing, clip_grad, parallel=None):
-    """Forward, loss, backward, clipping: leaves the gradients to apply in ``model.grads``.
-    ``parallel``: a minivit.parallel.DataParallel of ``model`` that splits the batch over
-    threads (None: one thread).
-
-    Returns (loss, number of correct predictions, gradient norm before clipping or 0)."""
-    parallel = parallel or DataParallel(model, 1)
-    # a diverging run overflows; the caller checks the loss and gradient norm instead
-    with host_xp().errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss, logits = parallel.forward_backward(images, targets, smoothing)
-        if not math.isfinite(loss):
-            return loss, 0, 0.0
-    norm = 0.0
-    if clip_grad:
-        model.grads, norm = clip_grad_norm(model.grads, clip_grad)
-    correct = int((logits.argmax(axis=1) == labels).sum())
-    return loss, correct, norm
-
-
-def _run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmasked) -> dict:
-    """What config.json holds: the TrainConfig, the model config, and what ``minivit
-    predict`` needs of the data (mean, std, class names)."""
-    return {"train": {**cfg.to_dict(), "run_dir": str(run_dir)},
-            "model": model.config.to_dict(),
-            "data": {"path": str(data.path), "mean": [float(v) for v in data.mean],
-                     "std": [float(v) for v in data.std], "label_names": list(data.label_names),
-                     "n_train": len(data.train_y), "n_val": len(data.val_y),
-                     "n_test": len(data.test_y)},
-            "steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": warmup,
-            "unmasked_steps": unmasked,
-            "backend": get_backend(), "num_params": model.num_params()}
+        rec["elapsed"] = self.elapsed()
+        append_metrics(self.run_dir, rec)
+        p.epochs_logged, p.last, p.epoch_loss, p.epoch_steps = epoch, rec, 0.0, 0
+        p.epoch_correct, p.epoch_time = 0, 0.0
+        self.save()
+        self.say(format_record(rec, self.schedule.total))
 
 
 # --------------------------------------------------------------------------- loop helpers
 
-def _stop_on_sigterm():
-    """Make SIGTERM raise KeyboardInterrupt, so that ``kill PID``, a job scheduler's stop or a
-    container shutdown saves a checkpoint as Ctrl-C does.  (A job started with ``&`` from a
-    script ignores SIGINT, so ``kill -INT`` cannot reach it; SIGTERM can.)  Returns a function
-    that puts the previous handler back.  Only the main thread may set handlers; elsewhere
-    this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    if previous is None:                             # set outside Python: the default
-        previous = signal.SIG_DFL
-    return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-def _snapshot(model, optimizer, rngs, st):
-    """Everything one step changes. The model and optimizer replace their arrays, never
-    modify them in place, so shallow copies of the dicts are enough."""
-    return (dict(model.params), dict(optimizer.state), optimizer.step_count,
-            {name: rng_state(gen, host=False) for name, gen in rngs.items()}, dict(st))
-
-
-def _restore(snapshot, model, optimizer, rngs, st):
-    params, opt_state, opt_step, states, progress = snapshot
-    model.params.update(params)
-    optimizer.state, optimizer.step_count = opt_state, opt_step
-    st.clear()
-    st.update(progress)
-    for name, gen in rngs.items():
-        info, array = states[name]
-        set_rng_state(gen, info, array)
-
-
-def _check_data_order(st, epoch, gen):
+def _check_data_order(progress: Progress, epoch, gen):
     """Record the data-order generator of this epoch; on resume, check it is the same."""
     info, _ = rng_state(gen)
-    saved = st.get("data_rng")
+    saved = progress.data_rng
     if saved is not None and saved["epoch"] == epoch and saved["state"] != info["state"]:
         raise ValueError("the training data differ from those the checkpoint was trained on "
                          "(the data order does not match); resume with the same data")
-    st["data_rng"] = {"epoch": epoch, "state": info["state"]}
+    progress.data_rng = {"epoch": epoch, "state": info["state"]}
 
 
 def _check_finite_params(model, step):
@@ -748,21 +442,12 @@ def _check_finite_params(model, step):
                                    "saving it over the last good checkpoint")
 
 
-def _diverged_message(what, value, step, st, ckpt_path):
-    saved = st.get("saved_step")
+def _diverged_message(what, value, step, progress: Progress, ckpt_path):
+    saved = progress.saved_step
     kept = (f"the last good checkpoint {ckpt_path} (step {saved}) is kept" if saved is not None
             else "no checkpoint had been saved yet")
-    return (f"{what} is {value} at step {step + 1} (epoch {st['epochs_logged'] + 1}); training "
+    return (f"{what} is {value} at step {step + 1} (epoch {progress.epochs_logged + 1}); training "
             f"stopped, {kept}. Try a lower --lr or --clip-grad.")
-
-
-def _trim_metrics(path, epochs_logged):
-    """Drop metrics lines written after the checkpoint we resume from (a crash between
-    writing the line and the checkpoint would otherwise repeat an epoch)."""
-    if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines()
-                 if ln.strip() and json.loads(ln)["epoch"] <= epochs_logged]
-        atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
 
 
 def _progress_bar(enabled, total, initial):
@@ -775,15 +460,5 @@ def _progress_bar(enabled, total, initial):
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
 
-def _format_record(rec, total):
-    parts = [f"epoch {rec['epoch']:>3}", f"step {rec['step']}/{total}"]
-    for split in ("train", "val", "test"):
-        if rec[f"{split}_loss"] is not None:
-            acc = rec[f"{split}_acc"]
-            parts.append(f"{split} loss {rec[f'{split}_loss']:.4f}"
-                         + ("" if acc is None else f" acc {100 * acc:.2f}%"))
-    return "  ".join(parts + [f"{rec['images_per_sec']:.0f} img/s"])
-
-
-__all__ = ["TrainConfig", "TrainingDiverged", "train", "resume", "evaluate", "eval_report",
-           "load_train_config", "read_metrics", "save_checkpoint", "load_checkpoint"]
+__all__ = ["RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "Schedule", "TrainConfig",
+           "TrainingDiverged", "epoch_order", "load_train_config", "resume", "train"]

@@ -95,6 +95,24 @@ def test_without_dropout_model_rng_is_untouched():
     assert model.rng.bit_generator.state == state
 
 
+def test_patch_dropout_off_trains_as_the_model_without_it_and_leaves_model_rng():
+    images, labels = batch(8)
+    plain = create_model("cifar-nano", seed=3, dtype="float64", **TINY)
+    with P.DataParallel(plain, 2) as dp:
+        loss, _ = dp.forward_backward(images, labels)
+    model = create_model("cifar-nano", seed=3, dtype="float64", **TINY, patch_drop_rate=0.5)
+    state = model.rng.bit_generator.state
+    with P.DataParallel(model, 2) as dp:
+        loss_off, _ = dp.forward_backward(images, labels, patch_dropout=False)
+        assert model.rng.bit_generator.state == state              # nothing stochastic left
+        assert model.config.patch_drop_rate == 0.5                 # the config is untouched
+        assert loss_off == loss
+        for k in plain.grads:
+            assert np.array_equal(model.grads[k], plain.grads[k]), k
+        dp.forward_backward(images, labels)                        # on again: masks drawn
+        assert model.rng.bit_generator.state != state
+
+
 def test_a_non_finite_loss_returns_before_any_backward():
     images, labels = batch(4)
     images[0, 0, 0, 0] = np.nan
@@ -166,14 +184,6 @@ def test_split_mae_batch_gives_the_whole_batch_loss_and_gradients(norm_pix_loss)
     grads = dp.sum_grads([g for _, g in outs])
     for k in whole.grads:
         assert rel_error(grads[k], whole.grads[k]) < 1e-12, k
-
-
-def test_map_shards_splits_dicts_of_arrays_too():
-    model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
-    with P.DataParallel(model, 2) as dp:
-        outs = dp.map_shards(lambda r, a, d, w: (a.tolist(), d["x"].tolist(), w),
-                             np.arange(5), {"x": np.arange(5) * 10})
-    assert outs == [([0, 1], [0, 10], 0.4), ([2, 3, 4], [20, 30, 40], 0.6)]
 
 
 @pytest.mark.parametrize("argv, env, expected", [

@@ -11,8 +11,11 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+import minivit.io.rundir as R
+import minivit.objectives as O
 import minivit.train as T
 from minivit.cli import main
+from minivit.data.cifar10 import load_cifar10
 from minivit.data.synthetic import write_cifar10_like
 from minivit.mae import MaskedAutoencoder, load_mae
 from minivit.mpp import MaskedPatchPrediction
@@ -36,7 +39,7 @@ def flags(data_dir, run_dir, *extra, objective="mae"):
 
 
 def checkpoint(run_dir):
-    path = str(run_dir / T.CHECKPOINT_FILE)
+    path = str(run_dir / R.CHECKPOINT_FILE)
     with safe_open(path, framework="np") as f:
         state = json.loads(f.metadata()["state"])
     return load_file(path), state
@@ -60,7 +63,7 @@ def test_pretrain_writes_the_run_files_and_resumes_bit_identically(data_dir, tmp
                                                                   objective, capsys):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main(flags(data_dir, straight, objective=objective)) == 0
-    records = T.read_metrics(straight)
+    records = R.read_metrics(straight)
     assert [r["step"] for r in records] == [5, 10]
     assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"]) for r in records)
     assert all((r["val_acc"] is None) == (objective == "mae") for r in records)
@@ -75,19 +78,19 @@ def test_pretrain_writes_the_run_files_and_resumes_bit_identically(data_dir, tmp
     for k in ta:
         assert np.array_equal(ta[k], tb[k]), k
     strip = [[{k: v for k, v in r.items() if k not in ("images_per_sec", "elapsed")}
-              for r in T.read_metrics(d)] for d in (straight, resumed)]
+              for r in R.read_metrics(d)] for d in (straight, resumed)]
     assert strip[0] == strip[1]
 
 
 def test_init_from_reuses_the_encoder_with_a_zero_head(data_dir, mae_run, tmp_path, capsys):
-    mae = load_mae(mae_run / T.MODEL_FILE)
+    mae = load_mae(mae_run / R.MODEL_FILE)
     cfg = T.TrainConfig(data_dir=str(data_dir), val_size=20, batch_size=16, progress=False,
                         init_from=str(mae_run))
     from minivit.pretrain import with_pretrained_architecture
     cfg = with_pretrained_architecture(cfg)                 # the checkpoint's architecture
     assert {k: cfg.model_overrides[k] for k in TINY} == TINY
-    data = T.load_cifar10(cfg.data_dir, cfg.val_size)
-    model = T.make_objective(cfg, data).model
+    data = load_cifar10(cfg.data_dir, cfg.val_size)
+    model = O.make_objective(cfg, data).model
     for k, v in mae.encoder_params().items():
         assert np.array_equal(model.params[k], v), k
     assert not model.params["head.weight"].any() and not model.params["head.bias"].any()
@@ -95,7 +98,7 @@ def test_init_from_reuses_the_encoder_with_a_zero_head(data_dir, mae_run, tmp_pa
     assert main(["train", "--init-from", str(mae_run), "--data-dir", str(data_dir), "--run-dir",
                  str(run), "--batch-size", "16", "--val-size", "20", "--epochs", "1",
                  "--no-progress"]) == 0
-    assert T.read_metrics(run)[0]["val_acc"] is not None
+    assert R.read_metrics(run)[0]["val_acc"] is not None
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0    # no re-reading
     capsys.readouterr()
     assert main(["train", "--init-from", str(mae_run), "--set", "depth=3", "--data-dir",

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import minivit
-from minivit import serialization
 from minivit.backend import to_device, to_numpy
 from minivit.checks import rel_error
 from minivit.config import ViTConfig
 from minivit.init import param_shapes
+from minivit.io.files import write_arrays
 from minivit.resample import resample_pos_embed
 
 CFG = ViTConfig(image_size=16, patch_size=4, num_classes=5, embed_dim=12, depth=2, num_heads=3,
@@ -88,7 +88,7 @@ def test_dtype_conversion(tmp_path, suffix):
     m32 = minivit.load(path, dtype="float32")
     assert m32.dtype == np.float32 and all(p.dtype == np.float32 for p in m32.params.values())
     arrays = {k: v.astype(np.float16) for k, v in _host(_model().params).items()}
-    serialization._write_atomic(path, arrays, {})
+    write_arrays(path, arrays, {})
     assert minivit.load(path, config=CFG).dtype == np.float32          # float16 -> float32
     with pytest.raises(ValueError, match="dtype must be one of"):
         minivit.load(path, config=CFG, dtype="int8")
@@ -102,13 +102,11 @@ def test_failed_write_keeps_the_old_file(tmp_path, suffix, monkeypatch):
     minivit.save(old, path)
     before = path.read_bytes()
 
-    def crash(tmp, arrays, meta):                     # half a file, then the process "dies"
-        with open(tmp, "wb") as f:
-            f.write(before[: len(before) // 2])
+    def crash(fd):                          # the temporary file is written, then the disk fails
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(serialization, "_write_npz", crash)
-    monkeypatch.setattr(serialization, "_write_safetensors", crash)
+    from minivit.io import files
+    monkeypatch.setattr(files.os, "fsync", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         minivit.save(_model(seed=1), path)
     assert path.read_bytes() == before
@@ -190,7 +188,7 @@ def test_key_problems_are_all_listed(tmp_path, suffix):
     arrays["pos_embed"] = np.zeros((1, 16, 12))
     meta = {"format": "minivit", "minivit_config": json.dumps(CFG.to_dict())}
     path = tmp_path / f"bad{suffix}"
-    serialization._write_atomic(path, arrays, meta)
+    write_arrays(path, arrays, meta)
     with pytest.raises(ValueError) as e:
         minivit.load(path)
     msg = str(e.value)
@@ -246,7 +244,7 @@ def test_image_size_change_resamples_pos_embed(tmp_path, mode):
 def test_file_without_metadata_needs_config_or_num_heads(tmp_path):
     model = _model()
     path = tmp_path / "plain.safetensors"
-    serialization._write_atomic(path, _host(model.params), {})
+    write_arrays(path, _host(model.params), {})
     _assert_same_params(minivit.load(path, config=CFG).params, model.params)
     inferred = minivit.load(path, num_heads=3)
     assert inferred.config == CFG.replace(name="inferred")

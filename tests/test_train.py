@@ -15,9 +15,12 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 import minivit.parallel as P
+import minivit.io.rundir as R
+import minivit.objectives as O
 import minivit.train as T
 from minivit.cli import main
 from minivit.config import get_config
+from minivit.evaluation import evaluate
 from minivit.data.synthetic import write_cifar10_like
 from minivit.serialization import load
 
@@ -53,7 +56,7 @@ def cli_flags(data_dir, run_dir):
 
 def checkpoint(run_dir):
     """(tensors, metadata state) of RUN_DIR/checkpoint.safetensors."""
-    path = str(run_dir / T.CHECKPOINT_FILE)
+    path = str(run_dir / R.CHECKPOINT_FILE)
     with safe_open(path, framework="np") as f:
         state = json.loads(f.metadata()["state"])
     return load_file(path), state
@@ -66,7 +69,7 @@ def assert_same_run(a, b):
     for k in ta:
         assert np.array_equal(ta[k], tb[k]), f"{k} differs"
     assert sa["step"] == sb["step"] and sa["rng"] == sb["rng"]
-    ma, mb = T.read_metrics(a), T.read_metrics(b)
+    ma, mb = R.read_metrics(a), R.read_metrics(b)
     strip = [[{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in m] for m in (ma, mb)]
     assert strip[0] == strip[1]
 
@@ -75,7 +78,7 @@ def test_a_few_steps_write_the_run_files(data_dir, tmp_path):
     run = tmp_path / "run"
     result = T.train(make_cfg(data_dir, run, eval_test=True))
     assert result["status"] == "done" and result["step"] == 10 == result["total_steps"]
-    records = T.read_metrics(run)
+    records = R.read_metrics(run)
     assert [r["epoch"] for r in records] == [1, 2] and [r["step"] for r in records] == [5, 10]
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr",
                 "images_per_sec", "elapsed"):
@@ -86,7 +89,7 @@ def test_a_few_steps_write_the_run_files(data_dir, tmp_path):
     tensors, state = checkpoint(run)
     assert state["step"] == 10 and state["optimizer_step"] == 10
     assert any(k.startswith("optim.exp_avg.") for k in tensors)
-    model = load(run / T.MODEL_FILE)
+    model = load(run / R.MODEL_FILE)
     for k, v in model.params.items():
         assert np.array_equal(v, tensors[f"model.{k}"])
     assert json.loads((run / "eval-val.json").read_text())["n"] == 20
@@ -110,7 +113,7 @@ def test_a_hybrid_run_from_the_cli_resumes_bit_identically(data_dir, tmp_path, c
     assert main(flags + ["--max-steps", "7"]) == 0
     assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
-    assert load(tmp_path / "resumed" / T.MODEL_FILE).config.conv_stem == (8, 16)
+    assert load(tmp_path / "resumed" / R.MODEL_FILE).config.conv_stem == (8, 16)
     assert "conv stem [8, 16]" in capsys.readouterr().out
 
 
@@ -120,7 +123,7 @@ def test_patch_drop_flag_reaches_the_model_config(data_dir, tmp_path):
     info = json.loads((run / "config.json").read_text())
     assert info["train"]["model_overrides"]["patch_drop_rate"] == 0.5
     assert info["model"]["patch_drop_rate"] == 0.5
-    assert load(run / T.MODEL_FILE).config.num_patches == 64     # evaluation sees every patch
+    assert load(run / R.MODEL_FILE).config.num_patches == 64     # evaluation sees every patch
 
 
 def test_unmasked_epochs_train_the_last_steps_on_every_token(data_dir, tmp_path):
@@ -132,13 +135,13 @@ def test_unmasked_epochs_train_the_last_steps_on_every_token(data_dir, tmp_path)
     assert_same_run(runs["all"], runs["none"])        # unmasked from the start = never dropped
     T.train(make_cfg(data_dir, runs["last"], model_overrides=pd, unmasked_epochs=1))
     T.train(make_cfg(data_dir, runs["never"], model_overrides=pd, unmasked_epochs=0))
-    last, never = T.read_metrics(runs["last"]), T.read_metrics(runs["never"])
+    last, never = R.read_metrics(runs["last"]), R.read_metrics(runs["never"])
     assert last[0]["train_loss"] == never[0]["train_loss"]          # epoch 1: both drop
     assert last[1]["train_loss"] != never[1]["train_loss"]          # epoch 2: one does not
     info = [json.loads((runs[n] / "config.json").read_text()) for n in ("all", "last", "never")]
     assert [i["unmasked_steps"] for i in info] == [10, 5, 0]
     # the saved model keeps the run's config, whatever the phase it ended in
-    assert load(runs["last"] / T.MODEL_FILE).config.patch_drop_rate == 0.5
+    assert load(runs["last"] / R.MODEL_FILE).config.patch_drop_rate == 0.5
 
 
 def test_runs_recorded_before_unmasked_tuning_resume_without_it(data_dir, tmp_path):
@@ -184,7 +187,7 @@ def test_the_reported_run_s_committed_model_is_trained():
     assert model.config.to_dict() == reported["model"]
     sample = np.load(ROOT / "walkthroughs" / "assets" / "cifar10_sample.npz")
     np.testing.assert_allclose(sample["mean"], reported["data"]["mean"], rtol=1e-12)
-    result = T.evaluate(model, sample["x"], sample["y"], sample["mean"], sample["std"])
+    result = evaluate(model, sample["x"], sample["y"], sample["mean"], sample["std"])
     assert result["n"] == 64 and result["acc"] >= 0.75
     reported_test = json.loads((REPORTED_RUN / "eval-test.json").read_text())
     assert reported_test["n"] == 10000 and reported_test["accuracy"] >= 0.80
@@ -218,7 +221,7 @@ def test_huge_learning_rate_diverges_with_a_clear_message(data_dir, tmp_path, ca
 
 def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypatch, capsys):
     T.train(all_rngs_on(data_dir, tmp_path / "straight"))
-    real, calls = T.clip_grad_norm, []
+    real, calls = O.clip_grad_norm, []
 
     def interrupt_during_step_7(grads, max_norm):       # after this step drew its randoms
         calls.append(1)
@@ -226,12 +229,12 @@ def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(grads, max_norm)
 
-    monkeypatch.setattr(T, "clip_grad_norm", interrupt_during_step_7)
+    monkeypatch.setattr(O, "clip_grad_norm", interrupt_during_step_7)
     result = T.train(all_rngs_on(data_dir, tmp_path / "resumed"))
     assert result["status"] == "interrupted" and result["step"] == 6
     out = capsys.readouterr().out
     assert f"minivit train --resume {tmp_path / 'resumed'}" in out
-    monkeypatch.setattr(T, "clip_grad_norm", real)
+    monkeypatch.setattr(O, "clip_grad_norm", real)
     assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
@@ -241,7 +244,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypat
 def test_sigterm_saves_like_ctrl_c_and_resume_continues_exactly(data_dir, tmp_path,
                                                                   monkeypatch, capsys):
     T.train(all_rngs_on(data_dir, tmp_path / "straight"))
-    real, calls, missed = T.clip_grad_norm, [], []
+    real, calls, missed = O.clip_grad_norm, [], []
 
     def fallback(signum, frame):          # sees SIGTERM only if train() does not handle it
         missed.append(signum)
@@ -255,12 +258,12 @@ def test_sigterm_saves_like_ctrl_c_and_resume_continues_exactly(data_dir, tmp_pa
             time.sleep(1)                                 # the handler raises in here
         return real(grads, max_norm)
 
-    monkeypatch.setattr(T, "clip_grad_norm", terminate_during_step_7)
+    monkeypatch.setattr(O, "clip_grad_norm", terminate_during_step_7)
     result = T.train(all_rngs_on(data_dir, tmp_path / "resumed"))
     assert signal.signal(signal.SIGTERM, before) is fallback   # train() put it back
     assert not missed and result["status"] == "interrupted" and result["step"] == 6
     assert f"minivit train --resume {tmp_path / 'resumed'}" in capsys.readouterr().out
-    monkeypatch.setattr(T, "clip_grad_norm", real)
+    monkeypatch.setattr(O, "clip_grad_norm", real)
     assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
@@ -270,7 +273,7 @@ def test_ctrl_c_from_the_cli_exits_130_with_the_resume_command(data_dir, tmp_pat
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "clip_grad_norm", interrupt)
+    monkeypatch.setattr(O, "clip_grad_norm", interrupt)
     run = tmp_path / "run"
     assert main(cli_flags(data_dir, run)) == 130
     assert "--resume" in capsys.readouterr().out
@@ -299,7 +302,7 @@ def test_bad_flags_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, 
 def test_resume_refuses_a_damaged_checkpoint(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     T.train(make_cfg(data_dir, run, max_steps=3))
-    path = run / T.CHECKPOINT_FILE
+    path = run / R.CHECKPOINT_FILE
     data = bytearray(path.read_bytes())
     data[-50] ^= 0x01                                    # a bit flipped inside the tensors
     path.write_bytes(bytes(data))

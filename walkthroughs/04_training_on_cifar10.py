@@ -208,7 +208,7 @@ print(sorted(p.name for p in run_dir.iterdir()))
 
 # %%
 from minivit.plots import plot_curves
-from minivit.train import read_metrics
+from minivit.io.rundir import read_metrics
 
 records = read_metrics(run_dir)
 for r in records:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from minivit.data.cifar10 import load_cifar10
 from minivit.parallel import DataParallel, resolve_threads
-from minivit.train import eval_report, evaluate, load_trained, write_json
+from minivit.evaluation import eval_report, evaluate, load_trained
+from minivit.io.files import write_json
 
 
 def add_arguments(parser):

@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.data.cifar10 import normalize
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
@@ -106,7 +106,7 @@ def run(args) -> int:
     from minivit.commands.predict import read_image
     from minivit.data.synthetic import LABEL_NAMES
     from minivit.model import create_model
-    from minivit.train import load_trained
+    from minivit.evaluation import load_trained
 
     _check_args(args)
     checkpoint = Path(args.checkpoint)

@@ -28,7 +28,7 @@ from minivit.mae import vit_from_encoder
 from minivit.optim import AdamW
 from minivit.pretrain import encoder_of, load_pretrained
 from minivit.schedule import warmup_cosine
-from minivit.train import write_json
+from minivit.io.files import write_json
 
 
 def add_arguments(parser):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minivit.cli import UserError
-from minivit.train import read_json, read_metrics
+from minivit.errors import UserError
+from minivit.io.files import read_json
+from minivit.io.rundir import read_metrics
 
 
 def add_arguments(parser):

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.data.cifar10 import normalize
 from minivit.layers.softmax import softmax_forward
-from minivit.train import load_trained
+from minivit.evaluation import load_trained
 
 
 def add_arguments(parser):

@@ -7,14 +7,14 @@
     minivit linprobe runs/mae-cifar-nano-...                        # or probe linearly
 
 The loop, its flags, run files, checkpoints and exact resume are those of ``minivit train``
-(minivit/train.py with an objective from minivit/pretrain.py); labels are not used, and
+(minivit/train.py with an objective from minivit/objectives.py); labels are not used, and
 mixup, cutmix and label smoothing do not apply.  The epoch's validation loss uses the same
 masks every epoch.  RUN_DIR/model.safetensors holds the whole MAE (or MPP model).
 """
 
 from __future__ import annotations
 
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.commands import train as train_cmd
 
 # flag dest -> (objective, MAEConfig / MPPConfig field)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.backend import host_xp, rng as make_rng, to_device, to_numpy
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.commands.predict import read_image
 from minivit.data.cifar10 import normalize
 from minivit.layers.patches import patchify, unpatchify

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from minivit.cli import UserError
+from minivit.errors import UserError
 from minivit.config import CONFIGS
 from minivit.train import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
                            resume, train)
