@@ -27,7 +27,7 @@ from pathlib import Path
 
 from minivit.backend import host_xp, rng as make_rng, to_device
 from minivit.config import CONFIGS, ViTConfig, get_config
-from minivit.data.cifar10 import iterate_batches, normalize
+from minivit.data.batches import iterate_batches, normalize
 from minivit.init import param_shapes
 from minivit.mae import MAE_FORMAT, MAEConfig, create_mae, load_mae, save_mae
 from minivit.layers.masking import masking_noise

@@ -47,7 +47,8 @@ from minivit.backend import (array_module, get_backend, host_rng, host_xp, rng, 
                              to_device, to_numpy)
 from minivit.config import CONFIGS, ViTConfig, get_config
 from minivit.data.augment import mix_batch, random_crop_flip
-from minivit.data.cifar10 import iterate_batches, load_cifar10, normalize
+from minivit.data.batches import iterate_batches, normalize
+from minivit.data.cifar10 import load_cifar10
 from minivit.layers.loss import cross_entropy
 from minivit.model import VisionTransformer, create_model
 from minivit.optim import AdamW, clip_grad_norm

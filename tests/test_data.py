@@ -14,8 +14,8 @@ import pytest
 from minivit.backend import host_rng
 from minivit.data import (CIFARFormatError, UnsafePickleError, batch_indices, channel_stats,
                           download_and_extract, find_cifar10, iterate_batches, load_cifar10,
-                          normalize, save_py2_pickle, write_cifar10_like)
-from minivit.data import cifar10 as cifar10_mod
+                          normalize, read_batch, save_py2_pickle, write_cifar10_like)
+from minivit.data import download as download_mod
 
 N_BATCH, N_TEST = 40, 30  # 200 training images, 30 test images
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar-10-batches-py"
@@ -153,7 +153,7 @@ def test_malicious_pickle_is_refused_and_not_run(cifar_dir, tmp_path):
     # the same payload at the newest protocol (STACK_GLOBAL) is refused the same way
     (cifar_dir / "test_batch").write_bytes(pickle.dumps(_Evil(marker)))
     with pytest.raises(UnsafePickleError, match="test_batch"):
-        cifar10_mod.read_batch(cifar_dir / "test_batch")
+        read_batch(cifar_dir / "test_batch")
     assert not marker.exists()
 
 
@@ -255,11 +255,11 @@ def test_hostile_archive_is_refused(tmp_path, member, why):
 def test_find_with_download_uses_the_cache(cifar_dir, tmp_path, monkeypatch):
     files = {f"cifar-10-batches-py/{p.name}": p.read_bytes() for p in cifar_dir.iterdir()}
     md5 = _tar(tmp_path / "c.tar.gz", files)
-    monkeypatch.setattr(cifar10_mod, "CIFAR10_URL", str(tmp_path / "missing.tar.gz"))
+    monkeypatch.setattr(download_mod, "CIFAR10_URL", str(tmp_path / "missing.tar.gz"))
     with pytest.raises(FileNotFoundError, match="download failed"):
         find_cifar10(tmp_path / "nowhere", download=True)
-    monkeypatch.setattr(cifar10_mod, "CIFAR10_URL", str(tmp_path / "c.tar.gz"))
-    monkeypatch.setattr(cifar10_mod, "CIFAR10_MD5", md5)
+    monkeypatch.setattr(download_mod, "CIFAR10_URL", str(tmp_path / "c.tar.gz"))
+    monkeypatch.setattr(download_mod, "CIFAR10_MD5", md5)
     d = load_cifar10(download=True, val_size=10)
     assert d.path == tmp_path / "xdg-cache" / "minivit" / "cifar-10-batches-py"
     assert len(d.train_y) == 190

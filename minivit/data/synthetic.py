@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 
 from minivit.backend import host_rng, host_xp
-from minivit.data.cifar10 import META_FILE, TEST_FILE, TRAIN_FILES, _reconstruct
+from minivit.data.cifar_format import META_FILE, TEST_FILE, TRAIN_FILES, _reconstruct
 
 np = host_xp()
 
