@@ -15,6 +15,7 @@ from minivit.data.batches import channel_stats
 from minivit.data.cifar_format import (ALL_FILES, META_FILE, TEST_FILE, TRAIN_FILES, load_pickle,
                                        read_batch, read_label_names)
 from minivit.data.download import find_cifar10
+from minivit.data.verify import verify_official
 
 np = host_xp()
 
@@ -56,11 +57,12 @@ def load_cifar10(data_dir=None, val_size: int = 5000, download: bool = False) ->
     for name in ALL_FILES:  # report a missing file before reading 150 MB of the others
         if not (folder / name).is_file():
             load_pickle(folder / name)  # raises the clear FileNotFoundError
-    label_names = read_label_names(folder / META_FILE)
-    parts = [read_batch(folder / name) for name in TRAIN_FILES]
+    official = verify_official(folder)  # the files that are the official ones (MD5-checked)
+    label_names = read_label_names(folder / META_FILE, META_FILE in official)
+    parts = [read_batch(folder / name, name in official) for name in TRAIN_FILES]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    test_x, test_y = read_batch(folder / TEST_FILE)
+    test_x, test_y = read_batch(folder / TEST_FILE, TEST_FILE in official)
 
     if isinstance(val_size, bool) or not isinstance(val_size, (int, np.integer)) \
             or not 0 <= val_size < len(x):
