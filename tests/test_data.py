@@ -439,8 +439,10 @@ def test_object_dtype_pickle_is_refused_without_a_crash(tmp_path, meta, expect):
                            + b"\x86R", labels=b"]"), "'latin1'"),
     ("test_batch", _dict(data=_global(b"__builtin__", b"bytes") + b"K\x05\x85R", labels=b"]"),
      "bytes() with arguments"),
+    ("test_batch", _dict(data=_global(b"numpy", b"dtype") + b"}" + _s(b"__defaults__")
+                         + b"K\x01\x85sb", labels=b"]"), "state for one of NumPy's functions"),
 ], ids=["zero-strides", "memo-bomb", "deep-nesting", "nesting-200", "short-data", "negative-shape",
-        "codecs-rot13", "bytes-call"])
+        "codecs-rot13", "bytes-call", "state-for-a-function"])
 def test_crafted_pickles_give_one_line_errors(cifar_dir, name, payload, expect):
     (cifar_dir / name).write_bytes(payload)
     with pytest.raises(CIFARFormatError) as e:

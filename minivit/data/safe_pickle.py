@@ -57,15 +57,28 @@ def _describe_name(text) -> str:
 
 # --------------------------------------------------------------------------- checked stand-ins
 
-class _NdarrayName:
-    """What a pickle gets for ``numpy.ndarray``: a name for ``_reconstruct``, not a callable."""
+class _StandIn:
+    """A function a pickle may fetch as a global: callable with positional arguments, but it
+    takes no state (BUILD) and has no attributes to set."""
 
-    def __call__(self, *args, **kwargs):
-        raise PickleRefused("numpy.ndarray called directly (a shape, strides or buffer of its "
-                            "own choosing)")
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self, *args):
+        return self._fn(*args)
+
+    def __setstate__(self, state):
+        raise PickleRefused("state for one of NumPy's functions")
 
 
-_NDARRAY = _NdarrayName()
+def _ndarray_called(*args):
+    raise PickleRefused("numpy.ndarray called directly (a shape, strides or buffer of its own "
+                        "choosing)")
+
+
+_NDARRAY = _StandIn(_ndarray_called)  # for ``numpy.ndarray``: a name for _reconstruct only
 _TYPE_CODE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|S[1-9][0-9]{0,5})")
 
 
@@ -150,12 +163,13 @@ def _bytes(*args):
     return b""
 
 
-_ALLOWED_GLOBALS = {("_codecs", "encode"): _encode,
-                    ("__builtin__", "bytes"): _bytes, ("builtins", "bytes"): _bytes,
-                    ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _dtype}
+_ALLOWED_GLOBALS = {("_codecs", "encode"): _StandIn(_encode),
+                    ("__builtin__", "bytes"): _StandIn(_bytes),
+                    ("builtins", "bytes"): _StandIn(_bytes),
+                    ("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _StandIn(_dtype)}
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED_GLOBALS.update({(_mod, "_reconstruct"): _reconstruct, (_mod, "ndarray"): _NDARRAY,
-                             (_mod, "dtype"): _dtype})
+    _ALLOWED_GLOBALS.update({(_mod, "_reconstruct"): _StandIn(_reconstruct),
+                             (_mod, "ndarray"): _NDARRAY, (_mod, "dtype"): _StandIn(_dtype)})
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
