@@ -150,13 +150,10 @@ def host_rng(seed=None):
     return _np.random.default_rng(seed)
 
 
-def erf(x):
-    """Elementwise error function on either backend (NumPy has none built in)."""
-    if is_cupy_array(x):
-        from cupyx.scipy.special import erf as _cupy_erf  # noqa: the GPU kernel
-        return _cupy_erf(x)
-    from minivit.special import erf_numpy
-    return erf_numpy(x)
+def cupy_special() -> ModuleType:
+    """``cupyx.scipy.special`` (CuPy's special-function kernels), for CuPy arrays only."""
+    import cupyx.scipy.special  # the GPU kernels; only reached with a CuPy array
+    return cupyx.scipy.special
 
 
 def device_name() -> str:

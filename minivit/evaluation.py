@@ -9,7 +9,7 @@ and the trained classifier of a run directory or model file.
 from __future__ import annotations
 
 from minivit.backend import host_xp, to_device, to_numpy
-from minivit.data.cifar10 import iterate_batches, normalize
+from minivit.data.batches import iterate_batches, normalize
 from minivit.io.rundir import find_model, read_run_info
 from minivit.layers.loss import cross_entropy
 from minivit.parallel import DataParallel

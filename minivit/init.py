@@ -21,7 +21,6 @@ from minivit.layers.conv_stem import KERNEL
 
 def trunc_normal(gen, shape, std=0.02, a=-2.0, b=2.0):
     """Normal(0, std) values redrawn until they lie in [a, b] (host array)."""
-    np = host_xp()
     out = gen.normal(0.0, std, size=shape)
     bad = (out < a) | (out > b)
     while bad.any():

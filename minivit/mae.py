@@ -56,8 +56,7 @@ from minivit.layers.reconstruction import (NORM_PIX_EPS, masked_mse_backward,
                                            patch_targets_forward)
 from minivit.mae_config import (DECODER_POS_EMBEDS, MAEConfig, init_mae_params,
                                 mae_param_shapes, sincos_2d_pos_embed)
-from minivit.model import vit_from_encoder
-from minivit.model_base import PretrainingModel
+from minivit.model import PretrainingModel, vit_from_encoder
 
 MAE_FORMAT = "minivit-mae"
 MAE_CONFIG_KEY = "minivit_mae_config"

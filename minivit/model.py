@@ -186,5 +186,21 @@ def vit_from_encoder(encoder: ViTConfig, params: dict, num_classes=None) -> Visi
     return VisionTransformer(cfg, {k: params[k] for k in param_shapes(cfg)})
 
 
-__all__ = ["VisionTransformer", "create_model", "check_params", "count_params",
-           "vit_from_encoder"]
+class PretrainingModel(ModelBase):
+    """A model with a ViT encoder (config.encoder) and no classification head."""
+
+    @property
+    def vit_config(self) -> ViTConfig:
+        return self.config.encoder
+
+    def encoder_params(self) -> dict:
+        """The encoder as a ViT parameter dict (timm names, no head)."""
+        return {k: self.params[k] for k in param_shapes(self.config.encoder) if k in self.params}
+
+    def to_vit(self, num_classes=None):
+        """A VisionTransformer with this encoder and a new zero head (fine-tuning, probing)."""
+        return vit_from_encoder(self.config.encoder, self.encoder_params(), num_classes)
+
+
+__all__ = ["PretrainingModel", "VisionTransformer", "check_params", "count_params",
+           "create_model", "vit_from_encoder"]

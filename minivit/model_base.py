@@ -1,7 +1,7 @@
 """What the model classes share: the parameter and image checks, the generator, the cache of
 one forward pass, ``replica`` and ``clear_cache`` (``ModelBase``); and, for the pre-training
 models (MAE, masked patch prediction), the config fields and checks of their ViT encoder
-(``PretrainingConfig``) and the encoder as a ViT (``PretrainingModel``).
+(``PretrainingConfig``); the encoder as a ViT (``PretrainingModel``) is in minivit/model.py.
 
 A subclass names its parameters with ``param_shapes(config)`` and the ViTConfig its images
 must fit with ``vit_config``.
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from minivit.backend import array_module, is_array, rng as make_rng
 from minivit.config import CONFIGS, STOCHASTIC_FIELDS, ViTConfig, config_from_dict, get_config
-from minivit.init import param_shapes as vit_param_shapes
 
 
 def check_param_shapes(expected: dict, params: dict, what: str) -> None:
@@ -112,23 +111,6 @@ class ModelBase:
 
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
-
-
-class PretrainingModel(ModelBase):
-    """A model with a ViT encoder (config.encoder) and no classification head."""
-
-    @property
-    def vit_config(self) -> ViTConfig:
-        return self.config.encoder
-
-    def encoder_params(self) -> dict:
-        """The encoder as a ViT parameter dict (timm names, no head)."""
-        return {k: self.params[k] for k in vit_param_shapes(self.config.encoder) if k in self.params}
-
-    def to_vit(self, num_classes=None):
-        """A VisionTransformer with this encoder and a new zero head (fine-tuning, probing)."""
-        from minivit.model import vit_from_encoder
-        return vit_from_encoder(self.config.encoder, self.encoder_params(), num_classes)
 
 
 @dataclass(frozen=True)

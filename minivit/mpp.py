@@ -43,7 +43,8 @@ from minivit.layers.masking import (corrupt_tokens_backward, corrupt_tokens_forw
                                     random_masking)
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
-from minivit.model_base import PretrainingConfig, PretrainingModel
+from minivit.model import PretrainingModel
+from minivit.model_base import PretrainingConfig
 
 MPP_FORMAT = "minivit-mpp"
 MPP_CONFIG_KEY = "minivit_mpp_config"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from minivit.backend import host_xp, rng as make_rng, to_device
 from minivit.config import get_config
 from minivit.data.augment import mix_batch, random_crop_flip
-from minivit.data.cifar10 import iterate_batches, normalize
+from minivit.data.batches import iterate_batches, normalize
 from minivit.evaluation import evaluate
 from minivit.layers.masking import masking_noise
 from minivit.mae import create_mae, save_mae

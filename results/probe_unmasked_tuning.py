@@ -21,8 +21,11 @@ from minivit.data.cifar10 import load_cifar10
 from minivit.model import create_model
 from minivit.optim import AdamW
 from minivit.parallel import DataParallel
-from minivit.train import (AUG_STREAM, TrainConfig, epoch_order, evaluate, load_checkpoint,
-                           prepare_batch, train_step)
+from minivit.checkpoint import load_checkpoint
+from minivit.evaluation import evaluate
+from minivit.objectives import prepare_batch
+from minivit.optim import clip_grad_norm
+from minivit.train import AUG_STREAM, TrainConfig, epoch_order
 
 run_dir, data_dir = Path(sys.argv[1]), sys.argv[2]
 rate, steps, lr = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -38,9 +41,9 @@ with DataParallel(model, 2) as dp:
     perm, _ = epoch_order(123, 0, len(data.train_y))      # the same batches in every probe
     t = time.time()
     for s in range(steps):
-        images, labels, targets, smoothing = prepare_batch(data, perm[s * B:(s + 1) * B], cfg,
-                                                           aug, model.dtype)
-        train_step(model, images, labels, targets, smoothing, cfg.clip_grad, dp)
+        batch = prepare_batch(data, perm[s * B:(s + 1) * B], cfg, aug, model.dtype)
+        dp.forward_backward(batch.images, batch.targets, batch.smoothing)   # fills model.grads
+        model.grads, _ = clip_grad_norm(model.grads, cfg.clip_grad)
         opt.step(model.params, model.grads, lr=lr)
     seconds = time.time() - t
     r = evaluate(model, data.val_x, data.val_y, data.mean, data.std, 500, dp)

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+Image = pytest.importorskip("PIL.Image", reason="predict reads images with Pillow (.[viz])")
 
 from minivit.cli import main
 from minivit.data.synthetic import LABEL_NAMES, make_images, write_cifar10_like
@@ -74,6 +74,7 @@ def test_predict_prints_top5_classes(run_dir, tmp_path, capsys):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
 
+@pytest.mark.slow
 def test_plot_writes_curves_and_confusion(run_dir, tmp_path, capsys):
     assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
     for name in ("curves.png", "confusion.png"):

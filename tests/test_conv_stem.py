@@ -93,6 +93,7 @@ def test_conv_stem_gradients(xp, B, C, depth, D):
     check_layer(forward, backward, flat)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", ["token", "mean"])
 def test_whole_model_gradients_with_a_conv_stem(xp, pool):
     model = minivit.create_model("cifar-nano", dtype="float64", pool=pool, image_size=8,

@@ -160,6 +160,7 @@ def test_higher_resolution_fine_tuning(tmp_path):
     assert big(_images(big.config)).shape == (2, 3)
 
 
+@pytest.mark.torch
 def test_timm_procedure_on_the_same_file_gives_the_same_logits(tmp_path):
     """Load the exported file into the timm-named torch ViT the way timm's ``_load_weights``
     does (its ``_n2p``: 4-D transpose (3, 2, 0, 1), 3-D (2, 0, 1), 2-D .T) and compare."""

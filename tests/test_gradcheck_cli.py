@@ -40,6 +40,7 @@ def test_gradcheck_passes_and_lists_every_parameter(capsys):
     assert "worst FD rel error" in out
 
 
+@pytest.mark.torch
 def test_gradcheck_compares_with_torch_when_installed(capsys):
     pytest.importorskip("torch", reason="PyTorch not installed")
     assert main(["gradcheck", *TINY, "--pool", "mean", "--label-smoothing", "0.1"]) == 0

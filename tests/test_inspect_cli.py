@@ -68,6 +68,7 @@ def test_inspect_without_data_and_without_untrained(files, tmp_path, capsys, no_
     assert sorted(p.name for p in out.iterdir()) == sorted(FIGURES)
 
 
+@pytest.mark.slow
 def test_inspect_default_out_dir_and_test_images(files, capsys):
     root, _, data = files
     assert main(["inspect", str(root / "tiny.safetensors"), "--data-dir", str(data),

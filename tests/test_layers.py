@@ -309,6 +309,7 @@ def test_dropout_needs_a_generator(xp):
         dropout_forward(randn(xp, 3), 0.5, None, train=True)
 
 
+@pytest.mark.slow
 @given(B=small, T=st.integers(1, 4), heads=st.integers(1, 2), d=st.integers(1, 3),
        drop=st.sampled_from([0.0, 0.25]), approximate=st.sampled_from(["erf", "tanh"]))
 def test_block_gradients(xp, B, T, heads, d, drop, approximate):

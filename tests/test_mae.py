@@ -149,6 +149,7 @@ def whole_mae_check(model, images, noise, samples=12):
     return errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm_pix, pos", [(False, "sincos"), (True, "learned")])
 def test_whole_mae_gradients(xp, norm_pix, pos):
     model = tiny_mae(xp, norm_pix_loss=norm_pix, decoder_pos_embed=pos)
@@ -157,6 +158,7 @@ def test_whole_mae_gradients(xp, norm_pix, pos):
     whole_mae_check(model, images, noise)
 
 
+@pytest.mark.slow
 @settings(max_examples=4)
 @given(P=st.integers(1, 2), grid=st.integers(2, 3), B=st.integers(1, 2), C=st.integers(1, 2),
        ratio=st.sampled_from([0.25, 0.5, 0.75]), norm_pix=st.booleans())
@@ -186,6 +188,7 @@ def test_mask_comes_from_the_generator_and_the_loss_is_finite(xp):
         model.backward()
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("norm_pix, pos", [(False, "sincos"), (True, "sincos"),
                                            (True, "learned")])
 def test_agrees_with_pytorch(norm_pix, pos):

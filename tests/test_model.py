@@ -121,6 +121,7 @@ def _whole_model_check(model, images, labels, smoothing=0.0, train=False, sample
     return errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", ["token", "mean"])
 @pytest.mark.parametrize("gelu", ["erf", "tanh"])
 def test_whole_model_gradients(xp, pool, gelu):
@@ -130,12 +131,14 @@ def test_whole_model_gradients(xp, pool, gelu):
     _whole_model_check(model, images, labels, smoothing=0.1)
 
 
+@pytest.mark.slow
 def test_whole_model_gradients_with_dropout_and_drop_path(xp):
     model = minivit.create_model("cifar-nano", dtype="float64", drop_rate=0.2, attn_drop_rate=0.2,
                                  drop_path_rate=0.3, **TINY)
     _whole_model_check(model, randn(xp, 4, 3, 8, 8), xp.asarray([1, 2, 3, 4]), train=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool", ["token", "mean"])
 def test_whole_model_gradients_with_patch_dropout(xp, pool):
     model = minivit.create_model("cifar-nano", dtype="float64", pool=pool, patch_drop_rate=0.5,
@@ -170,6 +173,7 @@ def test_patch_dropout_off_equals_a_model_without_it(xp):
                    for k in without.grads)
 
 
+@pytest.mark.slow
 @settings(max_examples=6)
 @given(P=st.integers(1, 4), grid=st.integers(1, 3), heads=st.integers(1, 3), d=st.integers(3, 4),
        B=st.integers(1, 3), C=st.integers(1, 3), depth=st.integers(1, 2))

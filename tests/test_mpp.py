@@ -70,6 +70,7 @@ def _targets(xp, B, seed=0):
     return xp.asarray(np.random.default_rng(seed).integers(0, 512, size=(B, 16)))
 
 
+@pytest.mark.slow
 def test_whole_mpp_gradients(xp):
     model = tiny_mpp()
     randomise(model)
@@ -143,6 +144,7 @@ def _torch_mpp(model, images, targets, draws):
     return loss.item(), {k: p.grad.numpy() for k, p in tm.named_parameters()}, x.grad.numpy()
 
 
+@pytest.mark.torch
 def test_agrees_with_pytorch():
     pytest.importorskip("torch")
     model = tiny_mpp()

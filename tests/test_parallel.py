@@ -208,6 +208,7 @@ def test_the_command_line_restarts_with_one_blas_thread_only_when_it_splits_batc
     assert cli._wants_one_blas_thread(args) is expected
 
 
+@pytest.mark.slow
 def test_the_restarted_command_line_trains(tmp_path):
     import os
     import subprocess

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from safetensors import safe_open
-from safetensors.numpy import load_file
+safe_open = pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])").safe_open
+load_file = pytest.importorskip("safetensors.numpy").load_file
 
 import minivit.io.rundir as R
 import minivit.objectives as O

@@ -282,6 +282,7 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 def test_ten_steps_follow_the_same_trajectory(xp, opt_name):
     """Ten steps, warmup-cosine schedule, weight decay on the decayed parameters only, global

@@ -18,6 +18,7 @@ def _pos(old, D=6, prefix=1, seed=0, dtype="float64"):
     return np.random.default_rng(seed).standard_normal((1, prefix + gh * gw, D)).astype(dtype)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
 @pytest.mark.parametrize("old,new", GRIDS)
 def test_matches_torch_interpolate(mode, old, new):

@@ -305,6 +305,7 @@ def test_empty_optimizer_state(tmp_path):
 
 
 # ------------------------------------------------------------------ PyTorch / timm interop
+@pytest.mark.torch
 @pytest.mark.parametrize("pool,gelu", [("token", "erf"), ("mean", "tanh")])
 def test_minivit_to_torch_and_back(tmp_path, pool, gelu):
     torch = pytest.importorskip("torch", reason="the timm-named PyTorch ViT needs torch")
@@ -328,6 +329,7 @@ def test_minivit_to_torch_and_back(tmp_path, pool, gelu):
     assert inferred.config == model.config.replace(pool="token", gelu="erf", name="inferred")
 
 
+@pytest.mark.torch
 def test_bfloat16_file_gives_a_clear_error(tmp_path):
     torch = pytest.importorskip("torch", reason="writes a bfloat16 file with torch")
     import safetensors.torch

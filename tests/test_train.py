@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors import safe_open
-from safetensors.numpy import load_file
+safe_open = pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])").safe_open
+load_file = pytest.importorskip("safetensors.numpy").load_file
 
 import minivit.parallel as P
 import minivit.io.rundir as R

@@ -45,6 +45,7 @@ def test_the_walkthroughs_exist_in_reading_order():
     assert [n for n in found if n in FIGURES] == list(FIGURES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_walkthrough_runs_in_fast_mode_and_saves_its_figures(name, tmp_path):
     out = tmp_path / "out"

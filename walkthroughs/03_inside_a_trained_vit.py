@@ -99,7 +99,8 @@ def prepare(u8):
 
 test = None
 if not FAST:
-    from minivit.data.cifar10 import TEST_FILE, find_cifar10, read_batch
+    from minivit.data.cifar_format import TEST_FILE, read_batch
+    from minivit.data.download import find_cifar10
     try:
         test = read_batch(find_cifar10() / TEST_FILE)
         print("CIFAR-10 test set found:", test[0].shape)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.errors import UserError
-from minivit.data.cifar10 import normalize
+from minivit.data.batches import normalize
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
 CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
@@ -77,7 +77,8 @@ def _find_data(args, info):
 
     An explicit --data-dir that holds no CIFAR-10 is an error; otherwise not finding it only
     skips the test-set figures."""
-    from minivit.data.cifar10 import TEST_FILE, find_cifar10, read_batch
+    from minivit.data.cifar_format import TEST_FILE, read_batch
+    from minivit.data.download import find_cifar10
     explicit = args.data_dir
     candidates = [explicit] if explicit else [info.get("train", {}).get("data_dir"), None]
     for d in candidates:

@@ -20,7 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
-from minivit.data.cifar10 import batch_indices, iterate_batches, load_cifar10, normalize
+from minivit.data.batches import batch_indices, iterate_batches, normalize
+from minivit.data.cifar10 import load_cifar10
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.layers.loss import cross_entropy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.errors import UserError
-from minivit.data.cifar10 import normalize
+from minivit.data.batches import normalize
 from minivit.layers.softmax import softmax_forward
 from minivit.evaluation import load_trained
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from minivit.backend import host_xp, rng as make_rng, to_device, to_numpy
 from minivit.errors import UserError
 from minivit.commands.predict import read_image
-from minivit.data.cifar10 import normalize
+from minivit.data.batches import normalize
 from minivit.layers.patches import patchify, unpatchify
 from minivit.mae import NORM_PIX_EPS, MaskedAutoencoder
 from minivit.plots import _matplotlib

@@ -9,7 +9,8 @@ approximate ("tanh"):
 
 import math
 
-from minivit.backend import array_module, erf
+from minivit.backend import array_module
+from minivit.special import erf
 
 SQRT_2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minivit.data.cifar10 import load_cifar10, read_batch, read_label_names
+from minivit.data.cifar10 import load_cifar10
+from minivit.data.cifar_format import read_batch, read_label_names
 
 N = 64
 

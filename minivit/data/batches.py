@@ -1,0 +1,76 @@
+"""Batching and normalisation: index batches on the host, per-channel statistics, and
+``normalize`` on whichever backend the images live.
+
+A training loop takes index batches from ``iterate_batches``, moves them with ``to_device``
+and calls ``normalize`` on the device.
+"""
+
+from __future__ import annotations
+
+from minivit.backend import array_module, host_rng, host_xp, resolve_dtype
+
+np = host_xp()
+
+
+def channel_stats(x):
+    """Per-channel mean and std in [0, 1] units of uint8 images (N, C, H, W) -> two (C,) float64.
+
+    Uses a 256-bin histogram per channel: exact, and no float copy of the images.
+    """
+    if x.dtype != np.uint8 or x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"channel_stats needs uint8 images (N>0, C, H, W), got {x.dtype} {x.shape}")
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    mean, std = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for c in range(x.shape[1]):
+        counts = np.bincount(x[:, c].ravel(), minlength=256).astype(np.float64)
+        p = counts / counts.sum()
+        mean[c] = p @ levels
+        std[c] = np.sqrt(p @ (levels - mean[c]) ** 2)
+    return mean, std
+
+
+# --------------------------------------------------------------------------- batching
+
+def batch_indices(n: int, batch_size: int, rng=None, drop_last: bool = False):
+    """Yield host int64 index arrays of length ``batch_size`` covering range(n).
+
+    ``rng``: None -> in order (evaluation); an int seed or a NumPy Generator
+    (``backend.host_rng``) -> a shuffled order. ``drop_last`` drops a short final batch.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if rng is None:
+        order = np.arange(n)
+    else:
+        if isinstance(rng, (int, np.integer)):
+            rng = host_rng(int(rng))
+        order = rng.permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
+
+
+def iterate_batches(x, y, batch_size: int, rng=None, drop_last: bool = False):
+    """Yield host batches ``(x[idx], y[idx])``: x (B, 3, 32, 32) uint8, y (B,) int64.
+
+    Same ``rng`` / ``drop_last`` meaning as ``batch_indices``.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} images but y has {len(y)} labels")
+    for idx in batch_indices(len(x), batch_size, rng, drop_last):
+        yield x[idx], y[idx]
+
+
+def normalize(x, mean, std, dtype=None):
+    """uint8 images (B, C, H, W) on any backend -> float ``(x / 255 - mean) / std`` per channel.
+
+    ``mean``, ``std``: (C,) in [0, 1] units (e.g. ``CIFAR10Data.mean``); ``dtype``: float32
+    (default) or float64. Runs where ``x`` lives (NumPy or CuPy).
+    """
+    xp = array_module(x)
+    dt = resolve_dtype(dtype)
+    if x.ndim != 4:
+        raise ValueError(f"normalize expects images (B, C, H, W), got shape {x.shape}")
+    mean = xp.asarray(mean, dtype=dt).reshape(1, -1, 1, 1)
+    std = xp.asarray(std, dtype=dt).reshape(1, -1, 1, 1)
+    return (x.astype(dt) / dt.type(255) - mean) / std

@@ -1,0 +1,173 @@
+"""The configuration of a training run: ``TrainConfig``, its checks, and reading it back.
+
+    cfg = TrainConfig(model="cifar-nano", epochs=10, run_dir="runs/nano")   # validated
+    cfg = load_train_config("runs/nano")          # what a run directory's config.json says
+
+The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minivit.config import CONFIGS, ViTConfig, get_config
+from minivit.io.files import read_json
+from minivit.io.rundir import CONFIG_FILE
+
+# Options that belong to one session, not to the run: a resume may change them.  data_dir is
+# where this machine keeps CIFAR-10 (the run moves between machines), not which data it is.
+SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "threads",
+                  "data_dir")
+
+
+# The CPU recipe's changes to the model config (README, "Training results"): the head reads
+# the mean of the patch tokens, and each training image drops half of its patch tokens
+# (layers/patch_dropout.py), which halves a step's cost, so twice the epochs fit in 2 hours.
+RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
+# Fields added after runs were recorded without them: what those runs did.
+OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0}
+
+
+@dataclass
+class TrainConfig:
+    # model
+    model: str = "cifar-nano"               # a name from minivit.CONFIGS
+    model_overrides: dict | None = None     # ViTConfig fields, e.g. {"drop_path_rate": 0.1};
+                                            # None: RECIPE_MODEL_OVERRIDES to classify, {} to
+                                            # pre-train. A dict replaces them all.
+    dtype: str = "float32"
+    # schedule: `steps` (if set) replaces `epochs`; warmup_steps (if set) replaces warmup_epochs
+    epochs: int = 38                        # the CPU recipe: 60 min on 2 cores (README)
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_epochs: float = 1.0
+    warmup_steps: int | None = None
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    clip_grad: float = 1.0                  # max global gradient norm; 0 = off
+    unmasked_epochs: float = 1.0            # the last epochs train without patch dropout
+                                            # (FLIP's "unmasked tuning"); no effect without it
+    # augmentation
+    augment: bool = True                    # random crop (pad 4) + horizontal flip
+    mixup: float = 0.0                      # Beta(alpha, alpha); 0 = off
+    cutmix: float = 0.0                     # 0 = off; both on: one of the two per batch
+    # data and evaluation
+    data_dir: str | None = None             # None: $MINIVIT_DATA, then the cache
+    download: bool = False
+    val_size: int = 5000                    # last val_size training images
+    eval_every: int = 1                     # epochs; 0 = no validation during training
+    eval_test: bool = False                 # also evaluate on the test set each epoch
+    eval_batch_size: int = 500
+    seed: int = 0
+    threads: int = 0                        # NumPy: split each batch over this many threads
+                                            # (0 = one per CPU core; minivit.parallel)
+    # run directory and session
+    run_dir: str | None = None              # None: runs/<model>-<timestamp>
+    checkpoint_every: int = 0               # steps; 0 = only at epoch ends and at the end
+    max_steps: int | None = None            # stop (resumably) once this many steps are done
+    time_limit: float | None = None         # minutes; stop (resumably) after this long
+    progress: bool = True                   # tqdm progress bar
+    # objective: "classify", or pre-training ("mae", "mpp"; labels unused, see minivit.pretrain)
+    objective: str = "classify"
+    objective_options: dict = field(default_factory=dict)  # MAEConfig / MPPConfig fields
+    init_from: str | None = None            # classify: start from this checkpoint's encoder
+
+    def __post_init__(self):
+        if self.model_overrides is None:
+            self.model_overrides = (dict(RECIPE_MODEL_OVERRIDES) if self.objective == "classify"
+                                    else {})
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line message for the first bad field."""
+        if self.model not in CONFIGS:
+            raise ValueError(f"unknown model config {self.model!r}; expected one of "
+                             f"{', '.join(CONFIGS)}")
+        fields = {f.name for f in dataclasses.fields(ViTConfig)}
+        if not isinstance(self.model_overrides, dict) or not set(self.model_overrides) <= fields:
+            raise ValueError(f"model overrides must be ViTConfig fields "
+                             f"({', '.join(sorted(fields))}), got {self.model_overrides!r}")
+        get_config(self.model, **self.model_overrides)        # checks names and values
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+        def check(name, ok, expected):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not ok(v):
+                raise ValueError(f"{name.replace('_', '-')} must be {expected}, got {v!r}")
+
+        def pos_int(v):
+            return isinstance(v, int) and v > 0
+
+        def non_neg(v):
+            return isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)
+
+        def optional(ok):
+            return lambda v: v is None or ok(v)
+
+        check("epochs", pos_int, "a positive integer")
+        check("steps", optional(pos_int), "a positive integer")
+        check("batch_size", pos_int, "a positive integer")
+        check("lr", lambda v: non_neg(v) and v > 0, "a positive number")
+        check("min_lr", non_neg, ">= 0")
+        check("warmup_epochs", non_neg, ">= 0")
+        check("warmup_steps", optional(lambda v: isinstance(v, int) and v >= 0), ">= 0")
+        check("weight_decay", non_neg, ">= 0")
+        check("label_smoothing", lambda v: non_neg(v) and v < 1, "in [0, 1)")
+        check("clip_grad", non_neg, ">= 0 (0 turns clipping off)")
+        check("unmasked_epochs", non_neg, ">= 0 (0 = patch dropout to the end)")
+        check("mixup", non_neg, ">= 0 (0 turns mixup off)")
+        check("cutmix", non_neg, ">= 0 (0 turns cutmix off)")
+        check("val_size", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("eval_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("eval_batch_size", pos_int, "a positive integer")
+        check("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("threads", lambda v: isinstance(v, int) and v >= 0,
+              "an integer >= 0 (0 = one per CPU core)")
+        check("checkpoint_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("max_steps", optional(pos_int), "a positive integer")
+        check("time_limit", optional(lambda v: non_neg(v) and v > 0),
+              "a positive number of minutes")
+        if self.objective != "classify":
+            from minivit.pretrain import objective_config
+            if not isinstance(self.objective_options, dict):
+                raise ValueError(f"objective options must be a dict, got {self.objective_options!r}")
+            objective_config(self.objective, get_config(self.model, **self.model_overrides),
+                             self.objective_options)
+            if self.mixup or self.cutmix or self.init_from:
+                raise ValueError("mixup, cutmix and init-from are for classification, not "
+                                 f"{self.objective} pre-training")
+        elif self.objective_options:
+            raise ValueError("objective options are for pre-training (objective mae or mpp)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}")
+        return cls(**d)
+
+
+def load_train_config(run_dir) -> TrainConfig:
+    """The TrainConfig saved in RUN_DIR/config.json."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run directory ({CONFIG_FILE} "
+                                "not found)")
+    d = read_json(path)
+    if "train" not in d:
+        raise ValueError(f"{Path(run_dir) / CONFIG_FILE} holds no 'train' section")
+    return TrainConfig.from_dict({**OLD_RUN_DEFAULTS, **d["train"]})
+
+
+__all__ = ["OLD_RUN_DEFAULTS", "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig",
+           "load_train_config"]
