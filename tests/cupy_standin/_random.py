@@ -80,21 +80,19 @@ class Generator:
         raise AttributeError(f"'Generator' object has no attribute '{name}' "
                              f"(CuPy {VERSION}'s Generator has no such method)")
 
-    def random(self, size=None, dtype=np.float64, out=None):
+    def _floats(self, draw, size, dtype, out):
         dt = _float_dtype(dtype)
-        y = self.bit_generator._draw(lambda g: g.random(_size(size), dtype=dt))
+        y = self.bit_generator._draw(lambda g: getattr(g, draw)(_size(size), dtype=dt))
         if out is not None:
             out._a[...] = y
             return out
         return _array.wrap(np.asarray(y))
 
+    def random(self, size=None, dtype=np.float64, out=None):
+        return self._floats("random", size, dtype, out)
+
     def standard_normal(self, size=None, dtype=np.float64, out=None):
-        dt = _float_dtype(dtype)
-        y = self.bit_generator._draw(lambda g: g.standard_normal(_size(size), dtype=dt))
-        if out is not None:
-            out._a[...] = y
-            return out
-        return _array.wrap(np.asarray(y))
+        return self._floats("standard_normal", size, dtype, out)
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=np.float64):
         lo, hi = _array.asarray_arg(low), _array.asarray_arg(high)
