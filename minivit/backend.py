@@ -35,31 +35,68 @@ class BackendError(RuntimeError):
     """The requested backend cannot be used here (CuPy missing, or no GPU)."""
 
 
+_CUPY_FIX = ("Install CuPy with its CUDA libraries: `pip install -e \".[gpu]\"` for a CUDA 12 "
+             "driver, `pip install -e \".[gpu-cuda13]\"` for a CUDA 13 driver (`nvidia-smi` "
+             "shows the driver's CUDA version), or use MINIVIT_BACKEND=numpy")
+_cupy = {"module": None, "error": None}  # the outcome of the first _load_cupy(), kept
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or "no message"
+    return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _probe_cupy(cupy) -> None:
+    """A tiny computation through every part of CuPy that minivit uses: an elementwise
+    kernel (compiled by NVRTC), a matmul (cuBLAS), a draw from ``default_rng`` (cuRAND),
+    ``cupyx.scipy.special.erf`` and a copy back to the host.  Raises whatever fails."""
+    from cupyx.scipy.special import erf as _cupy_erf  # noqa: the GPU kernel
+    x = cupy.arange(6, dtype="float32").reshape(2, 3)                     # (2, 3)
+    y = (x * 0.5 + 1.0) @ x.T                                           # (2, 2)
+    r = cupy.random.default_rng(0).random((2, 3), dtype="float32")
+    out = cupy.asnumpy(y + (r + _cupy_erf(x)).sum())
+    if out.shape != (2, 2) or not _np.isfinite(out).all():
+        raise RuntimeError(f"a test computation gave {out!r}")
+
+
 def _load_cupy() -> ModuleType:
-    """Import CuPy and check that a GPU is usable; one clear error otherwise."""
+    """Import CuPy and prove, once, that it computes on a GPU; one clear error otherwise."""
+    if _cupy["module"] is not None:
+        return _cupy["module"]
+    if _cupy["error"] is None:
+        _cupy["error"] = _try_cupy()
+        if _cupy["error"] is None:
+            return _cupy["module"]
+    raise BackendError(_cupy["error"])
+
+
+def _try_cupy() -> str | None:
+    """None when CuPy works (and is kept in ``_cupy``), else the one-line reason."""
     try:
         import cupy  # noqa: F401  (the one allowed import of cupy)
     except ImportError as e:  # pragma: no cover - depends on the machine
-        raise BackendError(
-            "backend 'cupy' was requested but CuPy is not installed "
-            f"({e}). Install it with `pip install -e \".[gpu]\"` (cupy-cuda12x) "
-            "or use MINIVIT_BACKEND=numpy."
-        ) from None
+        return f"backend 'cupy' was requested but CuPy is not installed ({e}). {_CUPY_FIX}."
+    except Exception as e:  # pragma: no cover - a broken CuPy install
+        return f"backend 'cupy' was requested but CuPy fails to import ({_one_line(e)}). {_CUPY_FIX}."
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # pragma: no cover - depends on the machine
-        raise BackendError(
-            f"backend 'cupy' was requested but no usable NVIDIA GPU was found ({e}). "
-            "Use MINIVIT_BACKEND=numpy to run on the CPU."
-        ) from None
+        return (f"backend 'cupy' was requested but no usable NVIDIA GPU was found "
+                f"({_one_line(e)}). Use MINIVIT_BACKEND=numpy to run on the CPU.")
     if n < 1:  # pragma: no cover
-        raise BackendError("backend 'cupy' was requested but CUDA reports 0 GPUs. "
-                           "Use MINIVIT_BACKEND=numpy to run on the CPU.")
-    return cupy
+        return ("backend 'cupy' was requested but CUDA reports 0 GPUs. "
+                "Use MINIVIT_BACKEND=numpy to run on the CPU.")
+    try:
+        _probe_cupy(cupy)
+    except Exception as e:  # pragma: no cover - e.g. CuPy without its CUDA libraries
+        return (f"backend 'cupy' was requested but CuPy cannot compute on the GPU "
+                f"({_one_line(e)}). {_CUPY_FIX}.")
+    _cupy["module"] = cupy
+    return None
 
 
 def cupy_available() -> tuple[bool, str]:
-    """(True, "") when CuPy imports and sees a GPU, else (False, reason)."""
+    """(True, "") when CuPy imports and computes on a GPU, else (False, reason)."""
     try:
         _load_cupy()
         return True, ""
