@@ -41,6 +41,23 @@ def test_eval_prints_accuracy_table_and_confusion_matrix(run_dir, tmp_path, caps
     assert (run_dir / "eval-test.json").is_file()
 
 
+def test_eval_out_writes_the_report_there_and_not_into_the_run(run_dir, tmp_path, capsys):
+    before = (run_dir / "eval-val.json").stat().st_mtime_ns          # written by train
+    assert main(["eval", str(run_dir), "--split", "val", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "eval-val.json").is_file()
+    assert (run_dir / "eval-val.json").stat().st_mtime_ns == before
+    assert main(["eval", str(run_dir), "--split", "val", "--out", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["split"] == "val"
+    assert f"wrote {tmp_path / 'r.json'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["eval", "plot", "inspect", "linprobe", "reconstruct"])
+def test_every_command_that_writes_takes_out(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--out" in capsys.readouterr().out
+
+
 def test_eval_a_model_file_on_the_val_split(run_dir, capsys):
     assert main(["eval", str(run_dir / "model.safetensors"), "--split", "val"]) == 0
     assert "on 20 val images" in capsys.readouterr().out
@@ -72,6 +89,50 @@ def test_predict_prints_top5_classes(run_dir, tmp_path, capsys):
     assert all(ln.split()[1] in LABEL_NAMES for ln in ranked)
     probs = [float(ln.split()[-1]) for ln in ranked]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_predict_top_ten_aligns_two_digit_ranks_and_notes_tiny_images(run_dir, tmp_path,
+                                                                      capsys):
+    tiny = tmp_path / "dot.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
+    assert main(["predict", str(run_dir), str(tiny), "--top", "10"]) == 0
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()[1:]
+    assert [r.split()[0] for r in rows] == [f"{k}." for k in range(1, 11)]
+    assert len({r.index(r.split()[1]) for r in rows}) == 1          # names in one column
+    assert captured.err.strip() == f"minivit: note: {tiny} is 1x1, enlarged to the model's 32x32"
+
+
+def run_cli(*argv):
+    """python -m minivit ARGV in a fresh interpreter -> (exit status, stderr lines)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("MINIVIT_DEBUG", None)
+    r = subprocess.run([sys.executable, "-m", "minivit", *argv], env=env, capture_output=True,
+                       text=True, timeout=300)
+    return r.returncode, r.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv, command, message", [
+    (["predict", "RUN", "IMG", "--std", "0", "0", "0"], "predict", "--std values must be > 0"),
+    (["predict", "RUN", "IMG", "--top", "20"], "predict",
+     "--top must be at most the model's 10 classes, got 20"),
+    (["train", "--min-lr", "0.1", "--lr", "0.01"], "train",
+     "min-lr (0.1) must not be above lr (0.01)"),
+])
+def test_refused_from_the_command_line_with_one_line(run_dir, tmp_path, argv, command,
+                                                      message):
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    argv = [{"RUN": str(run_dir), "IMG": str(img)}.get(a, a) for a in argv]
+    rc, err = run_cli(*argv)
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"minivit {command}: error:") and message in err[0], err
 
 
 @pytest.mark.slow
