@@ -137,12 +137,37 @@ def test_refused_from_the_command_line_with_one_line(run_dir, tmp_path, argv, co
 
 @pytest.mark.slow
 def test_plot_writes_curves_and_confusion(run_dir, tmp_path, capsys):
-    assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
+    import shutil
+    longer = tmp_path / "run"                               # three epochs: per-epoch curves
+    shutil.copytree(run_dir, longer)
+    last = json.loads((longer / "metrics.jsonl").read_text().splitlines()[-1])
+    with open(longer / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**last, "epoch": 3}) + "\n")
+    assert main(["plot", str(longer), "--out", str(tmp_path)]) == 0
     for name in ("curves.png", "confusion.png"):
         with Image.open(tmp_path / name) as img:
             assert img.format == "PNG" and img.size[0] > 200
     with Image.open(tmp_path / "curves.png") as img:     # loss, accuracy, lr: 13 in at 120 dpi
         assert img.size[0] == 13 * 120
+
+
+@pytest.mark.slow
+def test_plot_of_a_short_run_draws_every_step(run_dir, tmp_path, capsys):
+    import shutil
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "a")]) == 0   # 2 epochs
+    assert "loss and lr per step: 2 epochs recorded" in capsys.readouterr().out
+    with Image.open(tmp_path / "a" / "curves.png") as img:   # loss and lr per step: 9 in
+        assert img.size[0] == 9 * 120
+    early = tmp_path / "early"                           # stopped before its first epoch
+    shutil.copytree(run_dir, early)
+    (early / "metrics.jsonl").unlink()
+    (early / "steps.jsonl").write_text("".join(
+        ln + "\n" for ln in (early / "steps.jsonl").read_text().splitlines()[:3]))
+    assert main(["plot", str(early), "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "curves.png").is_file()
+    (early / "steps.jsonl").unlink()
+    assert main(["plot", str(early)]) == 2
+    assert one_error_line(capsys, "plot").endswith(f"no step recorded yet in {early}")
 
 
 def test_missing_or_unreadable_inputs_exit_2_with_one_line(run_dir, tmp_path, capsys):
@@ -153,7 +178,7 @@ def test_missing_or_unreadable_inputs_exit_2_with_one_line(run_dir, tmp_path, ca
     assert main(["plot", str(tmp_path / "nope")]) == 2
     assert "not found" in one_error_line(capsys, "plot")
     assert main(["plot", str(tmp_path)]) == 2
-    assert "metrics.jsonl not found" in one_error_line(capsys, "plot")
+    assert "is not a training run directory" in one_error_line(capsys, "plot")
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     assert main(["predict", str(run_dir), str(bad)]) == 2

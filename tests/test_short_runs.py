@@ -116,3 +116,15 @@ def test_a_run_dir_that_is_a_file_is_refused_before_loading_data(tmp_path, capsy
 def test_min_lr_above_lr_is_refused():
     with pytest.raises(ValueError, match=r"min-lr \(0.1\) must not be above lr \(0.001\)"):
         TrainConfig(min_lr=0.1)
+
+
+def test_counted_nouns_are_singular_for_one():
+    from minivit.console import plural
+    assert plural(1, "step") == "1 step" and plural(2, "step") == "2 steps"
+    assert plural(1.0, "epoch") == "1 epoch" and plural(0.5, "epoch") == "0.5 epochs"
+
+
+def test_a_one_step_run_says_1_step(data_dir, tmp_path, capsys):
+    T.train(make_cfg(data_dir, tmp_path / "r", steps=1))
+    out = capsys.readouterr().out
+    assert "1 step (warmup 1 step" in out and "done, 1 step;" in out

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.commands.outputs import report_path
+from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.evaluation import eval_report, evaluate, load_trained
@@ -42,8 +43,9 @@ def format_report(report: dict) -> str:
     """Accuracy, a per-class table and the confusion matrix (rows true, columns predicted)."""
     names = report["label_names"]
     w = max(len(n) for n in names)
-    lines = [f"accuracy {100 * report['accuracy']:.2f}% on {report['n']} {report['split']} "
-             f"images (loss {report['loss']:.4f})", "",
+    lines = [f"accuracy {100 * report['accuracy']:.2f}% on "
+             f"{plural(report['n'], report['split'] + ' image')} (loss {report['loss']:.4f})",
+             "",
              f"{'class':<{w}}  {'images':>6}  {'correct':>7}  {'accuracy':>8}"]
     for name, c in report["per_class"].items():
         acc = "-" if c["acc"] is None else f"{100 * c['acc']:.2f}%"
@@ -71,7 +73,7 @@ def run(args) -> int:
     stats = info.get("data", {})
     mean, std = stats.get("mean", data.mean), stats.get("std", data.std)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
-    print(f"evaluating {len(y)} {args.split} images ...", flush=True)
+    print(f"evaluating {plural(len(y), args.split + ' image')} ...", flush=True)
     with DataParallel(model, resolve_threads(args.threads)) as parallel:
         result = evaluate(model, x, y, mean, std, args.batch_size, parallel)
     report = {"checkpoint": str(args.checkpoint),

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from minivit.backend import host_xp, rng as make_rng, to_device, to_numpy
+from minivit.console import plural
 from minivit.errors import UserError
 from minivit.commands.predict import (add_normalisation_arguments, check_normalisation,
                                       read_image)
@@ -113,7 +114,7 @@ def run(args) -> int:
         out = out_dir / f"{Path(path).stem}-mae.png"
         fig.savefig(out, dpi=100, bbox_inches="tight")
         print(f"{path} -> {out}")
-    print(f"minivit reconstruct: mean loss on hidden patches {loss:.4f} ({len(args.images)} "
-          "images)")
+    print(f"minivit reconstruct: mean loss on hidden patches {loss:.4f} "
+          f"({plural(len(args.images), 'image')})")
     return 0
 
