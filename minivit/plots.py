@@ -1,6 +1,7 @@
 """Plots of a training run, as PNG files (matplotlib, imported only when a plot is made).
 
     plot_curves(read_metrics(run_dir), "curves.png")     loss, accuracy and lr vs epoch
+    plot_steps(StepsLog.read(run_dir), records, "curves.png")   loss and lr vs step
     plot_confusion(matrix, label_names, "confusion.png")  rows: true class, columns: predicted
 
 Figures are drawn with matplotlib's object API on the Agg canvas: no window, no pyplot state.
@@ -67,6 +68,35 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_steps(steps: list[dict], records: list[dict], path, title: str = "") -> None:
+    """Panels from steps.jsonl records (a run of a few epochs, or not one yet): the training
+    loss of every step (and the epochs' validation / test loss at their last step) and the
+    learning rate of every step."""
+    if not steps:
+        raise ValueError("no step recorded yet (steps.jsonl is empty)")
+    Figure, FigureCanvasAgg = _matplotlib()
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, lr_ax = fig.subplots(1, 2)
+    x = [r["step"] for r in steps]
+    loss_ax.plot(x, [r["loss"] for r in steps], "-", linewidth=0.8, label="train (per step)")
+    for split, style in (("val", "s"), ("test", "^")):
+        pts = [(r["step"], r[f"{split}_loss"]) for r in records
+               if r.get(f"{split}_loss") is not None]
+        if pts:
+            loss_ax.plot(*zip(*pts), style, label=f"{split} (end of epoch)", markersize=5)
+    lr_ax.plot(x, [r["lr"] for r in steps], "-")
+    for ax, name in ((loss_ax, "loss"), (lr_ax, "learning rate")):
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    loss_ax.legend()
+    lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+
+
 def plot_confusion(matrix, label_names, path, title: str = "confusion matrix") -> None:
     """A confusion matrix (list of rows, true class x predicted class) with its counts."""
     Figure, FigureCanvasAgg = _matplotlib()
@@ -89,4 +119,4 @@ def plot_confusion(matrix, label_names, path, title: str = "confusion matrix") -
     fig.savefig(path, dpi=120)
 
 
-__all__ = ["plot_curves", "plot_confusion"]
+__all__ = ["plot_curves", "plot_confusion", "plot_steps"]

@@ -18,6 +18,7 @@ from minivit.backend import host_xp, to_numpy
 from minivit.plots import _matplotlib
 
 DPI = 90
+COLUMN_CHARS = 22        # characters of a 7-point caption that fit over a 1.45-inch column
 MAP_CMAP = "inferno"
 
 
@@ -193,6 +194,8 @@ def _grid_figure(figsize_wh, rows, title, caption_lines=2):
     h += 0.17 * max(title_lines - 1, 0)
     fig = _figure((w, h), layout=None)
     _grid_spacing(fig, rows, h, caption_lines, title_lines)
+    if title:              # a fixed 0.05 inch from the top (y=0.98 drops lower on tall figures)
+        fig.suptitle(title, fontsize=9, y=1 - 0.05 / h, va="top")
     return fig
 
 
@@ -222,8 +225,6 @@ def plot_attention_heads(images, maps, path, row_titles=None, title="", dpi=DPI)
         for h in range(H):
             overlay(axes[b, h + 1], images[b], maps[b, h],
                     title=f"head {h + 1}" if b == 0 else None)
-    if title:
-        fig.suptitle(title, fontsize=9)
     return _save(fig, path, dpi)
 
 
@@ -234,21 +235,24 @@ def plot_rollout(images, panels, path, row_titles=None, title="", dpi=DPI) -> Pa
     """images (B, C, H, W) uint8; panels [(column title, maps (B, g, g))], e.g. the rollout
     of a trained and of an untrained model: one row per image.  Colours are relative to each
     map's mean (``overlay(relative=ROLLOUT_SCALE)``), so panels compare: uniform is flat."""
+    import textwrap
     images = to_numpy(images)
     B = len(images)
     n = len(panels)
-    fig = _grid_figure((1.45 * (n + 1), 1.45 * B + 0.45), B, title)
+    # column titles wrapped to the width of a column, so that neighbours never overlap
+    names = [textwrap.fill(name, COLUMN_CHARS) for name, _ in panels]
+    lines = max([t.count("\n") + 1 for t in names + list(row_titles or [])] + [2])
+    fig = _grid_figure((1.45 * (n + 1), 1.45 * B + 0.45), B, title, caption_lines=lines)
     axes = fig.subplots(B, n + 1, squeeze=False)
     for b in range(B):
         axes[b, 0].imshow(to_hwc(images[b]), interpolation="nearest")
         axes[b, 0].set_axis_off()
         if row_titles:
             axes[b, 0].set_title(row_titles[b], fontsize=7)
-        for j, (name, maps) in enumerate(panels):
-            overlay(axes[b, j + 1], images[b], to_numpy(maps)[b],
-                    title=name if b == 0 else None, relative=ROLLOUT_SCALE)
-    if title:
-        fig.suptitle(title, fontsize=9)
+        for j, (_, maps) in enumerate(panels):
+            overlay(axes[b, j + 1], images[b], to_numpy(maps)[b], relative=ROLLOUT_SCALE)
+            if b == 0:
+                axes[b, j + 1].set_title(names[j], fontsize=7)
     return _save(fig, path, dpi)
 
 
@@ -265,8 +269,6 @@ def plot_mistakes(images, maps, captions, path, title="", dpi=DPI) -> Path:
         axes[0, b].set_axis_off()
         axes[0, b].set_title(captions[b], fontsize=7)
         overlay(axes[1, b], images[b], maps[b], relative=ROLLOUT_SCALE)
-    if title:
-        fig.suptitle(title, fontsize=9)
     return _save(fig, path, dpi)
 
 

@@ -27,24 +27,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from minivit.backend import array_module, host_rng, rng, synchronize
 from minivit.checkpoint import (Progress, Snapshot, load_checkpoint, rng_state, save_checkpoint,
                                 stop_on_sigterm)
+from minivit.console import plural, progress_bar
 from minivit.data.cifar10 import load_cifar10
 from minivit.evaluation import eval_report
 from minivit.io.files import write_json
 from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
-                               MODEL_FILE, append_metrics, default_run_dir, format_record,
-                               run_info, trim_metrics)
+                               MODEL_FILE, StepsLog, append_metrics, check_run_dir_path,
+                               default_run_dir, format_record, read_run_info, run_info,
+                               trim_metrics)
 from minivit.objectives import make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
 from minivit.schedule import warmup_cosine
 from minivit.train_config import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig,
-                                  load_train_config)
+                                  Warmup, choose_warmup, load_train_config)
 
 DATA_STREAM, AUG_STREAM = 0, 1      # seeds [seed, stream, ...] keep the random streams apart
 
@@ -120,6 +123,7 @@ class _Run:
         self.run_dir = Path(cfg.run_dir or default_run_dir(
             cfg.model if self.prog == "train" else f"{cfg.objective}-{cfg.model}"))
         self.ckpt_path = self.run_dir / CHECKPOINT_FILE
+        check_run_dir_path(self.run_dir)             # before the data take seconds to load
         if resume and not self.ckpt_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.ckpt_path} not found")
         if not resume and (self.ckpt_path.exists() or (self.run_dir / METRICS_FILE).exists()):
@@ -132,8 +136,9 @@ class _Run:
         if steps_per_epoch < 1:
             raise ValueError(f"batch size {B} is larger than the training set ({n_train} images)")
         total = cfg.steps or cfg.epochs * steps_per_epoch
-        warmup = min(total, cfg.warmup_steps if cfg.warmup_steps is not None
-                     else round(cfg.warmup_epochs * steps_per_epoch))
+        self.warmup = _recorded_warmup(self.run_dir, cfg, steps_per_epoch, total) if resume \
+            else choose_warmup(cfg, steps_per_epoch, total)
+        warmup = self.warmup.steps
         self.objective = make_objective(cfg, data, resume)
         self.model = model = self.objective.model
         unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
@@ -147,6 +152,7 @@ class _Run:
             self.progress = Progress.from_state(
                 load_checkpoint(self.ckpt_path, model, self.optimizer, self.rngs))
             trim_metrics(self.run_dir, self.progress.epochs_logged)
+            StepsLog.trim(self.run_dir, self.progress.step)
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG_FILE, run_info(cfg, self.run_dir, model, data,
@@ -159,12 +165,17 @@ class _Run:
 
     def loop(self) -> dict:
         cfg, sched, p = self.cfg, self.schedule, self.progress
-        bar = _progress_bar(cfg.progress, sched.total, p.step)
+        if self.warmup.warning:
+            warnings.warn(self.warmup.warning, stacklevel=2)
+        bar = progress_bar(cfg.progress, sched.total, p.step)
         self.say = bar.write if bar is not None else print
+        warmup = plural(sched.warmup, "step") + (f" ({self.warmup.note})" if self.warmup.note
+                                                 else "")
         self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
-                 f"images, {sched.steps_per_epoch} steps of {cfg.batch_size} per epoch, "
-                 f"{sched.total} steps (warmup {sched.warmup}), run dir {self.run_dir}"
-                 + (f", resuming at step {p.step}" if self.resume else ""))
+                 f"images, {plural(sched.steps_per_epoch, 'step')} of {cfg.batch_size} per "
+                 f"epoch, {plural(sched.total, 'step')} (warmup {warmup}), run dir "
+                 f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else ""))
+        self.steps_log = StepsLog(self.run_dir)
         perm, perm_epoch, snapshot, status = None, None, None, "done"
         restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
         try:
@@ -196,6 +207,7 @@ class _Run:
             self.save("interrupted")
         finally:
             restore_sigterm()
+            self.steps_log.close()
             self.objective.close()
             if bar is not None:
                 bar.close()
@@ -203,7 +215,7 @@ class _Run:
         if p.saved_step != p.step:
             self.save(status)
         if status == "done":
-            print(f"minivit {self.prog}: done, {p.step} steps; model saved to "
+            print(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
                   f"{self.run_dir / MODEL_FILE}")
         else:
             print(f"minivit {self.prog}: {status} at step {p.step} of {sched.total}; checkpoint "
@@ -231,6 +243,7 @@ class _Run:
         p.step, p.epoch_loss, p.epoch_steps = step + 1, p.epoch_loss + loss, p.epoch_steps + 1
         p.epoch_correct += stats.correct or 0
         p.epoch_time += dt
+        self.steps_log.append(p.step, loss, lr)
         if bar is not None:
             acc = "-" if stats.correct is None else f"{stats.correct / B:.3f}"
             bar.set_postfix({"loss": f"{loss:.3f}", "acc": acc, "lr": f"{lr:.2e}",
@@ -241,6 +254,7 @@ class _Run:
         p = self.progress
         _check_finite_params(self.model, p.step)
         p.saved_step, p.elapsed = p.step, self.elapsed()
+        self.steps_log.flush()
         save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
                         {**p.to_state(), "kind": kind})
         self.objective.save_model(self.run_dir / MODEL_FILE)
@@ -301,14 +315,14 @@ def _diverged_message(what, value, step, progress: Progress, ckpt_path):
             f"stopped, {kept}. Try a lower --lr or --clip-grad.")
 
 
-def _progress_bar(enabled, total, initial):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+def _recorded_warmup(run_dir, cfg, steps_per_epoch, total) -> Warmup:
+    """The warmup config.json recorded for the run (a resume keeps it, whatever rule picks
+    the warmup of new runs); runs recorded without it used the whole of warmup_epochs."""
+    recorded = read_run_info(run_dir).get("warmup_steps")
+    if recorded is None:
+        recorded = (cfg.warmup_steps if cfg.warmup_steps is not None
+                    else round(cfg.warmup_epochs * steps_per_epoch))
+    return Warmup(min(total, int(recorded)))
 
 
 __all__ = ["RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "Schedule", "TrainConfig",

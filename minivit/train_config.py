@@ -115,6 +115,9 @@ class TrainConfig:
         check("batch_size", pos_int, "a positive integer")
         check("lr", lambda v: non_neg(v) and v > 0, "a positive number")
         check("min_lr", non_neg, ">= 0")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min-lr ({self.min_lr}) must not be above lr ({self.lr}): the "
+                             "cosine decays from lr down to min-lr")
         check("warmup_epochs", non_neg, ">= 0")
         check("warmup_steps", optional(lambda v: isinstance(v, int) and v >= 0), ">= 0")
         check("weight_decay", non_neg, ">= 0")
@@ -157,6 +160,36 @@ class TrainConfig:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class Warmup:
+    """The warmup a run uses, and why (the start line says it)."""
+    steps: int
+    note: str = ""          # "" or what the rule changed, e.g. "a tenth of the run; ..."
+    warning: str = ""       # "" or a one-line warning about an explicit --warmup-steps
+
+
+def choose_warmup(cfg: TrainConfig, steps_per_epoch: int, total: int) -> Warmup:
+    """The warmup of a new run of ``total`` steps.
+
+    An explicit ``warmup_steps`` is obeyed (up to the whole run; a warning when it covers the
+    whole run).  A warmup from ``warmup_epochs`` is kept when it is at most a tenth of the
+    run (the default recipe: 351 of 13,338 steps); a longer one would leave a short run
+    (``--steps 200``, a couple of epochs) warming up all the way and never decaying the
+    learning rate, so it is cut to a tenth of the run, at least 1 step."""
+    from minivit.console import plural
+    if cfg.warmup_steps is not None:
+        warning = (f"--warmup-steps {cfg.warmup_steps} covers the whole run of "
+                   f"{plural(total, 'step')}: the learning rate only rises and never decays"
+                   if cfg.warmup_steps >= total else "")
+        return Warmup(min(total, cfg.warmup_steps), warning=warning)
+    by_epochs = round(cfg.warmup_epochs * steps_per_epoch)
+    if 10 * by_epochs <= total:
+        return Warmup(by_epochs)
+    capped = max(1, total // 10)
+    return Warmup(capped, note=f"a tenth of the run; {plural(cfg.warmup_epochs, 'epoch')} "
+                               f"would be {by_epochs}")
+
+
 def load_train_config(run_dir) -> TrainConfig:
     """The TrainConfig saved in RUN_DIR/config.json."""
     path = Path(run_dir) / CONFIG_FILE
@@ -170,4 +203,4 @@ def load_train_config(run_dir) -> TrainConfig:
 
 
 __all__ = ["OLD_RUN_DEFAULTS", "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig",
-           "load_train_config"]
+           "Warmup", "choose_warmup", "load_train_config"]

@@ -41,6 +41,23 @@ def test_eval_prints_accuracy_table_and_confusion_matrix(run_dir, tmp_path, caps
     assert (run_dir / "eval-test.json").is_file()
 
 
+def test_eval_out_writes_the_report_there_and_not_into_the_run(run_dir, tmp_path, capsys):
+    before = (run_dir / "eval-val.json").stat().st_mtime_ns          # written by train
+    assert main(["eval", str(run_dir), "--split", "val", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "eval-val.json").is_file()
+    assert (run_dir / "eval-val.json").stat().st_mtime_ns == before
+    assert main(["eval", str(run_dir), "--split", "val", "--out", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["split"] == "val"
+    assert f"wrote {tmp_path / 'r.json'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["eval", "plot", "inspect", "linprobe", "reconstruct"])
+def test_every_command_that_writes_takes_out(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--out" in capsys.readouterr().out
+
+
 def test_eval_a_model_file_on_the_val_split(run_dir, capsys):
     assert main(["eval", str(run_dir / "model.safetensors"), "--split", "val"]) == 0
     assert "on 20 val images" in capsys.readouterr().out
@@ -74,14 +91,83 @@ def test_predict_prints_top5_classes(run_dir, tmp_path, capsys):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
 
+def test_predict_top_ten_aligns_two_digit_ranks_and_notes_tiny_images(run_dir, tmp_path,
+                                                                      capsys):
+    tiny = tmp_path / "dot.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
+    assert main(["predict", str(run_dir), str(tiny), "--top", "10"]) == 0
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()[1:]
+    assert [r.split()[0] for r in rows] == [f"{k}." for k in range(1, 11)]
+    assert len({r.index(r.split()[1]) for r in rows}) == 1          # names in one column
+    assert captured.err.strip() == f"minivit: note: {tiny} is 1x1, enlarged to the model's 32x32"
+
+
+def run_cli(*argv):
+    """python -m minivit ARGV in a fresh interpreter -> (exit status, stderr lines)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("MINIVIT_DEBUG", None)
+    r = subprocess.run([sys.executable, "-m", "minivit", *argv], env=env, capture_output=True,
+                       text=True, timeout=300)
+    return r.returncode, r.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv, command, message", [
+    (["predict", "RUN", "IMG", "--std", "0", "0", "0"], "predict", "--std values must be > 0"),
+    (["predict", "RUN", "IMG", "--top", "20"], "predict",
+     "--top must be at most the model's 10 classes, got 20"),
+    (["train", "--min-lr", "0.1", "--lr", "0.01"], "train",
+     "min-lr (0.1) must not be above lr (0.01)"),
+])
+def test_refused_from_the_command_line_with_one_line(run_dir, tmp_path, argv, command,
+                                                      message):
+    img = tmp_path / "img.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    argv = [{"RUN": str(run_dir), "IMG": str(img)}.get(a, a) for a in argv]
+    rc, err = run_cli(*argv)
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"minivit {command}: error:") and message in err[0], err
+
+
 @pytest.mark.slow
 def test_plot_writes_curves_and_confusion(run_dir, tmp_path, capsys):
-    assert main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
+    import shutil
+    longer = tmp_path / "run"                               # three epochs: per-epoch curves
+    shutil.copytree(run_dir, longer)
+    last = json.loads((longer / "metrics.jsonl").read_text().splitlines()[-1])
+    with open(longer / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**last, "epoch": 3}) + "\n")
+    assert main(["plot", str(longer), "--out", str(tmp_path)]) == 0
     for name in ("curves.png", "confusion.png"):
         with Image.open(tmp_path / name) as img:
             assert img.format == "PNG" and img.size[0] > 200
     with Image.open(tmp_path / "curves.png") as img:     # loss, accuracy, lr: 13 in at 120 dpi
         assert img.size[0] == 13 * 120
+
+
+@pytest.mark.slow
+def test_plot_of_a_short_run_draws_every_step(run_dir, tmp_path, capsys):
+    import shutil
+    assert main(["plot", str(run_dir), "--out", str(tmp_path / "a")]) == 0   # 2 epochs
+    assert "loss and lr per step: 2 epochs recorded" in capsys.readouterr().out
+    with Image.open(tmp_path / "a" / "curves.png") as img:   # loss and lr per step: 9 in
+        assert img.size[0] == 9 * 120
+    early = tmp_path / "early"                           # stopped before its first epoch
+    shutil.copytree(run_dir, early)
+    (early / "metrics.jsonl").unlink()
+    (early / "steps.jsonl").write_text("".join(
+        ln + "\n" for ln in (early / "steps.jsonl").read_text().splitlines()[:3]))
+    assert main(["plot", str(early), "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "curves.png").is_file()
+    (early / "steps.jsonl").unlink()
+    assert main(["plot", str(early)]) == 2
+    assert one_error_line(capsys, "plot").endswith(f"no step recorded yet in {early}")
 
 
 def test_missing_or_unreadable_inputs_exit_2_with_one_line(run_dir, tmp_path, capsys):
@@ -92,7 +178,7 @@ def test_missing_or_unreadable_inputs_exit_2_with_one_line(run_dir, tmp_path, ca
     assert main(["plot", str(tmp_path / "nope")]) == 2
     assert "not found" in one_error_line(capsys, "plot")
     assert main(["plot", str(tmp_path)]) == 2
-    assert "metrics.jsonl not found" in one_error_line(capsys, "plot")
+    assert "is not a training run directory" in one_error_line(capsys, "plot")
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     assert main(["predict", str(run_dir), str(bad)]) == 2

@@ -108,3 +108,25 @@ def test_inspect_a_model_with_a_convolutional_stem(files, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(FIGURES)
     assert f"wrote {out / 'filters_pca.png'}" in capsys.readouterr().out
     assert (out / "filters_pca.png").stat().st_size > 1000
+
+
+def test_rollout_titles_do_not_overlap(tmp_path, monkeypatch):
+    """Long column titles (a run directory's name) wrap within their column, and the
+    two-line figure title stays clear of the first row's captions."""
+    import minivit.plots_inspect as P
+    figs = []
+    monkeypatch.setattr(P, "_save", lambda fig, path, dpi=P.DPI: figs.append(fig) or path)
+    gen = np.random.default_rng(0)
+    images = gen.integers(0, 256, (3, 3, 32, 32)).astype(np.uint8)
+    maps = gen.random((3, 8, 8))
+    P.plot_rollout(images, [("rollout, runs/cifar-nano-cpu (trained)", maps),
+                            ("rollout, untrained", maps)], tmp_path / "r.png",
+                   [f"test {i}: automobile\n-> airplane 0.{i}3" for i in range(3)],
+                   title="attention rollout (Abnar & Zuidema 2020)\ncolour: 0 .. 2x")
+    fig = figs[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in [fig._suptitle]
+             + [ax.title for ax in fig.axes if ax.get_title()]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)

@@ -126,13 +126,29 @@ def test_reconstruct_writes_one_figure_per_image(mae_run, tmp_path, capsys):
         pixels = np.random.default_rng(i).integers(0, 256, size=(40, 40, 3)).astype(np.uint8)
         Image.fromarray(pixels).save(paths[-1])
     out = tmp_path / "figs"
-    assert main(["reconstruct", str(mae_run), *map(str, paths), "--out-dir", str(out),
+    assert main(["reconstruct", str(mae_run), *map(str, paths), "--out", str(out),
                  "--mask-ratio", "0.5"]) == 0
     for p in paths:
         fig = out / f"{p.stem}-mae.png"
         assert fig.is_file() and fig.stat().st_size > 1000
         assert Image.open(fig).size[0] > 300
     assert "mean loss on hidden patches" in capsys.readouterr().out
+    old = tmp_path / "old-flag"                             # --out-dir: the old name, hidden
+    assert main(["reconstruct", str(mae_run), str(paths[0]), "--out-dir", str(old)]) == 0
+    assert (old / "img0-mae.png").is_file()
+
+
+def test_linprobe_out_writes_outside_the_run(mae_run, tmp_path, capsys):
+    before = (mae_run / "linprobe.json").stat().st_mtime_ns \
+        if (mae_run / "linprobe.json").exists() else None
+    assert main(["linprobe", str(mae_run), "--epochs", "1", "--no-progress", "--out",
+                 str(tmp_path / "probe")]) == 0
+    assert json.loads((tmp_path / "probe" / "linprobe.json").read_text())["epochs"] == 1
+    after = (mae_run / "linprobe.json").stat().st_mtime_ns \
+        if (mae_run / "linprobe.json").exists() else None
+    assert before == after
+    out = capsys.readouterr().out
+    assert "extracting the features of" in out and "training the linear head: 1 epoch of" in out
 
 
 def test_unnormalise_with_the_visible_patches_statistics():

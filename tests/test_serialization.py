@@ -123,6 +123,18 @@ def test_save_replaces_an_existing_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_get_the_user_s_umask(tmp_path, umask, mode):
+    import os
+    previous = os.umask(umask)
+    try:
+        minivit.save(_model(), tmp_path / "m.npz")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == mode
+
+
 # ------------------------------------------------------------------ bad files
 def test_missing_file(tmp_path):
     for suffix in SUFFIXES:

@@ -6,13 +6,16 @@
 CHECKPOINT is a run directory or a model file.  The run's config.json (if there is one) gives
 the validation split size, the data folder and the normalisation mean/std it was trained with.
 For a run directory the report is also saved as RUN_DIR/eval-<split>.json (``minivit plot``
-draws its confusion matrix).
+draws its confusion matrix), or wherever --out says (a file, or a folder for
+eval-<split>.json), for any checkpoint.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from minivit.commands.outputs import report_path
+from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.evaluation import eval_report, evaluate, load_trained
@@ -30,6 +33,9 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=500, help="default 500")
     parser.add_argument("--threads", type=int, default=0,
                         help="NumPy: split each batch over N threads (default 0 = one per core)")
+    parser.add_argument("--out", metavar="PATH",
+                        help="write the JSON report here (a file, or a folder for "
+                             "eval-<split>.json) instead of RUN_DIR/eval-<split>.json")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
 
 
@@ -37,8 +43,9 @@ def format_report(report: dict) -> str:
     """Accuracy, a per-class table and the confusion matrix (rows true, columns predicted)."""
     names = report["label_names"]
     w = max(len(n) for n in names)
-    lines = [f"accuracy {100 * report['accuracy']:.2f}% on {report['n']} {report['split']} "
-             f"images (loss {report['loss']:.4f})", "",
+    lines = [f"accuracy {100 * report['accuracy']:.2f}% on "
+             f"{plural(report['n'], report['split'] + ' image')} (loss {report['loss']:.4f})",
+             "",
              f"{'class':<{w}}  {'images':>6}  {'correct':>7}  {'accuracy':>8}"]
     for name, c in report["per_class"].items():
         acc = "-" if c["acc"] is None else f"{100 * c['acc']:.2f}%"
@@ -54,6 +61,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
     model, run_dir, info = load_trained(args.checkpoint)
+    print(f"minivit eval: {model!r}", flush=True)
     train_cfg = info.get("train", {})
     val_size = args.val_size if args.val_size is not None else train_cfg.get("val_size", 5000)
     data = load_cifar10(args.data_dir or train_cfg.get("data_dir"), val_size)
@@ -65,15 +73,17 @@ def run(args) -> int:
     stats = info.get("data", {})
     mean, std = stats.get("mean", data.mean), stats.get("std", data.std)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
+    print(f"evaluating {plural(len(y), args.split + ' image')} ...", flush=True)
     with DataParallel(model, resolve_threads(args.threads)) as parallel:
         result = evaluate(model, x, y, mean, std, args.batch_size, parallel)
     report = {"checkpoint": str(args.checkpoint),
               **eval_report(result, data.label_names, args.split)}
-    print(f"minivit eval: {model!r}")
     print(format_report(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, report)
-    if run_dir is not None:
-        write_json(run_dir / f"eval-{args.split}.json", report)
+    out = report_path(args.out, run_dir, f"eval-{args.split}.json")
+    if out is not None:
+        write_json(out, report)
+        print(f"wrote {out}")
     return 0

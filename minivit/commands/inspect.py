@@ -25,6 +25,7 @@ import argparse
 from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
+from minivit.commands.predict import add_normalisation_arguments, check_normalisation
 from minivit.errors import UserError
 from minivit.data.batches import normalize
 
@@ -58,10 +59,7 @@ def add_arguments(parser):
                         help="attention rollout: drop this fraction of the smallest weights "
                              "of each row (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the untrained model")
-    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="per-channel mean in [0, 1] (default: the run's)")
-    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="per-channel std in [0, 1] (default: the run's)")
+    add_normalisation_arguments(parser)
 
 
 def _out_dir(args, checkpoint: Path, run_dir) -> Path:
@@ -122,6 +120,7 @@ def run(args) -> int:
     if mean is None or std is None:
         print("no training mean/std (no run config.json, no --mean/--std): using CIFAR-10's")
         mean, std = mean or CIFAR10_MEAN, std or CIFAR10_STD
+    check_normalisation(mean, std)
     names = data_info.get("label_names") or (
         list(LABEL_NAMES) if cfg.num_classes == 10 else [f"class {k}" for k in
                                                          range(cfg.num_classes)])
@@ -156,17 +155,18 @@ def run(args) -> int:
     def prepare(x):
         return normalize(to_device(x), mean, std, model.dtype)
 
-    written = []
+    def wrote(path):                     # a line per figure, as it is written
+        print(f"wrote {path}", flush=True)
     # Fig. 7 left and center: the weights alone
     # (with a convolutional stem, the filters that see pixels are the first conv's 3x3 kernels)
     pixel_filters = "patch_embed.backbone.0.conv.weight" if cfg.conv_stem else "patch_embed.proj.weight"
     fan = model.params[pixel_filters][0].size
-    written.append(P.plot_filter_pca(
+    wrote(P.plot_filter_pca(
         [(t, A.patch_embedding_pca(m.params[pixel_filters],
                                    k=min(28, m.params[pixel_filters].shape[0], fan)))
          for t, m in models],
         out / "filters_pca.png"))
-    written.append(P.plot_position_similarity(
+    wrote(P.plot_position_similarity(
         [(t, A.position_embedding_similarity(m.params["pos_embed"])) for t, m in models],
         out / "position_similarity.png"))
 
@@ -178,7 +178,7 @@ def run(args) -> int:
         _, attn = A.capture_attention(m, prepare(dist_images))
         dists.append((t, A.mean_attention_distance(attn, g, Pz)))
     uniform = float(A.patch_distances(g, Pz).mean())
-    written.append(P.plot_attention_distance(
+    wrote(P.plot_attention_distance(
         dists, out / "attention_distance.png", image_size=cfg.image_size, reference=uniform))
 
     # attention maps on the given images
@@ -195,16 +195,17 @@ def run(args) -> int:
     probs = _softmax(predictions[0])
     row_titles = [f"{c}\n-> {names[int(p.argmax())]} {float(p.max()):.2f}"
                   for c, p in zip(captions, probs)]
-    written.append(P.plot_attention_heads(
+    wrote(P.plot_attention_heads(
         images, heads, out / "attention_heads.png", row_titles,
         title=f"{title}: class-token attention, layer {layer + 1} of {cfg.depth}"))
-    written.append(P.plot_rollout(
+    wrote(P.plot_rollout(
         images, [(f"rollout, {t}", r) for t, r in rollouts], out / "attention_rollout.png",
         row_titles, title="attention rollout (Abnar & Zuidema 2020)\n"
                           "colour: 0 .. 2x the average patch"))
 
     # the test images the model gets most wrong
     if test_x is not None and args.mistakes:
+        print(f"classifying {len(test_x)} test images ...", flush=True)
         logits = _logits(model, test_x, prepare)
         acc = float((logits.argmax(axis=1) == test_y).mean())
         print(f"accuracy {100 * acc:.2f}% on {len(test_y)} test images")
@@ -216,7 +217,7 @@ def run(args) -> int:
             caps = [f"true {names[int(test_y[i])]} {float(pi[test_y[i]]):.2f}\n"
                     f"said {names[int(pi.argmax())]} {float(pi.max()):.2f}"
                     for i, pi in zip(worst, p)]
-            written.append(P.plot_mistakes(
+            wrote(P.plot_mistakes(
                 test_x[worst], maps, caps, out / "mistakes.png",
                 title=f"{title}: the {len(worst)} most confident mistakes on {len(test_y)} "
                       f"test images (accuracy {100 * acc:.1f}%), with attention rollout"))
@@ -226,8 +227,6 @@ def run(args) -> int:
               + " ".join(f"{float(v):.1f}" for v in to_numpy(d).mean(axis=1)))
     for c, p in zip(captions, probs):
         print(f"{c.splitlines()[0]}: {names[int(p.argmax())]} {float(p.max()):.3f}")
-    for path in written:
-        print(f"wrote {path}")
     return 0
 
 

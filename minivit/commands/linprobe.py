@@ -12,7 +12,8 @@ Features are standardised with the training features' mean and variance (as the 
 BatchNorm without affine parameters), then only a linear head y = f W^T + b (W (K, D)) is
 trained, with AdamW on softmax cross-entropy, warmup-free cosine learning rate, shuffled
 mini-batches.  Reports train / val / test accuracy; for a run directory also writes
-RUN_DIR/linprobe.json.
+RUN_DIR/linprobe.json (or --out).  A progress bar follows the feature extraction and the
+head's epochs (--no-progress: a line per stage).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
+from minivit.commands.outputs import report_path
+from minivit.console import plural, progress_bar
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
 from minivit.layers.linear import linear_backward, linear_forward
@@ -51,16 +54,24 @@ def add_arguments(parser):
     parser.add_argument("--eval-batch-size", type=int, default=500, help="default 500")
     parser.add_argument("--threads", type=int, default=0,
                         help="NumPy: extract features with N threads (default 0 = one per core)")
+    parser.add_argument("--out", metavar="PATH",
+                        help="write the JSON result here (a file, or a folder for "
+                             "linprobe.json) instead of RUN_DIR/linprobe.json")
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
 
 
-def extract_features(parallel, x, mean, std, batch_size):
+def extract_features(parallel, x, mean, std, batch_size, bar=None):
     """host uint8 images (n, C, H, W) -> host features (n, D): ``parallel`` is a
-    DataParallel of a ViT whose head is the identity."""
+    DataParallel of a ViT whose head is the identity; ``bar`` (tqdm) counts the images."""
     np = host_xp()
     vit = parallel.model
-    out = [to_numpy(parallel.forward(normalize(to_device(xb), mean, std, vit.dtype)))
-           for xb, _ in iterate_batches(x, np.zeros(len(x)), batch_size)]
+    out = []
+    for xb, _ in iterate_batches(x, np.zeros(len(x)), batch_size):
+        out.append(to_numpy(parallel.forward(normalize(to_device(xb), mean, std, vit.dtype))))
+        if bar is not None:
+            bar.update(len(xb))
     return np.concatenate(out) if out else np.zeros((0, vit.config.embed_dim))
 
 
@@ -91,10 +102,16 @@ def run(args) -> int:
     vit.params["head.weight"] = to_device(np.eye(D), vit.dtype)
     print(f"minivit linprobe: {enc.name} encoder of {args.checkpoint} "
           f"({type(model).__name__}), {args.features} features, D={D}")
+    splits = (("train", data.train_x), ("val", data.val_x), ("test", data.test_x))
+    n_images = sum(len(x) for _, x in splits)
+    bar = progress_bar(args.progress, n_images, desc="features", unit="img")
+    if bar is None:
+        print(f"  extracting the features of {plural(n_images, 'image')} ...", flush=True)
     with DataParallel(vit, resolve_threads(args.threads)) as parallel:
-        feats = {split: extract_features(parallel, x, mean, std, args.eval_batch_size)
-                 for split, x in (("train", data.train_x), ("val", data.val_x),
-                                  ("test", data.test_x))}
+        feats = {split: extract_features(parallel, x, mean, std, args.eval_batch_size, bar)
+                 for split, x in splits}
+    if bar is not None:
+        bar.close()
     mu, sd = feats["train"].mean(0), np.sqrt(feats["train"].var(0) + 1e-6)
     feats = {k: ((f - mu) / sd).astype(vit.dtype) for k, f in feats.items()}
     # the linear head, trained with AdamW
@@ -106,6 +123,10 @@ def run(args) -> int:
     steps_per_epoch = max(n // B, 1)
     total, step = args.epochs * steps_per_epoch, 0
     gen = host_rng(args.seed)
+    bar = progress_bar(args.progress, args.epochs, desc="linear head", unit="epoch")
+    if bar is None:
+        print(f"  training the linear head: {plural(args.epochs, 'epoch')} of "
+              f"{plural(steps_per_epoch, 'step')}", flush=True)
     for epoch in range(args.epochs):
         for idx in list(batch_indices(n, B, gen, drop_last=True))[:steps_per_epoch]:
             logits, cache = linear_forward(to_device(feats["train"][idx]), head["weight"],
@@ -115,6 +136,11 @@ def run(args) -> int:
             opt.step(head, {"weight": dW, "bias": db},
                      lr=warmup_cosine(step, args.lr, total, 0, 0.0))
             step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({"loss": f"{loss:.3f}"}, refresh=False)
+    if bar is not None:
+        bar.close()
     result = {"checkpoint": str(args.checkpoint), "model": type(model).__name__,
               "features": args.features, "epochs": args.epochs, "lr": args.lr,
               "final_train_loss": loss,
@@ -126,6 +152,8 @@ def run(args) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result)
-    if run_dir is not None:
-        write_json(run_dir / "linprobe.json", result)
+    out = report_path(args.out, run_dir, "linprobe.json")
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
     return 0

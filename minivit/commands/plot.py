@@ -1,5 +1,8 @@
 """``minivit plot RUN_DIR``: curves.png (loss, accuracy, lr per epoch) and confusion.png.
 
+A run of fewer than PER_STEP_EPOCHS epochs (or one stopped before its first) gets the loss and
+learning rate of every step instead (RUN_DIR/steps.jsonl).
+
 The confusion matrix comes from RUN_DIR/eval-val.json (written by ``minivit train`` after each
 evaluation, and by ``minivit eval RUN_DIR --split val``), else RUN_DIR/eval-test.json.
 """
@@ -8,9 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minivit.console import plural
 from minivit.errors import UserError
 from minivit.io.files import read_json
-from minivit.io.rundir import read_metrics
+from minivit.io.rundir import CONFIG_FILE, METRICS_FILE, StepsLog, read_metrics
+
+PER_STEP_EPOCHS = 3          # runs with fewer epoch records are drawn step by step
 
 
 def add_arguments(parser):
@@ -18,17 +24,36 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="DIR", help="where to write the PNGs (default RUN_DIR)")
 
 
+def _records(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(epoch records, step records) of a run directory; one-line errors when it is not one
+    or has nothing to draw yet."""
+    has_metrics = (run_dir / METRICS_FILE).is_file()
+    if not has_metrics and not (run_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run directory ({CONFIG_FILE} "
+                                f"and {METRICS_FILE} not found)")
+    records = read_metrics(run_dir) if has_metrics else []
+    steps = StepsLog.read(run_dir) if len(records) < PER_STEP_EPOCHS else []
+    if not records and not steps:
+        raise UserError(f"no step recorded yet in {run_dir}")
+    return records, steps
+
+
 def run(args) -> int:
-    from minivit.plots import has_accuracy, plot_confusion, plot_curves
+    from minivit.plots import has_accuracy, plot_confusion, plot_curves, plot_steps
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found")
+    records, steps = _records(run_dir)
     out = Path(args.out) if args.out else run_dir
     out.mkdir(parents=True, exist_ok=True)
     try:
-        records = read_metrics(run_dir)
-        plot_curves(records, out / "curves.png", title=run_dir.name)
-        print(f"wrote {out / 'curves.png'}")
+        if steps:
+            plot_steps(steps, records, out / "curves.png", title=run_dir.name)
+            print(f"wrote {out / 'curves.png'} (loss and lr per step: "
+                  f"{plural(len(records), 'epoch')} recorded)")
+        else:
+            plot_curves(records, out / "curves.png", title=run_dir.name)
+            print(f"wrote {out / 'curves.png'}")
         for split in ("val", "test"):
             path = run_dir / f"eval-{split}.json"
             if path.is_file():

@@ -2,7 +2,7 @@
 
     minivit reconstruct runs/mae-cifar-tiny-20250101-120000 cat.png ship.jpg --seed 3
 
-One PNG per image (OUT_DIR/<image name>-mae.png) with four panels, as in MAE's figure 2:
+One PNG per image (--out DIR/<image name>-mae.png) with four panels, as in MAE's figure 2:
 the original (resized to the model's input), the masked input (hidden patches grey), the
 reconstruction (the decoder's prediction for every patch), and the reconstruction with the
 visible patches pasted back.  With ``norm_pix_loss`` the model predicts each patch normalised
@@ -13,11 +13,14 @@ of their means and the mean of their standard deviations) and says so in its tit
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from minivit.backend import host_xp, rng as make_rng, to_device, to_numpy
+from minivit.console import plural
 from minivit.errors import UserError
-from minivit.commands.predict import read_image
+from minivit.commands.predict import (add_normalisation_arguments, check_normalisation,
+                                      read_image)
 from minivit.data.batches import normalize
 from minivit.layers.patches import patchify, unpatchify
 from minivit.mae import NORM_PIX_EPS, MaskedAutoencoder
@@ -29,14 +32,13 @@ def add_arguments(parser):
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="run directory or model file of `minivit pretrain --objective mae`")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files")
-    parser.add_argument("--out-dir", help="where to write the figures (default: "
-                                          "RUN_DIR/reconstructions, or . for a model file)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder to write the figures into (default: "
+                             "RUN_DIR/reconstructions, or . for a model file)")
+    parser.add_argument("--out-dir", dest="out", help=argparse.SUPPRESS)   # the old name
     parser.add_argument("--mask-ratio", type=float, help="default: the model's")
     parser.add_argument("--seed", type=int, default=0, help="seed of the masks (default 0)")
-    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="per-channel mean in [0, 1] (default: the run's)")
-    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="per-channel std in [0, 1] (default: the run's)")
+    add_normalisation_arguments(parser)
 
 
 def unnormalise_with_visible(pred, patches, mask):
@@ -66,6 +68,7 @@ def run(args) -> int:
     if mean is None or std is None:
         raise UserError(f"{args.checkpoint} has no config.json with the training mean/std; "
                         "pass --mean R G B --std R G B")
+    check_normalisation(mean, std)
     enc = cfg.encoder
     if enc.in_chans != 3:
         raise UserError(f"the model takes {enc.in_chans}-channel images; reconstruct reads RGB")
@@ -93,7 +96,7 @@ def run(args) -> int:
               "masked input": image(patches * (1 - m) + grey * m),
               "reconstruction": image(pred),
               "reconstruction + visible": image(patches * (1 - m) + pred * m)}
-    out_dir = Path(args.out_dir) if args.out_dir else (
+    out_dir = Path(args.out) if args.out else (
         run_dir / "reconstructions" if run_dir is not None else Path("."))
     out_dir.mkdir(parents=True, exist_ok=True)
     N, hidden = enc.num_patches, int(to_numpy(mask[0]).sum())
@@ -111,7 +114,7 @@ def run(args) -> int:
         out = out_dir / f"{Path(path).stem}-mae.png"
         fig.savefig(out, dpi=100, bbox_inches="tight")
         print(f"{path} -> {out}")
-    print(f"minivit reconstruct: mean loss on hidden patches {loss:.4f} ({len(args.images)} "
-          "images)")
+    print(f"minivit reconstruct: mean loss on hidden patches {loss:.4f} "
+          f"({plural(len(args.images), 'image')})")
     return 0
 

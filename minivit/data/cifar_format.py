@@ -42,8 +42,9 @@ IMAGE_SHAPE = (3, 32, 32)          # (C, H, W)
 ROW_SIZE = 3 * 32 * 32             # 3072 bytes per image in the files
 ENV_VAR = "MINIVIT_DATA"
 
-HOW_TO_FIX = (f"Re-download CIFAR-10 (delete the damaged folder, then load_cifar10("
-               f"download=True) fetches {CIFAR10_URL} into the cache) or point --data-dir / "
+HOW_TO_FIX = (f"Re-download CIFAR-10 (delete the damaged folder, then --download "
+               f"(download=True from Python) fetches {CIFAR10_URL} into the cache) or point "
+               f"--data-dir / "
                f"{ENV_VAR} at an intact copy of the official 'python version'.")
 
 

@@ -69,7 +69,7 @@ def find_cifar10(data_dir=None, download: bool = False) -> Path:
         "CIFAR-10 ('python version') was not found. Looked in: " + "; ".join(looked) + "." +
         reason + f" Point minivit at a copy with --data-dir PATH or {ENV_VAR}=PATH "
         f"(the folder holding data_batch_1..5, test_batch, batches.meta, or its parent), "
-        f"or download it into the cache with --download (download=True).")
+        f"or download it into the cache with --download (download=True from Python).")
 
 
 # --------------------------------------------------------------------------- download

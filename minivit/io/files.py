@@ -22,6 +22,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from minivit.backend import host_xp
@@ -31,15 +32,30 @@ CHECKSUM_KEY = "minivit_sha256"
 
 
 # ---------------------------------------------------------------------------- bytes and JSON
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask.  It can only be read by setting it, so the set-and-restore is done
+    under a lock (threads of this module never see the temporary value)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, then os.replace it into place:
-    readers see the old file or the new one, never half of one."""
+    readers see the old file or the new one, never half of one.  The file gets the mode a
+    plain ``open(path, "w")`` would give it (0o666 less the umask), not mkstemp's 0o600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if hasattr(os, "fchmod"):                   # not on Windows
+                os.fchmod(f.fileno(), 0o666 & ~current_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

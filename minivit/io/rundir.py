@@ -5,6 +5,7 @@ Files in RUN_DIR:
     checkpoint.safetensors   params, optimizer state, step, RNG states (one file, atomic)
     model.safetensors        the model alone (minivit.serialization), for eval / predict
     metrics.jsonl            one JSON line per epoch
+    steps.jsonl              one JSON line per optimizer step: step, loss, lr (StepsLog)
     eval-val.json            val accuracy, per-class accuracy, confusion matrix (last epoch)
 
 ``find_model`` turns what a user names (a run directory, its model or checkpoint file, or any
@@ -25,6 +26,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 EVAL_VAL_FILE = "eval-val.json"
+STEPS_FILE = "steps.jsonl"
 
 
 def default_run_dir(name: str) -> str:
@@ -77,6 +79,67 @@ def trim_metrics(run_dir, epochs_logged: int) -> None:
         atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
 
 
+def check_run_dir_path(run_dir) -> None:
+    """ValueError when ``run_dir``, or the nearest of its parents that exists, is not a
+    directory (a run directory cannot be made there)."""
+    path = Path(run_dir)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "it is a file" if p == path else f"{p} is a file"
+                raise ValueError(f"run directory {path} cannot be made: {where}; choose "
+                                 "another --run-dir")
+            return
+
+
+class StepsLog:
+    """RUN_DIR/steps.jsonl: one line {"step", "loss", "lr"} per optimizer step, appended
+    through a buffered file (flushed with each checkpoint, closed at the end), so a step costs
+    one formatted line and no extra device sync: the loss is the host number the loop already
+    has.  ``StepsLog.trim`` drops the lines after the checkpoint a resume starts from."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / STEPS_FILE
+        self.file = None
+
+    def append(self, step: int, loss: float, lr: float) -> None:
+        if self.file is None:
+            self.file = open(self.path, "a")
+        self.file.write(f'{{"step": {step}, "loss": {float(loss)!r}, "lr": {float(lr)!r}}}\n')
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    @staticmethod
+    def read(run_dir) -> list[dict]:
+        """The records of RUN_DIR/steps.jsonl ([] when there is none); a torn last line, as a
+        crash can leave, is skipped."""
+        path = Path(run_dir) / STEPS_FILE
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return [r for r in records if isinstance(r, dict) and "step" in r]
+
+    @staticmethod
+    def trim(run_dir, step: int) -> None:
+        """Keep the lines of steps 1..step (those the checkpoint we resume from has done)."""
+        path = Path(run_dir) / STEPS_FILE
+        if path.is_file():
+            kept = [r for r in StepsLog.read(run_dir) if r["step"] <= step]
+            atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
 def run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmasked) -> dict:
     """What config.json holds: the TrainConfig, the model config, and what ``minivit
     predict`` needs of the data (mean, std, class names)."""
@@ -103,5 +166,5 @@ def format_record(rec: dict, total: int) -> str:
 
 
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_VAL_FILE", "METRICS_FILE", "MODEL_FILE",
-           "append_metrics", "default_run_dir", "find_model", "format_record", "read_metrics",
+           "STEPS_FILE", "StepsLog", "append_metrics", "check_run_dir_path", "default_run_dir", "find_model", "format_record", "read_metrics",
            "read_run_info", "run_info", "trim_metrics"]
