@@ -10,7 +10,7 @@ progress, in one .safetensors file written atomically; and the snapshot a step r
 
 The file holds tensors ``model.*``, ``optim.*`` and ``rng.*`` (CuPy generator states) and the
 metadata {"format": CHECKPOINT_FORMAT, "state": JSON of {**state, "optimizer_step", "rng"}}
-plus the checksum of minivit.io.files.
+plus the checksum of minivit.io.files (which covers the state too).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minivit.backend import get_backend, host_xp, to_device, to_numpy
-from minivit.io.files import atomic_write_bytes, check_sha256, safetensors_bytes
+from minivit.io.files import (atomic_write_bytes, check_sha256, naming_write_errors,
+                              safetensors_bytes)
 
 CHECKPOINT_FORMAT = "minivit-train-checkpoint-v1"
 
@@ -71,8 +72,9 @@ def save_checkpoint(path, model, optimizer, rngs: dict, state: dict) -> None:
         if array is not None:
             tensors[f"rng.{name}"] = np.ascontiguousarray(array)
     meta = {**state, "optimizer_step": int(opt_state["step"]), "rng": rng_info}
-    atomic_write_bytes(path, safetensors_bytes(tensors, {"format": CHECKPOINT_FORMAT,
-                                                         "state": json.dumps(meta)}))
+    data = safetensors_bytes(tensors, {"format": CHECKPOINT_FORMAT, "state": json.dumps(meta)})
+    with naming_write_errors(path):
+        atomic_write_bytes(path, data)
 
 
 def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
@@ -91,7 +93,14 @@ def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a minivit training checkpoint")
     check_sha256(path, tensors, meta)
-    state = json.loads(meta["state"])
+    try:
+        state = json.loads(meta.get("state") or "null")
+        if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
+            raise ValueError(f"a JSON object with the run's progress, got {str(state)[:40]}")
+        state["optimizer_step"] = int(state["optimizer_step"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: the checkpoint's state is damaged ({type(e).__name__}: {e}); "
+                         "use another copy or start a new run") from None
     params = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     if set(params) != set(model.params):
         raise ValueError(f"{path}: checkpoint parameters do not match the model of config.json")

@@ -77,10 +77,12 @@ class ViTConfig:
             except ValueError:
                 raise ValueError(f"config.conv_stem must be channel counts such as 64,128, "
                                  f"got {self.conv_stem!r}") from None
-        if not isinstance(stem, (tuple, list)) or not all(
-                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in stem):
-            raise ValueError(f"config.conv_stem must be a list of positive channel counts "
-                             f"(e.g. [64, 128]), got {self.conv_stem!r}")
+        if not isinstance(stem, (tuple, list)) or len(stem) > 12 or not all(
+                isinstance(c, int) and not isinstance(c, bool)
+                and 0 < c <= MAX_CONV_STEM_CHANNELS for c in stem):
+            raise ValueError(f"config.conv_stem must be a list of at most 12 positive "
+                             f"channel counts up to {MAX_CONV_STEM_CHANNELS} (e.g. [64, 128]), "
+                             f"got {self.conv_stem!r}"[:300])
         object.__setattr__(self, "conv_stem", tuple(stem))    # JSON gives a list
         if stem and 2 ** len(stem) != self.patch_size:
             raise ValueError(f"config.conv_stem has {len(stem)} stride-2 convolutions, which "
@@ -115,21 +117,41 @@ class ViTConfig:
         return config_from_dict(cls, d)
 
 
+# Upper bounds on the sizes a config may declare (a file's metadata is a config): far above
+# any real ViT (ViT-22B: D 6144, depth 48), low enough that a damaged or hostile value
+# ("depth": 1000000000) is refused before anything is allocated for it.
+MAX_SIZES = {"image_size": 4096, "patch_size": 4096, "in_chans": 64, "num_classes": 1_000_000,
+             "embed_dim": 16384, "depth": 256, "num_heads": 1024, "mlp_dim": 65536,
+             "decoder_embed_dim": 16384, "decoder_depth": 256, "decoder_num_heads": 1024,
+             "decoder_mlp_dim": 65536}
+MAX_CONV_STEM_CHANNELS = 16384
+
+
 def check_positive_ints(config, names, prefix: str = "") -> None:
-    """ValueError unless each named field of ``config`` is an int >= 1 (not a bool)."""
+    """ValueError unless each named field of ``config`` is an int >= 1 (not a bool) and at
+    most its MAX_SIZES bound."""
     for k in names:
         v = getattr(config, k)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{prefix}{k} must be a positive integer, got {v!r}")
+        if v > MAX_SIZES.get(k, v):
+            raise ValueError(f"{prefix}{k} is {v}, more than the largest supported "
+                             f"({MAX_SIZES[k]}); the config is damaged or not a ViT's")
 
 
 def config_from_dict(cls, d: dict, what: str = ""):
     """cls(**d) for a config dataclass, with a ValueError naming any unknown key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"the {what}config must be a JSON object, got {type(d).__name__} "
+                         f"{str(d)[:40]}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
         raise ValueError(f"unknown {what}config keys {unknown}; known keys: {sorted(names)}")
-    return cls(**d)
+    try:
+        return cls(**d)
+    except TypeError as e:                # a field of the wrong JSON type (null for a rate)
+        raise ValueError(f"bad {what}config value: {e}") from None
 
 
 def _imagenet(name, dim, depth, heads, mlp, patch=16):

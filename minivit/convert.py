@@ -43,6 +43,7 @@ import re
 from pathlib import Path
 
 from minivit.backend import host_xp, to_numpy
+from minivit.config import MAX_SIZES
 from minivit.io.files import write_arrays
 
 PREFIX = "opt/target/"
@@ -83,6 +84,19 @@ def is_official(names) -> bool:
     return any(k.removeprefix(PREFIX) == "embedding/kernel" for k in names)
 
 
+def block_count(names, pattern: str, source) -> int:
+    """The number of blocks named by ``pattern`` (one group: the index); ValueError naming a
+    few of them unless the indices are 0, 1, ..., depth - 1 with depth <= MAX_SIZES["depth"]
+    (a key "encoderblock_999999999" must not make a billion names)."""
+    ids = sorted({int(m.group(1)) for k in names if (m := re.match(pattern, k))})
+    if ids != list(range(len(ids))) or len(ids) > MAX_SIZES["depth"]:
+        odd = [i for j, i in enumerate(ids) if i != j][:3] or ids[MAX_SIZES["depth"]:][:3]
+        raise ValueError(f"{source}: block indices must run 0..depth-1 (depth at most "
+                         f"{MAX_SIZES['depth']}); the file has {len(ids)} blocks, among them "
+                         f"index {odd}: the file is damaged or not a ViT checkpoint")
+    return len(ids)
+
+
 def official_to_timm(arrays: dict, *, source="official checkpoint", new_head=False):
     """{official name: array} -> ({timm name: array}, num_heads) on the host.
 
@@ -91,8 +105,7 @@ def official_to_timm(arrays: dict, *, source="official checkpoint", new_head=Fal
     """
     np = host_xp()
     w = {k.removeprefix(PREFIX): to_numpy(v) for k, v in arrays.items()}
-    ids = [int(m.group(1)) for k in w if (m := re.match(r"Transformer/encoderblock_(\d+)/", k))]
-    depth = max(ids, default=-1) + 1
+    depth = block_count(w, r"Transformer/encoderblock_(\d+)/", source)
     has_pre_logits = any(k in w for k in PRE_LOGITS)
     if has_pre_logits and not new_head:
         raise ValueError(f"{source}: has a pre_logits (representation) layer, which minivit's ViT "

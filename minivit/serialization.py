@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 from minivit import convert
 from minivit.backend import DTYPES, host_xp, resolve_dtype, to_device, to_numpy
@@ -82,7 +81,7 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
         raise ValueError("cannot infer num_heads from parameter shapes (attn.qkv.weight is "
                          "(3D, D) for any number of heads): pass config= (a name such as "
                          "'cifar-tiny' or a ViTConfig) or num_heads=")
-    depth = 1 + max(int(m.group(1)) for k in shapes if (m := re.match(r"blocks\.(\d+)\.", k)))
+    depth = convert.block_count(shapes, r"blocks\.(\d+)\.", "its parameter names")
     return ViTConfig(image_size=grid * P, patch_size=P, in_chans=C,
                      num_classes=shapes["head.weight"][0], embed_dim=D, depth=depth,
                      num_heads=num_heads, mlp_dim=shapes["blocks.0.mlp.fc1.weight"][0],
@@ -113,8 +112,38 @@ def read_params(path, fmt: str, config_key: str, what: str, dtype=None):
     arrays, meta = read_arrays(path)
     if meta.get("format") != fmt:
         raise ValueError(f"{path}: not a minivit {what} file (format {meta.get('format')!r})")
-    config = json.loads(meta[config_key])
+    config = config_json(path, meta, config_key)
     return config, arrays, resolve_dtype(dtype if dtype is not None else _default_dtype(arrays))
+
+
+def config_json(path, meta: dict, key: str) -> dict:
+    """The JSON object stored under ``key`` in a file's metadata; ValueError naming the file
+    when it is missing, not JSON, or not an object (``null``, ``5``)."""
+    text = meta.get(key)
+    try:
+        config = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the config in the metadata ({key}) is not valid JSON ({e}); "
+                         "the file is damaged: use another copy") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the config in the metadata ({key}) must be a JSON object, "
+                         f"got {str(config)[:40]}; the file is damaged: use another copy")
+    return config
+
+
+def check_size(cfg, arrays: dict, source) -> None:
+    """A compact ValueError when ``cfg`` describes far more (or fewer) tensors or values than
+    the file holds (a damaged or hostile config), before the key-by-key check lists them."""
+    np = host_xp()
+    names = param_shapes(cfg)
+    held = sum(int(np.prod(a.shape, dtype=np.int64)) for a in arrays.values())
+    implied = sum(math.prod(shape) for shape in names.values())
+    if abs(len(names) - len(arrays)) > 64 or implied > 64 * held + (1 << 24):
+        extra = [k for k in names if k not in arrays][:3]
+        raise ValueError(f"{source}: its config (depth {cfg.depth}, embed_dim {cfg.embed_dim}) "
+                         f"implies {len(names)} tensors with {implied} values, the file holds "
+                         f"{len(arrays)} with {held} (missing e.g. {extra}); the config does "
+                         "not describe these tensors")
 
 
 def build_model(arrays: dict, cfg: ViTConfig, *, source="weights", num_classes=None,
@@ -127,6 +156,7 @@ def build_model(arrays: dict, cfg: ViTConfig, *, source="weights", num_classes=N
     head.weight (K, D) / head.bias (K,) by zeros (K = num_classes or the file's); casts to
     ``dtype`` (default: the file's float32/float64, else float32); moves to the device.
     """
+    check_size(cfg, arrays, source)
     try:
         check_params(cfg, arrays)
     except ValueError as e:
@@ -184,7 +214,10 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
     if config is not None:
         cfg = get_config(config)
     elif CONFIG_KEY in meta:
-        cfg = ViTConfig.from_dict(json.loads(meta[CONFIG_KEY]))
+        try:
+            cfg = ViTConfig.from_dict(config_json(path, meta, CONFIG_KEY))
+        except ValueError as e:
+            raise ValueError(e if str(e).startswith(str(path)) else f"{path}: {e}") from None
     else:
         try:
             cfg = infer_config({k: a.shape for k, a in arrays.items()}, num_heads)

@@ -40,8 +40,8 @@ from minivit.evaluation import eval_report
 from minivit.io.files import write_json
 from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
                                MODEL_FILE, StepsLog, append_metrics, check_run_dir_path,
-                               default_run_dir, format_record, read_run_info, run_info,
-                               trim_metrics)
+                               default_run_dir, format_record, read_run_info,
+                               remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.objectives import make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
@@ -111,7 +111,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.init_from and not resume:                 # the architecture of the checkpoint
         from minivit.pretrain import with_pretrained_architecture
         cfg = with_pretrained_architecture(cfg)
-    return _Run(cfg, resume).loop()
+    if not cfg.run_dir:
+        name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
+        cfg = dataclasses.replace(cfg, run_dir=default_run_dir(name))
+    check_run_dir_path(Path(cfg.run_dir))            # before the data take seconds to load
+    with run_lock(cfg.run_dir, create=not resume) as lock:    # a second trainer: refused
+        if lock is not None:
+            remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
+        return _Run(cfg, resume).loop()
 
 
 class _Run:
@@ -120,10 +127,8 @@ class _Run:
     def __init__(self, cfg: TrainConfig, resume: bool):
         self.cfg, self.resume = cfg, resume
         self.prog = "train" if cfg.objective == "classify" else "pretrain"
-        self.run_dir = Path(cfg.run_dir or default_run_dir(
-            cfg.model if self.prog == "train" else f"{cfg.objective}-{cfg.model}"))
+        self.run_dir = Path(cfg.run_dir)             # set by train()
         self.ckpt_path = self.run_dir / CHECKPOINT_FILE
-        check_run_dir_path(self.run_dir)             # before the data take seconds to load
         if resume and not self.ckpt_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.ckpt_path} not found")
         if not resume and (self.ckpt_path.exists() or (self.run_dir / METRICS_FILE).exists()):

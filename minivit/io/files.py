@@ -7,11 +7,16 @@
                                              tensors) or .npz (metadata entry k stored as a
                                              uint8 array of UTF-8 bytes named ``__k__``)
 
-A .safetensors file written here carries ``minivit_sha256`` (CHECKSUM_KEY), a SHA-256 of every
-tensor's name, dtype, shape and bytes (safetensors itself has no checksum), so bytes flipped on
-disk raise CorruptFileError instead of loading silently; a file without it loads unchecked.
-(In .npz files the zip's CRC-32 of each member does this job.)  .npz files are always read
-with ``allow_pickle=False``.
+A .safetensors file written here carries ``minivit_sha256_v2`` (CHECKSUM_KEY), a SHA-256 of
+every tensor's name, dtype, shape and bytes and of every other metadata entry (model config,
+checkpoint state), so a byte flipped anywhere raises CorruptFileError instead of loading
+silently (safetensors itself has no checksum).  Files written before carry
+``minivit_sha256`` (OLD_CHECKSUM_KEY, the tensors only), which is still checked; a file with
+neither (from PyTorch, say) loads unchecked.  (In .npz files the zip's CRC-32 of each member
+does this job.)  .npz files are always read with ``allow_pickle=False``, and each member's
+sizes are checked against the zip directory before it is inflated (``check_npz_members``).
+
+A failed write (disk full, say) raises WriteError naming the file; the old file is intact.
 """
 
 from __future__ import annotations
@@ -20,15 +25,43 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import threading
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from minivit.backend import host_xp
 
 FORMATS = (".safetensors", ".npz")
-CHECKSUM_KEY = "minivit_sha256"
+CHECKSUM_KEY = "minivit_sha256_v2"       # tensors and metadata
+OLD_CHECKSUM_KEY = "minivit_sha256"      # tensors only (files written before)
+MAX_NPZ_RATIO = 200       # a member inflating more than this (zeros, a zip bomb) is refused
+NPZ_RATIO_FLOOR = 1 << 20  # ... when it inflates to more than this many bytes
+
+
+class WriteError(OSError):
+    """A write that failed (disk full, read-only, ...): one line naming the file."""
+
+    def __str__(self):
+        return self.args[0] if self.args else super().__str__()
+
+
+@contextmanager
+def naming_write_errors(path):
+    """Turn an OSError inside the block into a WriteError naming ``path`` (the write was
+    atomic, so the previous file is as it was)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as e:
+        hint = ("free some space on that disk or write elsewhere" if e.errno == errno.ENOSPC
+                else "check the directory exists and is writable")
+        raise WriteError(f"cannot write {path}: {e.strerror or e}; {hint} (any previous "
+                         "version of the file is unchanged)") from None
 
 
 # ---------------------------------------------------------------------------- bytes and JSON
@@ -64,7 +97,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    with naming_write_errors(path):
+        atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def read_json(path) -> dict:
@@ -90,8 +124,17 @@ def tensors_sha256(arrays: dict) -> str:
     return h.hexdigest()
 
 
+def content_sha256(arrays: dict, meta: dict) -> str:
+    """SHA-256 of the tensors (as ``tensors_sha256``) and of every metadata entry but the
+    checksums themselves, as sorted JSON."""
+    rest = {k: v for k, v in meta.items() if k not in (CHECKSUM_KEY, OLD_CHECKSUM_KEY)}
+    h = hashlib.sha256(tensors_sha256(arrays).encode())
+    h.update(json.dumps(rest, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 class CorruptFileError(ValueError):
-    """A file whose tensors do not match the SHA-256 written with them."""
+    """A file whose tensors or metadata do not match the SHA-256 written with them."""
 
 
 class UnreadableDtypeError(ValueError):
@@ -99,11 +142,19 @@ class UnreadableDtypeError(ValueError):
 
 
 def check_sha256(path, arrays: dict, meta: dict) -> None:
-    """Raise CorruptFileError naming ``path`` if ``meta`` holds a checksum ``arrays`` fail."""
-    expected = meta.get(CHECKSUM_KEY)
-    if expected is not None and tensors_sha256(arrays) != expected:
-        raise CorruptFileError(f"{path}: file is corrupt: its tensor data do not match the "
-                               "SHA-256 written with them (damaged on disk or in transfer); "
+    """Raise CorruptFileError naming ``path`` if ``meta`` holds a checksum that ``arrays``
+    and ``meta`` fail: CHECKSUM_KEY covers both, OLD_CHECKSUM_KEY the tensors only."""
+    odd = [k for k in meta if k.startswith(OLD_CHECKSUM_KEY) and k not in (CHECKSUM_KEY,
+                                                                           OLD_CHECKSUM_KEY)]
+    if CHECKSUM_KEY in meta:
+        ok = content_sha256(arrays, meta) == meta[CHECKSUM_KEY]
+    elif OLD_CHECKSUM_KEY in meta:
+        ok = tensors_sha256(arrays) == meta[OLD_CHECKSUM_KEY]
+    else:
+        ok = not odd                      # a checksum key whose name was damaged
+    if not ok:
+        raise CorruptFileError(f"{path}: file is corrupt: its tensors or metadata do not match "
+                               "the SHA-256 written with them (damaged on disk or in transfer); "
                                "use another copy")
 
 
@@ -129,7 +180,7 @@ def safetensors_module():
 
 def safetensors_bytes(arrays: dict, meta: dict) -> bytes:
     """A .safetensors file's bytes, with CHECKSUM_KEY added to the metadata."""
-    meta = {**meta, CHECKSUM_KEY: tensors_sha256(arrays)}
+    meta = {**meta, CHECKSUM_KEY: content_sha256(arrays, meta)}
     return safetensors_module().numpy.save(arrays, metadata=meta)
 
 
@@ -151,7 +202,8 @@ def write_arrays(path, arrays: dict, meta: dict) -> None:
     np = host_xp()
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     encode = safetensors_bytes if suffix == ".safetensors" else npz_bytes
-    atomic_write_bytes(path, encode(arrays, meta))
+    with naming_write_errors(path):
+        atomic_write_bytes(path, encode(arrays, meta))
 
 
 def read_safetensors(path: Path) -> tuple[dict, dict]:
@@ -169,6 +221,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict]:
                     "file to float32 first (e.g. in PyTorch: {k: v.float() ...})") from None
     check_sha256(path, arrays, meta)
     meta.pop(CHECKSUM_KEY, None)
+    meta.pop(OLD_CHECKSUM_KEY, None)
     return arrays, meta
 
 
@@ -178,6 +231,7 @@ def read_npz(path: Path) -> tuple[dict, dict]:
     with open(path, "rb") as f:
         if f.read(2) != b"PK":            # every zip archive (so every .npz) starts with "PK"
             raise ValueError("not a zip archive")
+    check_npz_members(path)
     data = np.load(path, allow_pickle=False)
     arrays, meta = {}, {}
     try:
@@ -190,6 +244,34 @@ def read_npz(path: Path) -> tuple[dict, dict]:
     finally:
         data.close()
     return arrays, meta
+
+
+def check_npz_members(path: Path) -> None:
+    """Before anything is inflated: each member's sizes in the zip directory must agree with
+    its .npy header (shape x itemsize), and a compressed member may not inflate more than
+    MAX_NPZ_RATIO times (a few KB that declare gigabytes).  ValueError otherwise."""
+    np = host_xp()
+    fmt = np.lib.format
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > max(
+                    NPZ_RATIO_FLOOR, MAX_NPZ_RATIO * info.compress_size):
+                raise ValueError(f"member {info.filename!r} inflates from {info.compress_size} "
+                                 f"to {info.file_size} bytes (more than {MAX_NPZ_RATIO}x: a zip "
+                                 "bomb?); if the file is genuine, re-save it uncompressed "
+                                 "(np.savez)")
+            if not info.filename.endswith(".npy"):
+                continue
+            with z.open(info) as f:
+                version = fmt.read_magic(f)
+                header = (fmt.read_array_header_1_0 if version == (1, 0)
+                          else fmt.read_array_header_2_0)(f, max_header_size=10000)
+                shape, _, dtype = header
+                offset = f.tell()
+            need = offset + math.prod(shape) * dtype.itemsize
+            if dtype.hasobject or need != info.file_size:
+                raise ValueError(f"member {info.filename!r} declares shape {shape} {dtype} "
+                                 f"({need} bytes) but holds {info.file_size} bytes")
 
 
 def read_arrays(path) -> tuple[dict, dict]:
@@ -211,7 +293,8 @@ def read_arrays(path) -> tuple[dict, dict]:
                          f"({type(e).__name__}: {e})") from None
 
 
-__all__ = ["CHECKSUM_KEY", "FORMATS", "CorruptFileError", "UnreadableDtypeError",
-           "atomic_write_bytes", "check_sha256", "npz_bytes", "read_arrays", "read_json",
+__all__ = ["CHECKSUM_KEY", "FORMATS", "OLD_CHECKSUM_KEY", "CorruptFileError",
+           "UnreadableDtypeError", "WriteError", "atomic_write_bytes", "check_npz_members",
+           "check_sha256", "content_sha256", "naming_write_errors", "npz_bytes", "read_arrays", "read_json",
            "read_npz", "read_safetensors", "safetensors_bytes", "safetensors_module",
            "tensors_sha256", "weights_suffix", "write_arrays", "write_json"]

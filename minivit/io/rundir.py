@@ -7,6 +7,7 @@ Files in RUN_DIR:
     metrics.jsonl            one JSON line per epoch
     steps.jsonl              one JSON line per optimizer step: step, loss, lr (StepsLog)
     eval-val.json            val accuracy, per-class accuracy, confusion matrix (last epoch)
+    .minivit.lock            flock-ed while a trainer runs here (run_lock); holds its PID
 
 ``find_model`` turns what a user names (a run directory, its model or checkpoint file, or any
 model file) into the model file to read and the run directory it belongs to, if any.
@@ -15,11 +16,16 @@ model file) into the model file to read and the run directory it belongs to, if 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from minivit.backend import get_backend
-from minivit.io.files import atomic_write_bytes, read_json
+from minivit.errors import UserError
+from minivit.io.files import atomic_write_bytes, naming_write_errors, read_json
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -27,6 +33,7 @@ MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 EVAL_VAL_FILE = "eval-val.json"
 STEPS_FILE = "steps.jsonl"
+LOCK_FILE = ".minivit.lock"
 
 
 def default_run_dir(name: str) -> str:
@@ -56,27 +63,108 @@ def read_run_info(run_dir) -> dict:
 
 
 def read_metrics(run_dir) -> list[dict]:
-    """The records of RUN_DIR/metrics.jsonl, one dict per epoch."""
+    """The records of RUN_DIR/metrics.jsonl, one dict per epoch.
+
+    A torn last line (the disk filled up or the process died in the middle of an append) is
+    dropped with a warning; a bad line before it is a ValueError naming file and line."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (is {run_dir} a training run directory?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _parse_metrics(path)
+
+
+def _parse_metrics(path: Path) -> list[dict]:
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    records = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int):
+                raise ValueError("not a record with an integer epoch")
+        except ValueError as e:
+            if i == len(lines) - 1:
+                warnings.warn(f"{path} line {n}: dropped an incomplete last line (the run "
+                              "stopped in the middle of writing it)", stacklevel=3)
+                break
+            raise ValueError(f"{path} line {n}: not a metrics record ({e}); fix or delete "
+                             "that line") from None
+        records.append(rec)
+    return records
 
 
 def append_metrics(run_dir, record: dict) -> None:
     """One line more in RUN_DIR/metrics.jsonl."""
-    with open(Path(run_dir) / METRICS_FILE, "a") as f:
+    path = Path(run_dir) / METRICS_FILE
+    with naming_write_errors(path), open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
 def trim_metrics(run_dir, epochs_logged: int) -> None:
     """Drop metrics lines written after the checkpoint we resume from (a crash between
-    writing the line and the checkpoint would otherwise repeat an epoch)."""
+    writing the line and the checkpoint would otherwise repeat an epoch), and a torn last
+    line (with a warning)."""
     path = Path(run_dir) / METRICS_FILE
     if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines()
-                 if ln.strip() and json.loads(ln)["epoch"] <= epochs_logged]
-        atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
+        lines = [json.dumps(r) for r in _parse_metrics(path) if r["epoch"] <= epochs_logged]
+        with naming_write_errors(path):
+            atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
+
+
+# ---------------------------------------------------------------------------- one process per run
+class RunDirInUse(UserError):
+    """Another process holds the run directory's lock."""
+
+
+@contextmanager
+def run_lock(run_dir, create: bool = True):
+    """Hold an exclusive lock on RUN_DIR for the block: a second trainer on the same
+    directory fails at once with RunDirInUse, naming the holder's PID.
+
+    The lock is ``fcntl.flock`` on RUN_DIR/LOCK_FILE (created, with the directory, if need be;
+    it holds the PID for the message).  The kernel releases a flock when its process exits,
+    however it exits (kill -9 included), so a lock file left behind by a dead process blocks
+    nothing: the next run locks it again.  The file is never deleted (deleting it could let
+    two processes lock two different files).  With ``create=False`` a missing RUN_DIR is
+    not created (nothing is locked)."""
+    import fcntl
+    run_dir = Path(run_dir)
+    path = run_dir / LOCK_FILE
+    if not create and not run_dir.is_dir():
+        yield None                        # nothing to lock: the caller reports the missing run
+        return
+    with naming_write_errors(path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirInUse(f"{run_dir} is in use by another minivit process (PID {holder}); "
+                              "wait for it or choose another --run-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)                      # releases the lock
+
+
+TEMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")   # io.files.atomic_write_bytes'
+
+
+def remove_temp_files(run_dir) -> list[str]:
+    """Delete what interrupted atomic writes left in RUN_DIR (``.NAME.XXXXXXXX.tmp``; only
+    that pattern, only plain files).  Call it holding ``run_lock``.  Returns their names."""
+    gone = []
+    for p in Path(run_dir).iterdir():
+        if TEMP_PATTERN.match(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return sorted(gone)
 
 
 def check_run_dir_path(run_dir) -> None:
@@ -165,6 +253,7 @@ def format_record(rec: dict, total: int) -> str:
     return "  ".join(parts + [f"{rec['images_per_sec']:.0f} img/s"])
 
 
-__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_VAL_FILE", "METRICS_FILE", "MODEL_FILE",
-           "STEPS_FILE", "StepsLog", "append_metrics", "check_run_dir_path", "default_run_dir", "find_model", "format_record", "read_metrics",
-           "read_run_info", "run_info", "trim_metrics"]
+__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_VAL_FILE", "LOCK_FILE", "METRICS_FILE",
+           "MODEL_FILE", "RunDirInUse", "STEPS_FILE", "StepsLog", "append_metrics",
+           "check_run_dir_path", "default_run_dir", "find_model", "format_record", "read_metrics",
+           "read_run_info", "remove_temp_files", "run_info", "run_lock", "trim_metrics"]
