@@ -27,7 +27,8 @@
 #   attention out to that mean (section 6).
 #
 # The computations are in `minivit/analysis.py` and the figures in `minivit/plots_inspect.py`;
-# `minivit inspect CHECKPOINT --image IMG...` makes all of them from the command line.
+# `minivit inspect CHECKPOINT --image IMG...` makes the paper's versions of them from the
+# command line (section 8).
 #
 # The trained model is the one `minivit train` makes with its default recipe (walkthrough 04),
 # committed with its run in `results/cifar-nano-pd50-38ep-um1/`: cifar-nano (811,146
