@@ -8,8 +8,10 @@ empty cache): they must work from the committed sample and synthetic data alone.
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,6 +66,31 @@ def test_walkthrough_runs_in_fast_mode_and_saves_its_figures(name, tmp_path):
     for f in FIGURES[name]:
         assert (out / f"{f}.png").stat().st_size > 1000
     print(f"{name}: {seconds:.1f} s")
+
+
+def test_figures_go_to_a_temporary_folder_unless_minivit_out_is_set(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("walkthroughs_setup", WALK / "_setup.py")
+    setup = importlib.util.module_from_spec(spec)       # walkthroughs/_setup.py
+    spec.loader.exec_module(setup)
+    monkeypatch.delenv("MINIVIT_OUT", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None                              # read TMPDIR again
+    try:
+        out = setup.walkthrough("01_pixels_to_prediction")[1]
+    finally:
+        tempfile.tempdir = None
+    assert out.is_dir() and out.parent == tmp_path.resolve()
+    assert WALK not in out.parents                       # never the committed rendered/ folder
+    monkeypatch.setenv("MINIVIT_OUT", str(tmp_path / "figs"))
+    assert setup.walkthrough("01_pixels_to_prediction")[1] == (tmp_path / "figs").resolve()
+    assert (tmp_path / "figs").is_dir()
+
+
+def test_rendered_markdown_names_no_folder_of_the_machine_it_ran_on():
+    absolute = re.compile(r"(?<![\w.~])/(?:tmp|home|work|root|Users|var|private)/")
+    for md in sorted((WALK / "rendered").glob("*.md")):
+        bad = [line for line in md.read_text().splitlines() if absolute.search(line)]
+        assert not bad, f"{md.name} prints absolute paths: {bad[:3]}"
 
 
 def test_parse_percent_cells():

@@ -27,13 +27,17 @@
 # $$z_\ell = \text{MLP}(\text{LN}(z'_\ell)) + z'_\ell \qquad (3)$$
 # $$y = \text{LN}(z_L^0) \qquad (4)$$
 #
+# Equation (4) reads the class token's final state. The model we follow, minivit's default,
+# reads the mean of the patch tokens' final states instead (section 16):
+# $y = \frac{1}{N} \sum_{i=1}^{N} \text{LN}(z_L)^i$.
+#
 # Run it with `python walkthroughs/01_pixels_to_prediction.py` (`MINIVIT_FAST=1` for a quick
-# run; figures go to `$MINIVIT_OUT`, by default `walkthroughs/rendered/01_pixels_to_prediction/`),
-# or open it as a notebook with jupytext.
+# run; the figures go to a new temporary folder, printed below, or to `$MINIVIT_OUT` when it
+# is set), or open it as a notebook with jupytext.
 
 # %%
 
-from _setup import shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import TRAINED_MODEL, shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
 FAST, OUT, ASSETS, save = walkthrough("01_pixels_to_prediction")
 
 import matplotlib.pyplot as plt
@@ -93,17 +97,20 @@ assert x.shape == (1, 3, 32, 32)
 # ## 2. The model
 #
 # `cifar-nano`: 32 x 32 images in 4 x 4 patches, width $D = 128$, 6 blocks of 4 heads, MLP
-# width 256. We use the model trained on CIFAR-10 that ships in `assets/` (when it is
-# missing, a freshly initialised one: the shapes are the same, the pictures less telling).
-# Its parameters are a flat dict with timm's names and shapes.
+# width 256. We use the model that `minivit train` makes with its default recipe, committed
+# with its run in `results/cifar-nano-pd50-38ep-um1/`: trained from scratch on CIFAR-10 for
+# 38 epochs on a 2-core CPU (2026-11-23), mean pooling, patch dropout 0.5 in training, 80.24%
+# test accuracy (walkthrough 04 explains the recipe). When the file is missing, a freshly
+# initialised model of the same config stands in: the shapes are the same, the pictures less
+# telling. Its parameters are a flat dict with timm's names and shapes.
 
 # %%
-CKPT = ASSETS / "cifar-nano-trained.safetensors"
+CKPT = TRAINED_MODEL
 if CKPT.is_file():
     model = minivit.load(CKPT)
-    print("loaded", CKPT.name)
+    print("loaded", "/".join(CKPT.parts[-3:]))
 else:
-    model = minivit.create_model("cifar-nano", seed=0)
+    model = minivit.create_model("cifar-nano", seed=0, pool="mean", patch_drop_rate=0.5)
     print(f"{CKPT.name} not found: an untrained model")
 print(model)
 cfg, p = model.config, model.params
@@ -209,7 +216,9 @@ save(fig, "04_patch_embedding")
 # ## 6. The class token and the position embeddings
 #
 # A learned vector $x_\text{class}$ (`cls_token`, shape (1, 1, D)) is put in front of the 64
-# patch tokens; its final state will be the image's representation. Attention by itself does
+# patch tokens. In the paper its final state is the image's representation; our model pools
+# the patch tokens instead, so for it the class token is one more token that the patches can
+# attend to, whose own final state nobody reads. Attention by itself does
 # not know where a token came from, so a learned position embedding (`pos_embed`, one row per
 # token: $(N+1) \times D$) is added. This is all of equation (1): `embed_tokens_forward`.
 
@@ -311,19 +320,21 @@ save(fig, "07_scores_softmax")
 # ## 10. The weighted sum of the values
 #
 # Token $i$'s output in a head is the average of all values, weighted by its row of $A$:
-# $\text{SA}(z)_i = \sum_j A_{ij} v_j$. First for the class token (row 0), then for all tokens
-# at once ($A v$), and then the same through `attention_core_forward`.
+# $\text{SA}(z)_i = \sum_j A_{ij} v_j$. First for one token, the patch in row 3, column 3 near
+# the middle of the image (patch 27, token 28: the class token is token 0), then for all
+# tokens at once ($A v$), and then the same through `attention_core_forward`.
 
 # %%
 from minivit.layers.attention import attention_core_forward
 
-out_cls = to_numpy(A[0, 0, 0]) @ to_numpy(v[0, 0])   # (N+1,) weights @ (N+1, d) values
-print("class token, head 1:", out_cls.shape, out_cls[:5].round(3))
+QUERY = 27                                            # the patch we follow; its token is QUERY + 1
+out_q = to_numpy(A[0, 0, QUERY + 1]) @ to_numpy(v[0, 0])   # (N+1,) weights @ (N+1, d) values
+print(f"patch {QUERY}, head 1:", out_q.shape, out_q[:5].round(3))
 out = A @ v                                           # all tokens, all heads
 print("A @ v", out.shape)
 core, core_cache = attention_core_forward(q, k, v)
 probs = core_cache.probs
-assert np.allclose(to_numpy(core[0, 0, 0]), out_cls, atol=1e-5)
+assert np.allclose(to_numpy(core[0, 0, QUERY + 1]), out_q, atol=1e-5)
 assert np.allclose(to_numpy(core), to_numpy(out), atol=1e-5) and np.allclose(to_numpy(probs), to_numpy(A))
 print("by hand == attention_core_forward: OK")
 
@@ -331,12 +342,29 @@ print("by hand == attention_core_forward: OK")
 # ## 11. Several heads side by side
 #
 # Each head has its own $q, k, v$, so each looks for something else. Top row: the four
-# attention matrices; bottom row: the class token's row of each (which patches it reads),
-# laid out on the 8 x 8 grid over the image (`minivit.analysis.cls_attention_map`).
+# attention matrices; bottom row: patch 27's row of each (which patches it reads; the outlined
+# square is patch 27 itself), laid out on the 8 x 8 grid over the image, each map scaled to its
+# own maximum. A class-token model would be read through row 0, the class token's; ours pools
+# the patch tokens, so every patch's row counts, and we look at one of them.
 
 # %%
-from minivit.analysis import cls_attention_map
+from matplotlib.patches import Rectangle
+
 from minivit.plots_inspect import overlay
+
+
+def patch_row_map(attn, query, head=None):
+    """One layer's attention (B, heads, T, T) -> (B, g, g): the row of patch ``query`` (token
+    query + 1) over the patch keys, for one head or the mean over heads; the weight on the
+    class token (column 0) is left out."""
+    a = attn.mean(axis=1) if head is None else attn[:, head]
+    return a[:, query + 1, 1:].reshape(len(a), g, g)
+
+
+def mark(ax, patch):
+    r, c = divmod(patch, g)
+    ax.add_patch(Rectangle((c * P - 0.5, r * P - 0.5), P, P, fill=False, ec="white", lw=1.2))
+
 
 fig, axes = plt.subplots(2, H, figsize=(2.2 * H, 4.6), layout="constrained")
 for h in range(H):
@@ -344,10 +372,16 @@ for h in range(H):
     axes[0, h].set_title(f"head {h + 1}", fontsize=9)
     axes[0, h].set_xticks([])
     axes[0, h].set_yticks([])
-    overlay(axes[1, h], image_u8, cls_attention_map(A, g, head=h)[0])
+    overlay(axes[1, h], image_u8, patch_row_map(A, QUERY, head=h)[0])
+    mark(axes[1, h], QUERY)
 axes[0, 0].set_ylabel("query")
-fig.suptitle("block 1: attention of each head; below, the class token's row over the image", fontsize=10)
+fig.suptitle(f"block 1: attention of each head; below, patch {QUERY}'s row over the image", fontsize=10)
 save(fig, "08_heads")
+
+# %% [markdown]
+# Already in block 1 the four heads differ: each attention matrix has its own pattern of
+# bright columns (keys that many queries read), and patch 27 reads a different handful of
+# patches in each head, scattered over the image rather than next to it.
 
 # %% [markdown]
 # ## 12. Merge the heads and project
@@ -417,35 +451,43 @@ save(fig, "09_mlp_gelu")
 # ## 15. The stack of blocks
 #
 # The same block, with its own parameters, is applied $L = 6$ times. Below: for each block,
-# the class token's attention (mean over heads) over the image.
+# patch 27's attention (mean over heads) over the image.
 
 # %%
 z = z1
-attn_maps = [cls_attention_map(A, g)[0]]
+attn_maps = [patch_row_map(A, QUERY)[0]]
 for i in range(1, L):
     z, block_cache = block_forward(z, model.block_params(i), H, cfg.gelu)
-    attn_maps.append(cls_attention_map(block_cache.probs, g)[0])
+    attn_maps.append(patch_row_map(block_cache.probs, QUERY)[0])
     print(f"after block {i + 1}: z {z.shape}, mean token norm {float((z * z).sum(-1).mean() ** 0.5):.2f}")
 assert z.shape == (1, N + 1, D)
 
 fig, axes = plt.subplots(1, L, figsize=(1.6 * L, 2), layout="constrained")
 for i, ax in enumerate(axes):
     overlay(ax, image_u8, attn_maps[i], title=f"block {i + 1}")
+    mark(ax, QUERY)
 save(fig, "10_blocks")
 
 # %% [markdown]
-# ## 16. The class token's output and the classifier
+# Averaged over the heads, patch 27's attention changes from block to block: spread over many
+# patches in block 1, on its own row's patches left and right of it in block 3, on a few
+# single patches in the later blocks.
+
+# %% [markdown]
+# ## 16. Pooling and the classifier
 #
-# Equation (4): the final LayerNorm, then only the class token's state (row 0) goes to the
-# linear head, giving one score ("logit") per class. A softmax turns the logits into
-# probabilities. Our step-by-step logits must equal `model.forward(x)`.
+# The final LayerNorm, then one vector for the image goes to the linear head, giving one score
+# ("logit") per class. In the paper (equation (4)) that vector is the class token's state
+# (row 0); in our model (`pool="mean"`) it is the mean of the 64 patch tokens' states (rows
+# 1 to 64), so every patch token feeds the head directly (walkthrough 04 says why). A softmax
+# turns the logits into probabilities. Our step-by-step logits must equal `model.forward(x)`.
 
 # %%
 zf, _ = layernorm_forward(z, p["norm.weight"], p["norm.bias"])
-y_cls = zf[:, 0]                                        # (1, D)
-logits, _ = linear_forward(y_cls, p["head.weight"], p["head.bias"])
+y_img = zf[:, 0] if cfg.pool == "token" else zf[:, 1:].mean(axis=1)   # (1, D)
+logits, _ = linear_forward(y_img, p["head.weight"], p["head.bias"])
 probs_cls, _ = softmax_forward(logits)
-print("class token output", y_cls.shape, "-> logits", logits.shape)
+print(f"pool={cfg.pool!r}: image vector", y_img.shape, "-> logits", logits.shape)
 model_logits = model.forward(x)
 assert np.allclose(to_numpy(logits), to_numpy(model_logits), rtol=1e-4, atol=1e-5)
 print("step by step == model.forward(x): OK; max difference",

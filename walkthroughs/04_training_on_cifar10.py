@@ -42,7 +42,8 @@ from minivit.backend import to_device, to_numpy
 
 
 WORK = Path(tempfile.mkdtemp(prefix="minivit-walkthrough-04-"))   # data subset and run dir
-print("fast mode" if FAST else "full mode", "| figures in", shown(OUT), "| working in", WORK)
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT),
+      "| working in a temporary folder, removed at the end")
 START_DIR = Path.cwd()
 os.chdir(WORK)                                        # short relative paths in the commands below
 
@@ -64,7 +65,7 @@ os.chdir(WORK)                                        # short relative paths in 
 # | augmentation | random 32 x 32 crop of the image padded by 4, horizontal flip | a ViT has no built-in translation invariance: it must see shifted and mirrored images to learn it; on 45,000 images it otherwise overfits within a few epochs. (Longer GPU runs add Mixup/CutMix and stochastic depth.) |
 # | label smoothing | 0.1 | the target is 0.91 on the true class and 0.01 on the others: the model is not pushed to infinite logits, which regularises and keeps its probabilities calibrated. |
 # | gradient clipping | global norm 1.0 | one bad batch cannot undo the run. |
-# | length | 38 epochs (13,338 steps) | the CPU budget: 60 minutes on two cores the day it was measured, about 140 at the speed it ran at in session 7 (on such a day, `--epochs 31`): a ViT keeps improving for hundreds of epochs, so on a CPU the budget, not the model, sets the length. |
+# | length | 38 epochs (13,338 steps) | the CPU budget: 60 minutes on two cores on 2026-11-23, when `bench_train_step.py --configs cifar-nano --set pool=mean --set patch_drop_rate=0.5` measured 715 images/s; about 140 minutes on 2026-11-22, when it measured 292 (on such a day, `--epochs 31`): a ViT keeps improving for hundreds of epochs, so on a CPU the budget, not the model, sets the length. |
 # | threads | one per CPU core (`--threads`) | each batch is split between the cores: every thread runs the forward and backward pass of its share of the images on a replica of the model that shares the parameters, and the gradients are added (`minivit/parallel.py`). NumPy releases the GIL inside its array operations, so two cores train almost twice as fast. |
 #
 # Below, the learning-rate schedule (`minivit.warmup_cosine`), what the augmentation does to
@@ -142,7 +143,7 @@ if real is not None:
                          b"data": xb[:n].reshape(n, -1), b"filenames": [b""] * n}, data_dir / name)
     save_py2_pickle({b"label_names": [s.encode() for s in read_label_names(real / "batches.meta")]},
                     data_dir / "batches.meta")
-    print(f"real CIFAR-10 subset from {real}: {5 * per_batch} training, {n_test} test images")
+    print(f"real CIFAR-10 subset from {real.name}: {5 * per_batch} training, {n_test} test images")
 else:
     per_batch, n_test = (40, 40) if FAST else (1000, 1000)
     write_cifar10_like(data_dir, n_train_per_batch=per_batch, n_test=n_test, seed=0)
@@ -222,17 +223,17 @@ if "ipykernel" in sys.modules:
     display(Image(str(OUT / "02_curves.png")))
 
 # %% [markdown]
-# A few minutes are a start, not a result. With all 45,000 training images one epoch of
-# cifar-nano takes about 4 to 6 minutes on two CPU cores (130 to 195 images/s, see
-# `images_per_sec` in `metrics.jsonl`). The model in `assets/` that walkthroughs 01 and 03
-# look at was trained that way, by `minivit train` with the recipe of the time (class token,
-# no patch dropout, 18 epochs), in 109 minutes, and reached 75.6% validation and 75.3% test
-# accuracy. The recipe above (`minivit train` with no options, 38 epochs) took 60 minutes, at
-# 475 to 683 images/s (patch dropout halves the cost of a step, and the host was fast that
-# day), and reached 80.1% validation and 80.2% test accuracy (README, *Training results*); the
-# same recipe for 31 epochs, on a slower day, took 114 minutes for 79.6%. On a CPU,
-# the budget, not the model, sets the accuracy. On a GPU
-# (`minivit --backend cupy train ...`) the same code runs far faster.
+# A few minutes are a start, not a result. With all 45,000 training images, the recipe above
+# (`minivit train` with no options, 38 epochs) took 60 minutes on two CPU cores on
+# 2026-11-23, at 475 to 683 images/s (`images_per_sec` in `metrics.jsonl`; patch dropout
+# halves the cost of a step, and the benchmark measured 715 images/s that day), and reached
+# 80.12% validation and 80.24% test accuracy (README, *Training results*). That model, with
+# its run, is in `results/cifar-nano-pd50-38ep-um1/`; walkthroughs 01 and 03 look at it. The
+# same recipe for 31 epochs took 114 minutes on 2026-11-22, when the benchmark measured 292
+# images/s, for 79.6%; the earlier recipe (class token, no patch dropout, 18 epochs, at 114
+# to 146 images/s) took 109 minutes that day for 75.3%. On a CPU, the budget, not the model,
+# sets the accuracy. On a GPU (`minivit --backend cupy train ...`) the same code runs far
+# faster.
 #
 # ## 5. Evaluate, predict, plot
 #

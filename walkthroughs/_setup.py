@@ -6,15 +6,22 @@ full mode, where the figures go and how they are written.  Plumbing, not part of
     print("figures in", shown(OUT))
 
 MINIVIT_FAST=1: small sizes, few steps (the tests run every walkthrough so).
-MINIVIT_OUT=DIR: where the figures go (default walkthroughs/rendered/<name>/).
+MINIVIT_OUT=DIR: where the figures go.  Without it, a new temporary folder (printed), so that
+running a walkthrough never overwrites the committed figures of walkthroughs/rendered/;
+``render.py`` passes ``MINIVIT_OUT=walkthroughs/rendered/<name>/`` to re-render them.
 """
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent                # walkthroughs/
-ASSETS = HERE / "assets"                              # the CIFAR-10 sample, the trained model
+ASSETS = HERE / "assets"                              # the CIFAR-10 sample
+# the model `minivit train` makes with its default recipe (mean pooling, patch dropout 0.5,
+# 38 epochs, 80.24% test), committed with its run in results/: walkthroughs 01 and 03 look at it
+TRAINED_RUN = HERE.parent / "results" / "cifar-nano-pd50-38ep-um1"
+TRAINED_MODEL = TRAINED_RUN / "model.safetensors"
 DPI = 80
 if (HERE.parent / "minivit" / "__init__.py").is_file():
     sys.path.insert(0, str(HERE.parent))              # this checkout's minivit, installed or not
@@ -23,8 +30,11 @@ if (HERE.parent / "minivit" / "__init__.py").is_file():
 def walkthrough(name):
     """-> (FAST, OUT, ASSETS, save) for the walkthrough ``name``."""
     fast = os.environ.get("MINIVIT_FAST") == "1"
-    out = Path(os.environ.get("MINIVIT_OUT", HERE / "rendered" / name)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("MINIVIT_OUT"):
+        out = Path(os.environ["MINIVIT_OUT"]).resolve()
+        out.mkdir(parents=True, exist_ok=True)
+    else:                                             # never the committed rendered/<name>/
+        out = Path(tempfile.mkdtemp(prefix=f"minivit-{name}-")).resolve()
 
     def save(fig, figure_name):
         """Write the figure to OUT/figure_name.png (in Jupyter it is also shown below the cell)."""
