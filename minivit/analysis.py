@@ -280,14 +280,9 @@ def attention_rollout(attn, discard_ratio: float = 0.0, head_fusion: str = "mean
     return result
 
 
-def cls_attention_map(attn, grid, num_prefix_tokens: int = 1, head=None):
-    """What the class token attends to, as an image-shaped map: (B, gh, gw).
-
-    attn: a rollout (B, T, T) from ``attention_rollout``, or one layer's attention probabilities
-    (B, heads, T, T), of which ``head`` (an int) is taken, or the mean over heads (head=None).
-    The result is row 0 (the class token's query), columns of the patch keys, reshaped to the
-    patch grid; it is not renormalised (it sums to one minus the weight on prefix tokens).
-    """
+def _query_rows(attn, grid, num_prefix_tokens, head, what):
+    """Check ``attn`` (a rollout (B, T, T) or one layer (B, heads, T, T)), pick ``head`` (or
+    the mean over heads) -> ((B, T, T), number of prefix tokens, (gh, gw))."""
     if not is_array(attn) or attn.ndim not in (3, 4):
         raise ValueError("attn must be a rollout (B, T, T) or one layer's attention (B, heads, "
                          "T, T), got "
@@ -296,8 +291,8 @@ def cls_attention_map(attn, grid, num_prefix_tokens: int = 1, head=None):
         raise ValueError(f"attn has shape {tuple(attn.shape)}: the last two axes must be equal")
     p = _check_prefix(num_prefix_tokens)
     if p < 1:
-        raise ValueError("cls_attention_map needs a class token (num_prefix_tokens >= 1)")
-    gh, gw = _check_tokens(attn.shape[-1], grid, p, "attn")
+        raise ValueError(f"{what} needs a class token (num_prefix_tokens >= 1)")
+    grid_hw = _check_tokens(attn.shape[-1], grid, p, "attn")
     if attn.ndim == 4:
         H = attn.shape[1]
         if head is None:
@@ -308,7 +303,35 @@ def cls_attention_map(attn, grid, num_prefix_tokens: int = 1, head=None):
             attn = attn[:, head]
     elif head is not None:
         raise ValueError("head is only meaningful for per-head attention (B, heads, T, T)")
-    return attn[:, 0, p:].reshape(attn.shape[0], gh, gw)
+    return attn, p, grid_hw
+
+
+def cls_attention_map(attn, grid, num_prefix_tokens: int = 1, head=None):
+    """What the class token attends to, as an image-shaped map: (B, gh, gw).
+
+    attn: a rollout (B, T, T) from ``attention_rollout``, or one layer's attention probabilities
+    (B, heads, T, T), of which ``head`` (an int) is taken, or the mean over heads (head=None).
+    The result is row 0 (the class token's query), columns of the patch keys, reshaped to the
+    patch grid; it is not renormalised (it sums to one minus the weight on prefix tokens).
+    """
+    a, p, (gh, gw) = _query_rows(attn, grid, num_prefix_tokens, head, "cls_attention_map")
+    return a[:, 0, p:].reshape(a.shape[0], gh, gw)
+
+
+def pooled_attention_map(attn, grid, pool: str = "token", num_prefix_tokens: int = 1,
+                         head=None):
+    """What the pooled feature reads, as an image-shaped map (B, gh, gw).
+
+    pool="token": the class token's row (``cls_attention_map``).  pool="mean": the head reads
+    (1/N) sum_q z_q, and (1/N) sum_q sum_k A_qk v_k = sum_k ((1/N) sum_q A_qk) v_k, so each
+    patch's value enters with the average weight the N patch queries give it: the patch
+    queries' rows averaged, over the patch keys (prefix tokens left out)."""
+    if pool == "token":
+        return cls_attention_map(attn, grid, num_prefix_tokens, head)
+    if pool != "mean":
+        raise ValueError(f"pool must be 'token' or 'mean', got {pool!r}")
+    a, p, (gh, gw) = _query_rows(attn, grid, num_prefix_tokens, head, "pooled_attention_map")
+    return a[:, p:, p:].mean(axis=1).reshape(a.shape[0], gh, gw)
 
 
 # --------------------------------------------------------------------------- running a model
@@ -361,4 +384,4 @@ def confident_mistakes(logits, labels, k: int = 8):
 
 __all__ = ["patch_embedding_pca", "position_embedding_similarity", "patch_distances",
            "mean_attention_distance", "attention_rollout", "cls_attention_map",
-           "capture_attention", "confident_mistakes"]
+           "pooled_attention_map", "capture_attention", "confident_mistakes"]

@@ -220,3 +220,20 @@ def test_confident_mistakes_orders_by_true_class_probability():
 def test_bad_input_raises_value_error_naming_the_problem(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_pooled_attention_map_reads_what_each_pooling_reads():
+    """pool="token": the class token's row; pool="mean": the patch queries' rows averaged over
+    the patch keys, which is the weight each patch's value has in the mean of the outputs."""
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 3, 5, 5))
+    a /= a.sum(-1, keepdims=True)                              # (B, heads, 1 + 4, 1 + 4)
+    v = rng.standard_normal((2, 5, 7))                         # values (B, T, d), one head
+    np.testing.assert_array_equal(A.pooled_attention_map(a, 2, "token"),
+                                  A.cls_attention_map(a, 2))
+    m = A.pooled_attention_map(a, 2, "mean", head=1).reshape(2, 4)
+    pooled_out = (a[:, 1] @ v)[:, 1:].mean(axis=1)             # mean over patch queries
+    np.testing.assert_allclose(pooled_out - a[:, 1, 1:, 0].mean(1)[:, None] * v[:, 0],
+                               np.einsum("bk,bkd->bd", m, v[:, 1:]), rtol=1e-12)
+    with pytest.raises(ValueError, match="pool must be"):
+        A.pooled_attention_map(a, 2, "max")

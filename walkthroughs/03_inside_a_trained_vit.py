@@ -239,17 +239,14 @@ show(PI.plot_attention_distance(list(dists.items()), OUT / "03_attention_distanc
 # mean-pooled model takes from one attention head is the mean of the patch queries' outputs,
 # $\frac{1}{N}\sum_q \sum_k A_{qk} v_k = \sum_k \big(\frac{1}{N}\sum_q A_{qk}\big)\, v_k$:
 # each patch's value enters with the average weight the 64 patch queries give it. That average
-# row (`pooled_attention_map` below: patch queries, patch keys, the class token's column left
+# row (`minivit.analysis.pooled_attention_map`: patch queries, patch keys, the class token's column left
 # out) is drawn for each head of the first and the last block, each map scaled to its own
 # maximum: bright patches are read by many queries, dark ones by few.
 
 # %%
 def pooled_attention_map(attn, head=None):
-    """What the mean of the patch tokens reads: one layer's attention (B, heads, T, T) (one
-    head, or the mean over heads) or a rollout (B, T, T) -> (B, g, g), the rows of the N patch
-    queries averaged, over the N patch keys (the class token, token 0, left out)."""
-    a = attn if attn.ndim == 3 else (attn.mean(axis=1) if head is None else attn[:, head])
-    return a[:, 1:, 1:].mean(axis=1).reshape(len(a), cfg.grid_size, cfg.grid_size)
+    """One layer's attention (B, heads, T, T) or a rollout (B, T, T) -> (B, g, g)."""
+    return A.pooled_attention_map(attn, cfg.grid_size, "mean", head=head)
 
 
 show_idx = np.arange(4 if FAST else 6)

@@ -8,7 +8,8 @@ Writes into --out (default RUN_DIR/inspect, or <model file name>-inspect next to
     filters_pca.png           ViT paper Fig. 7 left: principal components of the patch filters
     position_similarity.png   Fig. 7 center: cosine similarity of the position embeddings
     attention_distance.png    Fig. 7 right: mean attention distance per head (dots) and layer
-    attention_heads.png       the class token's attention, one column per head, of --layer
+    attention_heads.png       what the pooled feature reads (the class token's attention, or
+                              the patch queries' mean for pool=mean), one column per head
     attention_rollout.png     Fig. 6: attention rollout (Abnar & Zuidema 2020) on the images
     mistakes.png              with CIFAR-10 found: the test images the model gets most wrong
 
@@ -32,6 +33,7 @@ from minivit.data.batches import normalize
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
 CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
 CIFAR10_STD = (0.2472, 0.2437, 0.2617)
+READS = {"token": "class-token attention", "mean": "mean patch-query attention"}
 DISTANCE_IMAGES = 128          # the paper's Fig. 7 right averages over 128 images
 
 
@@ -186,18 +188,18 @@ def run(args) -> int:
     rollouts, predictions = [], []
     for t, m in models:
         logits, attn = A.capture_attention(m, x)
-        rollouts.append((t, A.cls_attention_map(
-            A.attention_rollout(attn, discard_ratio=args.discard_ratio), g)))
+        rollouts.append((t, A.pooled_attention_map(
+            A.attention_rollout(attn, discard_ratio=args.discard_ratio), g, m.config.pool)))
         predictions.append(to_numpy(logits))
         if m is model:                                       # (B, heads, g, g)
-            heads = np.stack([to_numpy(A.cls_attention_map(attn[layer], g, head=h))
+            heads = np.stack([to_numpy(A.pooled_attention_map(attn[layer], g, cfg.pool, head=h))
                               for h in range(cfg.num_heads)], axis=1)
     probs = _softmax(predictions[0])
     row_titles = [f"{c}\n-> {names[int(p.argmax())]} {float(p.max()):.2f}"
                   for c, p in zip(captions, probs)]
     wrote(P.plot_attention_heads(
         images, heads, out / "attention_heads.png", row_titles,
-        title=f"{title}: class-token attention, layer {layer + 1} of {cfg.depth}"))
+        title=f"{title}: {READS[cfg.pool]}, layer {layer + 1} of {cfg.depth}"))
     wrote(P.plot_rollout(
         images, [(f"rollout, {t}", r) for t, r in rollouts], out / "attention_rollout.png",
         row_titles, title="attention rollout (Abnar & Zuidema 2020)\n"
@@ -212,7 +214,8 @@ def run(args) -> int:
         worst = A.confident_mistakes(logits, test_y, args.mistakes)
         if len(worst):
             _, attn = A.capture_attention(model, prepare(test_x[worst]))
-            maps = A.cls_attention_map(A.attention_rollout(attn, args.discard_ratio), g)
+            maps = A.pooled_attention_map(A.attention_rollout(attn, args.discard_ratio), g,
+                                          cfg.pool)
             p = _softmax(logits[worst])
             caps = [f"true {names[int(test_y[i])]} {float(pi[test_y[i]]):.2f}\n"
                     f"said {names[int(pi.argmax())]} {float(pi.max()):.2f}"
