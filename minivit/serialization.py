@@ -41,6 +41,9 @@ from minivit.init import param_shapes
 from minivit.io.files import read_arrays, write_arrays
 from minivit.model import VisionTransformer, check_params
 from minivit.resample import resample_pos_embed
+from minivit.resnet import ResNet
+from minivit.resnet_config import RESNET_FORMAT
+from minivit.resnet_files import resnet_from_arrays, save_resnet
 
 CONFIG_KEY = "minivit_config"
 MODEL_FORMAT = "minivit"
@@ -155,7 +158,10 @@ def save(model: VisionTransformer, path) -> None:
     """Write ``model.params`` (timm names and shapes) and ``model.config`` to ``path``.
 
     ``.safetensors`` or ``.npz`` by suffix; arrays are copied to the host; the write is atomic.
+    A ResNet (minivit.resnet) is written with its BatchNorm buffers (minivit.resnet_files).
     """
+    if isinstance(model, ResNet):
+        return save_resnet(model, path)
     arrays = {k: to_numpy(v) for k, v in model.params.items()}
     meta = {"format": MODEL_FORMAT, CONFIG_KEY: json.dumps(model.config.to_dict())}
     write_arrays(path, arrays, meta)
@@ -179,6 +185,8 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
               new_head=new_head)
     if meta.get("format") == OPTIMIZER_FORMAT:
         raise ValueError(f"{path}: holds optimizer state, not a model; use load_optimizer")
+    if meta.get("format") == RESNET_FORMAT:
+        return resnet_from_arrays(arrays, meta, path, dtype=dtype, num_classes=num_classes)
     if CONFIG_KEY not in meta and convert.is_official(arrays):
         return build_from_official(arrays, config, source=path, **kw)
     if config is not None:
