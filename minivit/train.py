@@ -286,7 +286,7 @@ def _check_data_order(progress: Progress, epoch, gen):
 
 
 def _check_finite_params(model, step):
-    xp = array_module(model.params["cls_token"])
+    xp = array_module(next(iter(model.params.values())))
     for name, p in model.params.items():
         if not bool(xp.isfinite(p).all()):
             raise TrainingDiverged(f"parameter {name} is not finite after step {step}; not "
