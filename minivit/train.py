@@ -39,6 +39,7 @@ from minivit.io.files import write_json
 from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
                                MODEL_FILE, append_metrics, default_run_dir, format_record,
                                run_info, trim_metrics)
+from minivit.distillation import Distillation
 from minivit.objectives import make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
@@ -134,7 +135,8 @@ class _Run:
         total = cfg.steps or cfg.epochs * steps_per_epoch
         warmup = min(total, cfg.warmup_steps if cfg.warmup_steps is not None
                      else round(cfg.warmup_epochs * steps_per_epoch))
-        self.objective = make_objective(cfg, data, resume)
+        self.objective = (Distillation(cfg, data, resume) if cfg.teacher
+                          else make_objective(cfg, data, resume))
         self.model = model = self.objective.model
         unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
@@ -164,7 +166,8 @@ class _Run:
         self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
                  f"images, {sched.steps_per_epoch} steps of {cfg.batch_size} per epoch, "
                  f"{sched.total} steps (warmup {sched.warmup}), run dir {self.run_dir}"
-                 + (f", resuming at step {p.step}" if self.resume else ""))
+                 + (f", resuming at step {p.step}" if self.resume else "")
+                 + (f"\n  {self.objective.summary()}" if cfg.teacher else ""))
         perm, perm_epoch, snapshot, status = None, None, None, "done"
         restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
         try:
