@@ -93,7 +93,8 @@ class TrainConfig:
             self.model_overrides = (
                 {} if self.model in RESNET_CONFIGS or self.objective != "classify" else
                 dict(DISTILL_MODEL_OVERRIDES) if self.teacher else dict(RECIPE_MODEL_OVERRIDES))
-        if self.teacher and isinstance(self.model_overrides, dict):
+        if self.teacher and self.model not in RESNET_CONFIGS and isinstance(
+                self.model_overrides, dict):
             self.model_overrides = {"distilled": True, **self.model_overrides}
             self.distill = self.distill or "hard"
         self.validate()
@@ -109,8 +110,8 @@ class TrainConfig:
         if not isinstance(self.model_overrides, dict) or not set(self.model_overrides) <= fields:
             raise ValueError(f"model overrides must be {kind.__name__} fields "
                              f"({', '.join(sorted(fields))}), got {self.model_overrides!r}")
-        (get_resnet_config if resnet else get_config)(self.model, **self.model_overrides)
         self._check_distillation(resnet)
+        (get_resnet_config if resnet else get_config)(self.model, **self.model_overrides)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
