@@ -33,7 +33,8 @@ RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
 DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled": True}
 DISTILL_KINDS = ("hard", "soft")
 # Fields added after runs were recorded without them: what those runs did.
-OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0}
+OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
+                    "distill_tau": 3.0, "distill_lambda": 0.1}
 
 
 @dataclass
@@ -216,5 +217,6 @@ def load_train_config(run_dir) -> TrainConfig:
     return TrainConfig.from_dict({**OLD_RUN_DEFAULTS, **d["train"]})
 
 
-__all__ = ["DISTILL_KINDS", "DISTILL_MODEL_OVERRIDES", "OLD_RUN_DEFAULTS", "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig",
+__all__ = ["DISTILL_KINDS", "DISTILL_MODEL_OVERRIDES", "OLD_RUN_DEFAULTS",
+           "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig",
            "load_train_config"]
