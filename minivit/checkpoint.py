@@ -63,6 +63,8 @@ def save_checkpoint(path, model, optimizer, rngs: dict, state: dict) -> None:
     JSON metadata (step, counters, RNG states, optimizer step).  Written atomically."""
     np = host_xp()
     tensors = {f"model.{k}": np.ascontiguousarray(to_numpy(v)) for k, v in model.params.items()}
+    tensors.update({f"buffer.{k}": np.ascontiguousarray(to_numpy(v))       # BatchNorm stats
+                    for k, v in getattr(model, "buffers", {}).items()})
     opt_state = optimizer.state_dict()
     tensors.update({f"optim.{k}": np.ascontiguousarray(to_numpy(v))
                     for k, v in opt_state.items() if k != "step"})
@@ -108,6 +110,14 @@ def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
         if tuple(v.shape) != tuple(model.params[k].shape):
             raise ValueError(f"{path}: {k} has shape {v.shape}, expected {model.params[k].shape}")
         model.params[k] = to_device(v, model.dtype)
+    buffers = getattr(model, "buffers", {})
+    saved = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
+    if set(saved) != set(buffers):
+        raise ValueError(f"{path}: checkpoint buffers do not match the model of config.json")
+    for k, v in saved.items():                  # 0-d buffers are stored with shape (1,)
+        if v.size != buffers[k].size:
+            raise ValueError(f"{path}: {k} has shape {v.shape}, expected {buffers[k].shape}")
+        buffers[k] = to_device(v.reshape(buffers[k].shape), buffers[k].dtype)
     opt_state = {k[len("optim."):]: to_device(v) for k, v in tensors.items()
                  if k.startswith("optim.")}
     optimizer.load_state_dict({"step": state["optimizer_step"], **opt_state})
@@ -150,16 +160,20 @@ class Snapshot:
     optimizer_step: int
     rng_states: dict            # name -> (description, device array or None)
     progress: Progress          # a copy
+    buffers: dict | None = None # the model's buffers (BatchNorm statistics), if it has any
 
     @classmethod
     def take(cls, model, optimizer, rngs: dict, progress) -> "Snapshot":
         return cls(dict(model.params), dict(optimizer.state), optimizer.step_count,
                    {name: rng_state(gen, host=False) for name, gen in rngs.items()},
-                   dataclasses.replace(progress))
+                   dataclasses.replace(progress),
+                   dict(model.buffers) if hasattr(model, "buffers") else None)
 
     def restore(self, model, optimizer, rngs: dict):
         """Put model, optimizer and generators back; returns the progress as it was."""
         model.params.update(self.params)
+        if self.buffers is not None:
+            model.buffers.update(self.buffers)
         optimizer.state, optimizer.step_count = self.optimizer_state, self.optimizer_step
         for name, gen in rngs.items():
             info, array = self.rng_states[name]

@@ -46,6 +46,8 @@ class ViTConfig:
     conv_stem: tuple = ()         # () = patchify; (C_0, C_1, ...) = the hybrid: that many 3x3
                                   # stride-2 convs + ReLU, then a 1x1 projection; needs
                                   # 2**len(conv_stem) == patch_size (minivit/layers/conv_stem.py)
+    distilled: bool = False       # DeiT: a distillation token beside the class token, with
+                                  # its own head (head_dist) that learns from a teacher
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self):
@@ -59,6 +61,11 @@ class ViTConfig:
                              f"{self.num_heads}")
         if self.pool not in POOLS:
             raise ValueError(f"config.pool must be one of {POOLS}, got {self.pool!r}")
+        if not isinstance(self.distilled, bool):
+            raise ValueError(f"config.distilled must be true or false, got {self.distilled!r}")
+        if self.distilled and self.pool != "token":
+            raise ValueError("a distilled ViT reads its class and distillation tokens; it needs "
+                             f"pool='token', got pool={self.pool!r}")
         if self.gelu not in GELUS:
             raise ValueError(f"config.gelu must be one of {GELUS}, got {self.gelu!r}")
         if self.head_init not in ("trunc_normal", "zeros"):
@@ -92,6 +99,10 @@ class ViTConfig:
     @property
     def num_patches(self) -> int:          # N = H W / P^2
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_prefix_tokens(self) -> int:    # class token (+ distillation token)
+        return 2 if self.distilled else 1
 
     @property
     def grid_size(self) -> int:            # patches per side
@@ -190,8 +201,9 @@ def count_params(cfg: ViTConfig) -> int:
     """Number of parameters, from the config alone (no arrays are made)."""
     D, N, H, L = cfg.embed_dim, cfg.num_patches, cfg.mlp_dim, cfg.depth
     patch = D * cfg.patch_dim + D
-    tokens = D + (N + 1) * D                      # cls_token, pos_embed
+    P = cfg.num_prefix_tokens
+    tokens = P * D + (N + P) * D                  # cls_token (+ dist_token), pos_embed
     block = 2 * 2 * D + (3 * D * D + (3 * D if cfg.qkv_bias else 0)) + (D * D + D) \
         + (H * D + H) + (D * H + D)
-    head = cfg.num_classes * D + cfg.num_classes
+    head = (cfg.num_classes * D + cfg.num_classes) * (2 if cfg.distilled else 1)
     return patch + tokens + L * block + 2 * D + head

@@ -7,6 +7,8 @@
 * a convolutional stem's ``patch_embed.backbone.{i}.conv``: He normal, std sqrt(2 / fan_in),
   as ReLU layers need (He et al. 2015), biases zero;
 * LayerNorm: weight one, bias zero;
+* a distilled ViT (DeiT): ``dist_token`` and ``head_dist`` as timm's
+  ``VisionTransformerDistilled``: truncated normal std 0.02 (head_dist as the head);
 * the head can start at zero (``head_init="zeros"``), as for fine-tuning.
 
 Parameters are drawn on the host with NumPy's generator and then moved to the device, so a
@@ -35,7 +37,7 @@ def param_shapes(cfg: ViTConfig) -> dict:
                         cfg.in_chans, cfg.patch_size)
     shapes = {
         "cls_token": (1, 1, D),
-        "pos_embed": (1, N + 1, D),
+        "pos_embed": (1, N + cfg.num_prefix_tokens, D),
     }
     c_in = C
     for i, c_out in enumerate(cfg.conv_stem):             # the hybrid's convolutional stem
@@ -60,6 +62,9 @@ def param_shapes(cfg: ViTConfig) -> dict:
                 continue
             shapes[f"blocks.{i}.{k}"] = s
     shapes.update({"norm.weight": (D,), "norm.bias": (D,), "head.weight": (K, D), "head.bias": (K,)})
+    if cfg.distilled:                                      # timm registers these last
+        shapes.update({"dist_token": (1, 1, D), "head_dist.weight": (K, D),
+                       "head_dist.bias": (K,)})
     return shapes
 
 
@@ -74,7 +79,7 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
         leaf = name.rsplit(".", 1)[-1]
         if name == "cls_token":
             w = gen.normal(0.0, 1e-6, size=shape)
-        elif name == "pos_embed":
+        elif name in ("pos_embed", "dist_token"):
             w = trunc_normal(gen, shape)
         elif name.startswith("patch_embed.backbone."):
             fan_in = int(np.prod(shape[1:]))                 # He (Kaiming) normal before a ReLU
@@ -85,7 +90,7 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
             w = gen.uniform(-bound, bound, size=shape)
         elif name.split(".")[-2].startswith("norm"):
             w = np.ones(shape) if leaf == "weight" else np.zeros(shape)
-        elif name.startswith("head.") and cfg.head_init == "zeros":
+        elif name.startswith(("head.", "head_dist.")) and cfg.head_init == "zeros":
             w = np.zeros(shape)
         elif leaf == "weight":
             w = trunc_normal(gen, shape)

@@ -10,6 +10,14 @@ releases it.
     z'_l = MSA(LN(z_{l-1})) + z_{l-1}                      (2)  block
     z_l = MLP(LN(z'_l)) + z'_l                             (3)  block
     y = LN(z_L^0)                                          (4)  norm, then head
+
+A distilled ViT (DeiT, ``config.distilled``) has a second prefix token, ``dist_token``, after
+the class token (z_0 = [x_class; x_dist; patches] + E_pos, T = N + 2) and a second head,
+``head_dist``, on it.  ``forward(images, train=True)`` returns both heads' logits stacked,
+(2, B, K): [0] the class head (learns from the labels), [1] the distillation head (learns
+from the teacher), and ``backward`` takes a (2, B, K) gradient; with train=False it returns
+their mean (B, K), as timm's ``VisionTransformerDistilled`` in eval mode, and ``backward``
+takes (B, K).  Like timm, a distilled model applies no dropout before its heads.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.patch_dropout import patch_dropout_backward, patch_dropout_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
-from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
+from minivit.layers.tokens import embed_prefix_backward, embed_prefix_forward
 from minivit.model_base import ModelBase, check_param_shapes
 
 
@@ -41,6 +49,8 @@ class ViTCache(NamedTuple):
     z_shape: tuple        # (B, T, D) after the final norm
     head_drop: object     # dropout before the head
     head: object          # linear cache of the head
+    dist_head: object = None        # distilled: linear cache of head_dist
+    heads_averaged: bool = False    # distilled: the forward returned the mean of the heads
 
 
 class VisionTransformer(ModelBase):
@@ -91,9 +101,17 @@ class VisionTransformer(ModelBase):
         grads["patch_embed.proj.weight"], grads["patch_embed.proj.bias"] = dw, db
         return dimages
 
+    def prefix_tokens(self):
+        """(1, P, D): the class token, then (distilled) the distillation token."""
+        p = self.params
+        if not self.config.distilled:
+            return p["cls_token"]
+        return array_module(p["cls_token"]).concatenate([p["cls_token"], p["dist_token"]], axis=1)
+
     def forward(self, images, train=False, return_attention=False, keep_cache=True,
                 patch_dropout=True):
         """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block].
+        A distilled model in training returns (2, B, num_classes): class head, distillation head.
 
         keep_cache=False: no backward will follow (evaluation), so the activations are not kept.
         patch_dropout=False: skip patch dropout in training (no draw), as if patch_drop_rate
@@ -104,10 +122,11 @@ class VisionTransformer(ModelBase):
         rng = self.rng if train else None
         # (1) patches -> tokens, class token, position embeddings
         x, pe_cache = self.embed_patches(images)                              # (B, N, D)
-        z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])        # (B, N+1, D)
+        z, _ = embed_prefix_forward(x, self.prefix_tokens(), p["pos_embed"])  # (B, P+N, D)
         z, pos_drop = dropout_forward(z, cfg.drop_rate, rng, train)
         patch_drop_rate = cfg.patch_drop_rate if patch_dropout else 0.0
-        z, patch_drop = patch_dropout_forward(z, patch_drop_rate, rng, train)  # (B, 1+K, D)
+        z, patch_drop = patch_dropout_forward(z, patch_drop_rate, rng, train,
+                                              cfg.num_prefix_tokens)          # (B, P+K, D)
         # (2), (3) the encoder blocks
         z, enc = encoder_forward(z, stack_params(p, "blocks", cfg.depth), cfg.num_heads,
                                  cfg.gelu, cfg.drop_rate, cfg.attn_drop_rate,
@@ -115,6 +134,11 @@ class VisionTransformer(ModelBase):
                                  keep_probs=return_attention)
         # (4) final LayerNorm, pool (class token or mean of patch tokens), head
         z, norm_cache = layernorm_forward(z, p["norm.weight"], p["norm.bias"])   # (B, T, D)
+        if cfg.distilled:
+            logits, cache = self._distilled_heads(z, train)
+            self._cache = ViTCache(pe_cache, pos_drop, patch_drop, enc, norm_cache, z.shape,
+                                   *cache) if keep_cache else None
+            return (logits, enc.probs) if return_attention else logits
         pooled = z[:, 0] if cfg.pool == "token" else z[:, 1:].mean(axis=1)     # (B, D)
         pooled, head_drop = dropout_forward(pooled, cfg.drop_rate, rng, train)
         logits, head_cache = linear_forward(pooled, p["head.weight"], p["head.bias"])
@@ -124,26 +148,52 @@ class VisionTransformer(ModelBase):
 
     __call__ = forward
 
+    def _distilled_heads(self, z, train):
+        """z (B, T, D) after the final norm -> (logits, the cache fields of the heads)."""
+        p = self.params
+        cls, head = linear_forward(z[:, 0], p["head.weight"], p["head.bias"])
+        dist, dist_head = linear_forward(z[:, 1], p["head_dist.weight"], p["head_dist.bias"])
+        if train:
+            return array_module(z).stack([cls, dist]), (None, head, dist_head, False)
+        return (cls + dist) / 2, (None, head, dist_head, True)
+
+    def _distilled_heads_backward(self, dlogits, c, g):
+        """dlogits (2, B, K), or (B, K) for averaged heads -> dz (B, T, D)."""
+        xp = array_module(dlogits)
+        dcls, ddist = (dlogits / 2, dlogits / 2) if c.heads_averaged else (dlogits[0], dlogits[1])
+        dz = xp.zeros(c.z_shape, dtype=dlogits.dtype)
+        dz[:, 0], g["head.weight"], g["head.bias"] = linear_backward(dcls, c.head)
+        dz[:, 1], g["head_dist.weight"], g["head_dist.bias"] = linear_backward(ddist, c.dist_head)
+        return dz
+
     # ------------------------------------------------------------------ backward
     def backward(self, dlogits):
-        """dlogits (B, num_classes) -> dimages (B, C, H, W); fills ``self.grads``."""
+        """dlogits (B, num_classes) -> dimages (B, C, H, W); fills ``self.grads``.
+        A distilled model takes what its forward returned: (2, B, K) in training."""
         c = self.pop_cache()
         xp = array_module(dlogits)
         g = {}
-        dpooled, g["head.weight"], g["head.bias"] = linear_backward(dlogits, c.head)
-        dpooled = dropout_backward(dpooled, c.head_drop)
-        B, T, D = c.z_shape
-        dz = xp.zeros(c.z_shape, dtype=dpooled.dtype)
-        if self.config.pool == "token":
-            dz[:, 0] = dpooled
+        if self.config.distilled:
+            dz = self._distilled_heads_backward(dlogits, c, g)
         else:
-            dz[:, 1:] = (dpooled / (T - 1))[:, None, :]
+            dpooled, g["head.weight"], g["head.bias"] = linear_backward(dlogits, c.head)
+            dpooled = dropout_backward(dpooled, c.head_drop)
+            B, T, D = c.z_shape
+            dz = xp.zeros(c.z_shape, dtype=dpooled.dtype)
+            if self.config.pool == "token":
+                dz[:, 0] = dpooled
+            else:
+                dz[:, 1:] = (dpooled / (T - 1))[:, None, :]
         dz, g["norm.weight"], g["norm.bias"] = layernorm_backward(dz, c.norm)
         dz, block_grads = encoder_backward(dz, c.encoder)
         g.update(stack_grads(block_grads, "blocks"))
-        dz = patch_dropout_backward(dz, c.patch_drop)                        # (B, N+1, D)
+        P = self.config.num_prefix_tokens
+        dz = patch_dropout_backward(dz, c.patch_drop, P)                     # (B, P+N, D)
         dz = dropout_backward(dz, c.pos_drop)
-        dx, g["cls_token"], g["pos_embed"] = embed_tokens_backward(dz)
+        dx, dprefix, g["pos_embed"] = embed_prefix_backward(dz, P)
+        g["cls_token"] = dprefix[:, :1]
+        if self.config.distilled:
+            g["dist_token"] = dprefix[:, 1:]
         dimages = self.embed_patches_backward(dx, c.patch_embed, g)
         self.grads = {k: g[k] for k in self.params}       # timm order
         return dimages
@@ -153,6 +203,7 @@ class VisionTransformer(ModelBase):
         return (f"VisionTransformer({c.name}: {c.image_size}px, patch {c.patch_size}, D={c.embed_dim}, "
                 f"depth={c.depth}, heads={c.num_heads}, mlp={c.mlp_dim}, pool={c.pool}, "
                 f"{'conv stem ' + str(list(c.conv_stem)) + ', ' if c.conv_stem else ''}"
+                f"{'distilled, ' if c.distilled else ''}"
                 f"{self.num_params():,} params, {self.dtype}, {get_backend()})")
 
 

@@ -36,6 +36,8 @@ from minivit.mpp import create_mpp, draw_corruption, mean_color_targets, save_mp
 from minivit.optim import clip_grad_norm
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.pretrain import init_from_pretrained, objective_config
+from minivit.resnet import create_resnet
+from minivit.resnet_config import RESNET_CONFIGS
 from minivit.serialization import save as save_vit
 
 EVAL_STREAM = 2     # seeds [seed, EVAL_STREAM]: pre-training's evaluation masks
@@ -100,8 +102,9 @@ class Classification(Objective):
     """Cross-entropy on the class labels, the batch split over threads (minivit.parallel)."""
 
     def __init__(self, cfg, data, resume: bool = False):
-        model = create_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
-                             **{"num_classes": data.num_classes, **cfg.model_overrides})
+        create = create_resnet if cfg.model in RESNET_CONFIGS else create_model
+        model = create(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
+                       **{"num_classes": data.num_classes, **cfg.model_overrides})
         if cfg.init_from and not resume:
             init_from_pretrained(model, cfg.init_from)
         super().__init__(model, resolve_threads(cfg.threads), cfg.clip_grad)

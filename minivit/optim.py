@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from minivit.backend import array_module
 
-NO_DECAY_NAMES = ("cls_token", "pos_embed")
+NO_DECAY_NAMES = ("cls_token", "pos_embed", "dist_token")
 
 
 def decays(name: str, param) -> bool:

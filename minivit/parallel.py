@@ -111,7 +111,11 @@ class DataParallel:
             replica.params = self.model.params       # the optimizer may have replaced the dict
         jobs = [(replica, *[a[s] for a in arrays], (s.stop - s.start) / B)
                 for replica, s in zip(self.replicas, slices)]
-        return self._map(fn, jobs)
+        results = self._map(fn, jobs)
+        merge = getattr(self.model, "merge_replica_stats", None)   # BatchNorm statistics:
+        if merge is not None:                                       # pooled in shard order
+            merge(self.replicas[:len(slices)])
+        return results
 
     def sum_grads(self, shard_grads):
         """sum_s (weighted shard gradients), in shard order: deterministic for a given number

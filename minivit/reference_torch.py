@@ -19,6 +19,10 @@ final norm (``pool="mean"``, class token excluded).  Dropout and stochastic dept
 the reference is used in evaluation mode, where both are the identity.  PatchDropout is there,
 with the kept indices passed in (``keep_indices``), so that both sides keep the same tokens.
 
+A distilled config (DeiT) adds ``dist_token`` (after the class token, pos_embed (1, N+2, D))
+and ``head_dist``, registered last as in timm's ``VisionTransformerDistilled``; ``forward``
+returns the mean of the two heads, or both stacked (2, B, K) with ``both_heads=True``.
+
     tm = build_torch_vit(model.config, model.params)          # float64 if the params are
     logits, loss, grads, dimages = reference_gradients(model.config, model.params, images, labels)
 """
@@ -134,22 +138,29 @@ class TorchViT(nn.Module):
         self.config = cfg
         D = cfg.embed_dim
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
-        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + cfg.num_prefix_tokens, D))
         self.patch_embed = HybridEmbed(cfg) if cfg.conv_stem else PatchEmbed(cfg)
         self.blocks = nn.ModuleList([Block(cfg, fused_attn) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(D, eps=LN_EPS)
         self.head = nn.Linear(D, cfg.num_classes)
+        if cfg.distilled:
+            self.dist_token = nn.Parameter(torch.zeros(1, 1, D))
+            self.head_dist = nn.Linear(D, cfg.num_classes)
 
-    def forward(self, images, keep_indices=None):      # (B, C, H, W) -> (B, num_classes)
+    def forward(self, images, keep_indices=None, both_heads=False):   # -> (B, num_classes)
         x = self.patch_embed(images)                   # (B, N, D)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + self.pos_embed
+        prefix = [self.cls_token] + ([self.dist_token] if self.config.distilled else [])
+        P = len(prefix)
+        x = torch.cat([t.expand(x.shape[0], -1, -1) for t in prefix] + [x], dim=1) + self.pos_embed
         if keep_indices is not None:                   # timm's PatchDropout, indices given
-            kept = x[:, 1:].gather(1, keep_indices.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-            x = torch.cat([x[:, :1], kept], dim=1)     # (B, 1+K, D)
+            kept = x[:, P:].gather(1, keep_indices.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            x = torch.cat([x[:, :P], kept], dim=1)     # (B, P+K, D)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
+        if self.config.distilled:
+            cls, dist = self.head(x[:, 0]), self.head_dist(x[:, 1])
+            return torch.stack([cls, dist]) if both_heads else (cls + dist) / 2
         pooled = x[:, 0] if self.config.pool == "token" else x[:, 1:].mean(dim=1)
         return self.head(pooled)
 

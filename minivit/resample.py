@@ -3,7 +3,8 @@
 "Fine-tuning and higher resolution": at a higher resolution the patch size stays the same, so
 there are more patches and the pre-trained position embeddings no longer fit.  The paper
 "performs 2D interpolation of the pre-trained position embeddings, according to their location
-in the original image".  The class-token embedding has no location and is kept as it is.
+in the original image".  The class-token embedding has no location and is kept as it is
+(so are both prefix tokens of a distilled DeiT model: ``num_prefix_tokens=2``).
 
     pos_embed (B, prefix + gh*gw, D) -> prefix tokens (B, prefix, D)   (untouched)
                                      -> grid (B, gh, gw, D) -> interpolate -> (B, nh, nw, D)

@@ -40,6 +40,9 @@ from minivit.init import param_shapes
 from minivit.io.files import read_arrays, write_arrays
 from minivit.model import VisionTransformer, check_params
 from minivit.resample import resample_pos_embed
+from minivit.resnet import ResNet
+from minivit.resnet_config import RESNET_FORMAT
+from minivit.resnet_files import resnet_from_arrays, save_resnet
 
 CONFIG_KEY = "minivit_config"
 MODEL_FORMAT = "minivit"
@@ -53,7 +56,8 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
     Read off the shapes: patch_embed.proj.weight (D, C, P, P) -> embed_dim, in_chans,
     patch_size (or, after a convolutional stem patch_embed.backbone.{i}.conv.weight, its
     channels, and P = 2**(number of convs)); pos_embed (1, N+1, D) -> image_size = sqrt(N) P; blocks.{i} -> depth;
-    mlp.fc1.weight (H, D) -> mlp_dim; head.weight (K, D) -> num_classes; qkv bias present or not.
+    mlp.fc1.weight (H, D) -> mlp_dim; head.weight (K, D) -> num_classes; qkv bias present or not;
+    dist_token present -> distilled (DeiT; pos_embed is then (1, N+2, D)).
     ``num_heads`` is in no shape (qkv is (3D, D) for every head count) and must be given.
     ``fields`` set the rest (pool, gelu, ...; defaults "token", "erf").
     """
@@ -73,7 +77,9 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
                              "expected a 1x1 projection")
         C, P = stem[0][1], 2 ** len(stem)
         fields = {"conv_stem": tuple(s[0] for s in stem), **fields}
-    n = shapes["pos_embed"][1] - 1
+    if "dist_token" in shapes:
+        fields = {"distilled": True, **fields}
+    n = shapes["pos_embed"][1] - 1 - ("dist_token" in shapes)
     grid = math.isqrt(max(n, 0))
     if grid * grid != n:
         raise ValueError(f"pos_embed has {n} patch positions, not a square grid; pass config=")
@@ -167,7 +173,8 @@ def build_model(arrays: dict, cfg: ViTConfig, *, source="weights", num_classes=N
     if image_size is not None and image_size != cfg.image_size:
         new = cfg.replace(image_size=image_size)
         params["pos_embed"] = resample_pos_embed(params["pos_embed"].astype("float64"),
-                                                 new.grid_size, 1, resample)
+                                                 new.grid_size, cfg.num_prefix_tokens,
+                                                 resample)
         cfg = new
     if new_head:
         K = cfg.num_classes if num_classes is None else num_classes
@@ -185,7 +192,10 @@ def save(model: VisionTransformer, path) -> None:
     """Write ``model.params`` (timm names and shapes) and ``model.config`` to ``path``.
 
     ``.safetensors`` or ``.npz`` by suffix; arrays are copied to the host; the write is atomic.
+    A ResNet (minivit.resnet) is written with its BatchNorm buffers (minivit.resnet_files).
     """
+    if isinstance(model, ResNet):
+        return save_resnet(model, path)
     arrays = {k: to_numpy(v) for k, v in model.params.items()}
     meta = {"format": MODEL_FORMAT, CONFIG_KEY: json.dumps(model.config.to_dict())}
     write_arrays(path, arrays, meta)
@@ -209,6 +219,8 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
               new_head=new_head)
     if meta.get("format") == OPTIMIZER_FORMAT:
         raise ValueError(f"{path}: holds optimizer state, not a model; use load_optimizer")
+    if meta.get("format") == RESNET_FORMAT:
+        return resnet_from_arrays(arrays, meta, path, dtype=dtype, num_classes=num_classes)
     if CONFIG_KEY not in meta and convert.is_official(arrays):
         return build_from_official(arrays, config, source=path, **kw)
     if config is not None:

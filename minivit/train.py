@@ -42,6 +42,7 @@ from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METR
                                MODEL_FILE, StepsLog, append_metrics, check_run_dir_path,
                                default_run_dir, format_record, read_run_info,
                                remove_temp_files, run_info, run_lock, trim_metrics)
+from minivit.distillation import Distillation
 from minivit.objectives import make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
@@ -144,7 +145,8 @@ class _Run:
         self.warmup = _recorded_warmup(self.run_dir, cfg, steps_per_epoch, total) if resume \
             else choose_warmup(cfg, steps_per_epoch, total)
         warmup = self.warmup.steps
-        self.objective = make_objective(cfg, data, resume)
+        self.objective = (Distillation(cfg, data, resume) if cfg.teacher
+                          else make_objective(cfg, data, resume))
         self.model = model = self.objective.model
         unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
@@ -179,7 +181,8 @@ class _Run:
         self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
                  f"images, {plural(sched.steps_per_epoch, 'step')} of {cfg.batch_size} per "
                  f"epoch, {plural(sched.total, 'step')} (warmup {warmup}), run dir "
-                 f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else ""))
+                 f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else "")
+                 + (f"\n  {self.objective.summary()}" if cfg.teacher else ""))
         self.steps_log = StepsLog(self.run_dir)
         perm, perm_epoch, snapshot, status = None, None, None, "done"
         restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
@@ -305,7 +308,7 @@ def _check_data_order(progress: Progress, epoch, gen):
 
 
 def _check_finite_params(model, step):
-    xp = array_module(model.params["cls_token"])
+    xp = array_module(next(iter(model.params.values())))
     for name, p in model.params.items():
         if not bool(xp.isfinite(p).all()):
             raise TrainingDiverged(f"parameter {name} is not finite after step {step}; not "

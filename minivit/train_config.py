@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minivit.config import CONFIGS, ViTConfig, get_config
+from minivit.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
 from minivit.io.files import read_json
 from minivit.io.rundir import CONFIG_FILE
 
@@ -27,14 +28,20 @@ SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "th
 # the mean of the patch tokens, and each training image drops half of its patch tokens
 # (layers/patch_dropout.py), which halves a step's cost, so twice the epochs fit in 2 hours.
 RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
+# A distilled student (--teacher): the recipe, but the head reads the class and distillation
+# tokens (a distilled ViT needs pool "token").
+DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled": True}
+DISTILL_KINDS = ("hard", "soft")
 # Fields added after runs were recorded without them: what those runs did.
-OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0}
+OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
+                    "distill_tau": 3.0, "distill_lambda": 0.1}
 
 
 @dataclass
 class TrainConfig:
     # model
-    model: str = "cifar-nano"               # a name from minivit.CONFIGS
+    model: str = "cifar-nano"               # a name from minivit.CONFIGS, or a ResNet's
+                                            # (resnet8, resnet14, resnet20: a teacher)
     model_overrides: dict | None = None     # ViTConfig fields, e.g. {"drop_path_rate": 0.1};
                                             # None: RECIPE_MODEL_OVERRIDES to classify, {} to
                                             # pre-train. A dict replaces them all.
@@ -76,23 +83,36 @@ class TrainConfig:
     objective: str = "classify"
     objective_options: dict = field(default_factory=dict)  # MAEConfig / MPPConfig fields
     init_from: str | None = None            # classify: start from this checkpoint's encoder
+    # distillation (DeiT, minivit/distillation.py): a distilled ViT learns from a teacher
+    teacher: str | None = None              # a trained run directory or model file
+    distill: str | None = None              # "hard" (the default with a teacher) or "soft"
+    distill_tau: float = 3.0                # soft: temperature (DeiT's 3.0)
+    distill_lambda: float = 0.1             # soft: weight of the KL term (DeiT's 0.1)
 
     def __post_init__(self):
         if self.model_overrides is None:
-            self.model_overrides = (dict(RECIPE_MODEL_OVERRIDES) if self.objective == "classify"
-                                    else {})
+            self.model_overrides = (
+                {} if self.model in RESNET_CONFIGS or self.objective != "classify" else
+                dict(DISTILL_MODEL_OVERRIDES) if self.teacher else dict(RECIPE_MODEL_OVERRIDES))
+        if self.teacher and self.model not in RESNET_CONFIGS and isinstance(
+                self.model_overrides, dict):
+            self.model_overrides = {"distilled": True, **self.model_overrides}
+            self.distill = self.distill or "hard"
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for the first bad field."""
-        if self.model not in CONFIGS:
+        if self.model not in CONFIGS and self.model not in RESNET_CONFIGS:
             raise ValueError(f"unknown model config {self.model!r}; expected one of "
-                             f"{', '.join(CONFIGS)}")
-        fields = {f.name for f in dataclasses.fields(ViTConfig)}
+                             f"{', '.join([*CONFIGS, *RESNET_CONFIGS])}")
+        resnet = self.model in RESNET_CONFIGS
+        kind = ResNetConfig if resnet else ViTConfig
+        fields = {f.name for f in dataclasses.fields(kind)}
         if not isinstance(self.model_overrides, dict) or not set(self.model_overrides) <= fields:
-            raise ValueError(f"model overrides must be ViTConfig fields "
+            raise ValueError(f"model overrides must be {kind.__name__} fields "
                              f"({', '.join(sorted(fields))}), got {self.model_overrides!r}")
-        get_config(self.model, **self.model_overrides)        # checks names and values
+        self._check_distillation(resnet)
+        (get_resnet_config if resnet else get_config)(self.model, **self.model_overrides)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
@@ -148,6 +168,34 @@ class TrainConfig:
         elif self.objective_options:
             raise ValueError("objective options are for pre-training (objective mae or mpp)")
 
+    def _check_distillation(self, resnet: bool) -> None:
+        if self.distill is not None and not self.teacher:
+            raise ValueError("--distill needs --teacher (a trained run directory or model file)")
+        if resnet and (self.objective != "classify" or self.init_from or self.teacher):
+            raise ValueError(f"{self.model} is a convnet teacher: train it as a classifier "
+                             "(no pre-training, --init-from or --teacher); the student of "
+                             "--teacher is a ViT")
+        if self.model_overrides.get("distilled") and not self.teacher:
+            raise ValueError("a distilled ViT (distilled=true) learns from a teacher: give "
+                             "--teacher RUN_OR_FILE")
+        if not self.teacher:
+            return
+        if self.model_overrides.get("distilled") is not True:
+            raise ValueError("the student of --teacher is a distilled ViT; do not set "
+                             "distilled=false")
+        if self.distill not in DISTILL_KINDS:
+            raise ValueError(f"distill must be one of {', '.join(DISTILL_KINDS)}, got "
+                             f"{self.distill!r}")
+        if self.objective != "classify" or self.init_from:
+            raise ValueError("--teacher trains a classifier from scratch; it cannot be combined "
+                             "with pre-training or --init-from")
+        tau, lam = self.distill_tau, self.distill_lambda
+        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (
+                math.isfinite(tau) and tau > 0):
+            raise ValueError(f"distill-tau must be a positive number, got {tau!r}")
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam <= 1:
+            raise ValueError(f"distill-lambda must be in [0, 1], got {lam!r}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -202,5 +250,6 @@ def load_train_config(run_dir) -> TrainConfig:
     return TrainConfig.from_dict({**OLD_RUN_DEFAULTS, **d["train"]})
 
 
-__all__ = ["OLD_RUN_DEFAULTS", "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig",
-           "Warmup", "choose_warmup", "load_train_config"]
+__all__ = ["DISTILL_KINDS", "DISTILL_MODEL_OVERRIDES", "OLD_RUN_DEFAULTS",
+           "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig", "Warmup", "choose_warmup",
+           "load_train_config"]

@@ -23,6 +23,7 @@ from minivit.config import get_config
 from minivit.evaluation import evaluate
 from minivit.data.synthetic import write_cifar10_like
 from minivit.serialization import load
+from minivit.train_config import OLD_RUN_DEFAULTS
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 TIMING_KEYS = ("images_per_sec", "elapsed")
@@ -173,9 +174,10 @@ def test_the_defaults_are_the_reported_cpu_run():
     reported = json.loads((REPORTED_RUN / "config.json").read_text())
     ignore = set(T.SESSION_FIELDS) | {"run_dir"}
     defaults = {k: v for k, v in T.TrainConfig().to_dict().items() if k not in ignore}
-    assert defaults == {k: v for k, v in reported["train"].items() if k not in ignore}
+    recorded = {**OLD_RUN_DEFAULTS, **reported["train"]}   # fields added since: their defaults
+    assert defaults == {k: v for k, v in recorded.items() if k not in ignore}
     model = get_config(defaults["model"], **defaults["model_overrides"], num_classes=10)
-    assert model.to_dict() == reported["model"]
+    assert model.to_dict() == {"distilled": False, **reported["model"]}
 
 
 def test_the_reported_run_s_committed_model_is_trained():
@@ -184,7 +186,7 @@ def test_the_reported_run_s_committed_model_is_trained():
     them when it was committed; chance is about 6)."""
     reported = json.loads((REPORTED_RUN / "config.json").read_text())
     model = load(REPORTED_RUN / "model.safetensors")
-    assert model.config.to_dict() == reported["model"]
+    assert model.config.to_dict() == {"distilled": False, **reported["model"]}
     sample = np.load(ROOT / "walkthroughs" / "assets" / "cifar10_sample.npz")
     np.testing.assert_allclose(sample["mean"], reported["data"]["mean"], rtol=1e-12)
     result = evaluate(model, sample["x"], sample["y"], sample["mean"], sample["std"])

@@ -16,6 +16,8 @@ import sys
 
 from minivit.errors import UserError
 from minivit.config import CONFIGS
+from minivit.resnet_config import RESNET_CONFIGS
+from minivit.train_config import DISTILL_MODEL_OVERRIDES
 from minivit.train import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
                            resume, train)
 
@@ -43,7 +45,8 @@ def add_arguments(parser, classify: bool = True):
         "continue with --resume RUN_DIR.")
     m = parser.add_argument_group("model")
     m.add_argument("--config", dest="model", metavar="NAME",
-                   help=f"model config: {', '.join(CONFIGS)} (default {D.model})")
+                   help=f"model config: {', '.join(CONFIGS)}, or a convnet teacher: "
+                        f"{', '.join(RESNET_CONFIGS)} (default {D.model})")
     m.add_argument("--set", dest="model_set", action="append", metavar="KEY=VALUE",
                    help="override a model config field, e.g. --set depth=4 --set pool=token "
                         "(repeatable)" + ("; on top of the recipe's " + ", ".join(
@@ -60,6 +63,19 @@ def add_arguments(parser, classify: bool = True):
                        help="train the last N epochs without patch dropout, on every token "
                             f"as evaluation sees them (default {D.unmasked_epochs})")
     m.add_argument("--dtype", choices=("float32", "float64"), help=f"default {D.dtype}")
+    if classify:
+        m.add_argument("--teacher", metavar="RUN_OR_FILE",
+                       help="distil (DeiT) from this trained classifier (e.g. a run of "
+                            "--config resnet20): the student becomes distilled=true with "
+                            "pool=token, and learns from the labels and the teacher")
+        m.add_argument("--distill", choices=("hard", "soft"),
+                       help="hard: the teacher's argmax is the distillation head's label "
+                            "(default with --teacher); soft: KL of the softened outputs")
+        m.add_argument("--distill-tau", type=float,
+                       help=f"soft distillation temperature (default {D.distill_tau})")
+        m.add_argument("--distill-lambda", type=float,
+                       help=f"soft distillation weight of the KL term (default "
+                            f"{D.distill_lambda})")
     if classify:
         m.add_argument("--init-from", metavar="CHECKPOINT",
                        help="fine-tune: start from the encoder of a pre-trained run or model "
@@ -160,8 +176,10 @@ def run(args) -> int:
                                 f"{flags} cannot be changed (only {_SESSION_FLAGS})")
             result = resume(args.resume, **given)
         else:
-            if overrides and args.command == "train":      # on top of the recipe's
-                given["model_overrides"] = {**RECIPE_MODEL_OVERRIDES, **overrides}
+            resnet = given.get("model") in RESNET_CONFIGS
+            if overrides and args.command == "train" and not resnet:   # on the recipe's
+                base = DISTILL_MODEL_OVERRIDES if given.get("teacher") else RECIPE_MODEL_OVERRIDES
+                given["model_overrides"] = {**base, **overrides}
             elif overrides:
                 given["model_overrides"] = overrides
             result = train(TrainConfig(**given))

@@ -24,16 +24,17 @@ from minivit.layers.masking import (gather_tokens_backward, gather_tokens_forwar
                                     masking_noise, num_masked, random_masking)
 
 
-def patch_dropout_forward(z, p, rng, train=True):
+def patch_dropout_forward(z, p, rng, train=True, num_prefix=1):
     """z (B, 1+N, D) -> (out (B, 1+K, D), cache).  cache is None when nothing is dropped
-    (evaluation, p == 0, or N * p rounding to 0)."""
+    (evaluation, p == 0, or N * p rounding to 0).  num_prefix: tokens before the patches that
+    are always kept (2 for a distilled ViT: class and distillation tokens)."""
     if not train or p == 0.0:
         return z, None
     if rng is None:
         raise ValueError("patch dropout with p > 0 in training needs a random generator (rng)")
     xp = array_module(z)
     B, T, D = z.shape
-    N = T - 1
+    N = T - num_prefix
     m = num_masked(N, p)
     if m == 0:
         return z, None
@@ -41,14 +42,14 @@ def patch_dropout_forward(z, p, rng, train=True):
         raise ValueError(f"patch_drop_rate {p} drops all {N} patch tokens; lower it so that "
                          "at least one is kept")
     ids_keep, _, _ = random_masking(masking_noise(rng, B, N), p)          # (B, K)
-    kept, gather_cache = gather_tokens_forward(z[:, 1:], ids_keep)        # (B, K, D)
-    return xp.concatenate([z[:, :1], kept], axis=1), gather_cache
+    kept, gather_cache = gather_tokens_forward(z[:, num_prefix:], ids_keep)   # (B, K, D)
+    return xp.concatenate([z[:, :num_prefix], kept], axis=1), gather_cache
 
 
-def patch_dropout_backward(dout, cache):
+def patch_dropout_backward(dout, cache, num_prefix=1):
     """dout (B, 1+K, D) -> dz (B, 1+N, D): zeros where a token was dropped."""
     if cache is None:
         return dout
     xp = array_module(dout)
-    dpatches = gather_tokens_backward(dout[:, 1:], cache)                 # (B, N, D)
-    return xp.concatenate([dout[:, :1], dpatches], axis=1)
+    dpatches = gather_tokens_backward(dout[:, num_prefix:], cache)        # (B, N, D)
+    return xp.concatenate([dout[:, :num_prefix], dpatches], axis=1)

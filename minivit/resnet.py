@@ -1,0 +1,197 @@
+"""The convolutional teacher: a ResNet for small images, written with minivit's own layers
+(convolution by im2col, BatchNorm2d, ReLU, global average pooling, a linear head).  The
+architecture, names and initialisation are in minivit/resnet_config.py.
+
+It has the model API of the ViT: ``params`` / ``grads`` (torchvision names), ``forward(images,
+train)``, ``backward(dlogits)``, ``replica()``, ``clear_cache()``, ``num_params()``; and, unlike
+the ViT, ``buffers``: the BatchNorm running statistics, which training updates and evaluation
+(train=False) uses; they are no parameters (no gradient, no optimizer state) but are saved
+with the model and kept in checkpoints.
+
+Data parallelism (minivit.parallel): each thread's replica normalises its shard by that
+shard's own batch statistics (as PyTorch's DistributedDataParallel without SyncBatchNorm), so
+unlike the ViT a ResNet's training depends on the number of threads.  The running statistics
+are updated once per step, deterministically: the replicas only record their shards'
+statistics, and ``merge_replica_stats`` pools them in shard order into the statistics of the
+whole batch (BatchNorm's pool_batch_stats) before the momentum update.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from minivit.backend import array_module, get_backend, host_rng, resolve_dtype
+from minivit.layers.batchnorm import (batchnorm2d_backward, batchnorm2d_forward,
+                                      pool_batch_stats, update_running_stats)
+from minivit.layers.conv import conv2d_backward, conv2d_forward
+from minivit.layers.linear import linear_backward, linear_forward
+from minivit.layers.relu import relu_backward, relu_forward
+from minivit.model_base import ModelBase, check_images, check_param_shapes
+from minivit.resnet_config import (ResNetConfig, batchnorms, get_resnet_config,
+                                   init_resnet_buffers, init_resnet_params,
+                                   resnet_buffer_shapes, resnet_param_shapes, stages)
+
+
+class ConvBNCache(NamedTuple):
+    conv_name: str        # e.g. "layer2.0.conv1"
+    bn_name: str          # e.g. "layer2.0.bn1"
+    conv: object          # ConvCache
+    bn: object            # BatchNormCache
+    relu: object          # mask of the ReLU after the norm, or None
+
+
+class BlockCache(NamedTuple):
+    first: ConvBNCache    # conv1, bn1, ReLU
+    second: ConvBNCache   # conv2, bn2
+    shortcut: object      # ConvBNCache of downsample.0 / .1, or None (identity)
+    relu: object          # mask of the ReLU after the residual add
+
+
+class ResNetCache(NamedTuple):
+    stem: ConvBNCache
+    blocks: list          # BlockCache per block
+    feature_shape: tuple  # (B, C, h, w) before global average pooling
+    fc: object            # linear cache
+
+
+class ResNet(ModelBase):
+    """params, grads: {torchvision name: array}; buffers: running statistics by name."""
+
+    param_shapes = staticmethod(resnet_param_shapes)
+
+    def __init__(self, config: ResNetConfig, params: dict, buffers: dict | None = None,
+                 seed: int = 0):
+        super().__init__(config, params, seed)
+        if buffers is None:
+            buffers = init_resnet_buffers(config, self.dtype)
+        check_param_shapes(resnet_buffer_shapes(config), buffers, "BatchNorm buffers")
+        self.buffers = buffers
+        self.stages = stages(config)
+        self.records_stats = False      # a replica: record batch statistics, do not update
+        self.batch_stats = None         # {bn name: BatchStats} of the last training forward
+
+    def check_images(self, images) -> None:
+        check_images(images, self.config, self.dtype, self.params["conv1.weight"])
+
+    def replica(self):
+        """Shares params and buffers; records its shards' batch statistics for the model."""
+        r = type(self)(self.config, self.params, self.buffers)
+        r.records_stats = True
+        return r
+
+    # ------------------------------------------------------------------ forward
+    def _conv_bn(self, x, conv, bn, stride, padding, train, stats, relu):
+        p, b = self.params, self.buffers
+        w = p[f"{conv}.weight"]
+        xp = array_module(x)
+        y, conv_cache = conv2d_forward(x, w, xp.zeros(w.shape[0], dtype=x.dtype), stride,
+                                       padding)
+        y, bn_cache, s = batchnorm2d_forward(y, p[f"{bn}.weight"], p[f"{bn}.bias"],
+                                             b[f"{bn}.running_mean"], b[f"{bn}.running_var"],
+                                             train)
+        if s is not None:
+            stats[bn] = s
+        mask = None
+        if relu:
+            y, mask = relu_forward(y)
+        return y, ConvBNCache(conv, bn, conv_cache, bn_cache, mask)
+
+    def _block(self, x, prefix, stride, down, train, stats):
+        h, first = self._conv_bn(x, f"{prefix}.conv1", f"{prefix}.bn1", stride, 1, train,
+                                 stats, relu=True)
+        h, second = self._conv_bn(h, f"{prefix}.conv2", f"{prefix}.bn2", 1, 1, train, stats,
+                                  relu=False)
+        shortcut, sc = x, None
+        if down:
+            shortcut, sc = self._conv_bn(x, f"{prefix}.downsample.0", f"{prefix}.downsample.1",
+                                         stride, 0, train, stats, relu=False)
+        out, mask = relu_forward(h + shortcut)
+        return out, BlockCache(first, second, sc, mask)
+
+    def forward(self, images, train=False, keep_cache=True, patch_dropout=True):
+        """images (B, C, H, W) -> logits (B, num_classes).
+
+        train=True normalises by batch statistics and updates the running statistics (a
+        replica records them instead); train=False uses the running statistics.
+        keep_cache=False: no backward follows.  patch_dropout: a ViT option, no effect here."""
+        self.check_images(images)
+        stats = {}
+        x, stem = self._conv_bn(images, "conv1", "bn1", 1, 1, train, stats, relu=True)
+        blocks = []
+        for prefix, _, _, stride, down in self.stages:
+            x, cache = self._block(x, prefix, stride, down, train, stats)
+            blocks.append(cache)
+        pooled = x.mean(axis=(2, 3))                                          # (B, C)
+        logits, fc = linear_forward(pooled, self.params["fc.weight"], self.params["fc.bias"])
+        self._cache = ResNetCache(stem, blocks, x.shape, fc) if keep_cache else None
+        if train:
+            if self.records_stats:
+                self.batch_stats = stats
+            else:
+                self.apply_batch_stats(stats)
+        return logits
+
+    __call__ = forward
+
+    # ------------------------------------------------------------------ running statistics
+    def apply_batch_stats(self, stats: dict) -> None:
+        """The momentum update of every BatchNorm's running statistics (new arrays)."""
+        b = self.buffers
+        for bn, s in stats.items():
+            b[f"{bn}.running_mean"], b[f"{bn}.running_var"] = update_running_stats(
+                b[f"{bn}.running_mean"], b[f"{bn}.running_var"], s)
+            b[f"{bn}.num_batches_tracked"] = b[f"{bn}.num_batches_tracked"] + 1
+
+    def merge_replica_stats(self, replicas) -> None:
+        """Pool the statistics the replicas recorded (in their order) and update once."""
+        recorded = [r.batch_stats for r in replicas if r.batch_stats]
+        for r in replicas:
+            r.batch_stats = None
+        if recorded:
+            self.apply_batch_stats({bn: pool_batch_stats([s[bn] for s in recorded])
+                                    for bn in recorded[0]})
+
+    # ------------------------------------------------------------------ backward
+    def _conv_bn_backward(self, dy, c: ConvBNCache, g: dict):
+        if c.relu is not None:
+            dy = relu_backward(dy, c.relu)
+        dy, g[f"{c.bn_name}.weight"], g[f"{c.bn_name}.bias"] = batchnorm2d_backward(dy, c.bn)
+        dx, g[f"{c.conv_name}.weight"], _ = conv2d_backward(dy, c.conv)
+        return dx
+
+    def backward(self, dlogits):
+        """dlogits (B, num_classes) -> dimages (B, C, H, W); fills ``self.grads``."""
+        c = self.pop_cache()
+        g = {}
+        dpooled, g["fc.weight"], g["fc.bias"] = linear_backward(dlogits, c.fc)
+        B, C, h, w = c.feature_shape
+        xp = array_module(dlogits)
+        dx = xp.broadcast_to((dpooled / (h * w))[:, :, None, None], c.feature_shape)
+        for block in reversed(c.blocks):
+            dsum = relu_backward(dx, block.relu)
+            dh = self._conv_bn_backward(dsum, block.second, g)
+            dh = self._conv_bn_backward(dh, block.first, g)
+            dshort = dsum if block.shortcut is None else \
+                self._conv_bn_backward(dsum, block.shortcut, g)
+            dx = dh + dshort
+        dimages = self._conv_bn_backward(dx, c.stem, g)
+        self.grads = {k: g[k] for k in self.params}
+        return dimages
+
+    def __repr__(self):
+        c = self.config
+        return (f"ResNet({c.name}: {c.image_size}px, blocks {list(c.blocks)}, widths "
+                f"{list(c.widths)}, {c.num_classes} classes, {self.num_params():,} params, "
+                f"{self.dtype}, {get_backend()})")
+
+
+def create_resnet(config="resnet20", seed=0, dtype="float32", **overrides) -> ResNet:
+    """A freshly initialised ResNet on the active backend (config: a name or ResNetConfig)."""
+    cfg = get_resnet_config(config, **overrides)
+    dt = resolve_dtype(dtype)
+    return ResNet(cfg, init_resnet_params(cfg, seed, dt), init_resnet_buffers(cfg, dt),
+                  seed=int(host_rng(seed).integers(2**31 - 1)))
+
+
+
+__all__ = ["ResNet", "create_resnet"]
