@@ -145,7 +145,7 @@ class VisionTransformer(ModelBase):
         dz = dropout_backward(dz, c.pos_drop)
         dx, g["cls_token"], g["pos_embed"] = embed_tokens_backward(dz)
         dimages = self.embed_patches_backward(dx, c.patch_embed, g)
-        self.grads = {k: g[k] for k in self.params}       # timm order
+        self.store_grads(g)
         return dimages
 
     def __repr__(self):
