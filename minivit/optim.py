@@ -22,6 +22,10 @@ from minivit.backend import array_module, host_xp
 from minivit.flat import FlatDict, Layout
 
 NO_DECAY_NAMES = ("cls_token", "pos_embed")
+# NumPy: AdamW runs over the flat buffer in slices of this many entries, so that the dozen
+# operations of a slice work in the CPU's cache (one pass over the whole buffer per operation
+# is slower than the per-tensor loop); a GPU takes the whole buffer at once.
+HOST_CHUNK = 1 << 15
 
 
 def decays(name: str, param) -> bool:
@@ -208,34 +212,52 @@ class AdamW(Optimizer):
         lr = self.lr if lr is None else lr
         self.step_count += 1
         t, b1, b2 = self.step_count, self.beta1, self.beta2
-        bc1, bc2_sqrt = 1.0 - b1 ** t, (1.0 - b2 ** t) ** 0.5
         p, in_place = _flat(params, self.layout)
         g = _flat(grads, self.layout)[0]
         xp = array_module(p)
-        tmp = xp.multiply(g, 1.0 - b1)                                   # (1 - b1) g
-        if self.exp_avg is None:
-            m, v = tmp, xp.multiply(g, 1.0 - b2)
+        first = self.exp_avg is None
+        if first:
+            self.exp_avg, self.exp_avg_sq = xp.empty_like(g), xp.empty_like(g)
+        decay = None
+        if self.weight_decay and self._decay_host.any():
+            if self._decay is None:
+                self._decay = xp.asarray(self._decay_host)
+            decay = p.dtype.type(1.0 - lr * self.weight_decay)
+        scalars = (b1, b2, decay, lr / (1.0 - b1 ** t), (1.0 - b2 ** t) ** 0.5, self.eps)
+        n = p.size
+        chunk = n if xp is not host_xp() else HOST_CHUNK
+        tmp, denom = xp.empty(min(chunk, n), g.dtype), xp.empty(min(chunk, n), g.dtype)
+        for a in range(0, n, chunk):
+            s = slice(a, min(a + chunk, n))
+            k = s.stop - s.start
+            self._update(xp, p[s], g[s], self.exp_avg[s], self.exp_avg_sq[s],
+                         None if decay is None else self._decay[s], tmp[:k], denom[:k],
+                         first, scalars)
+        if not in_place:
+            params.update(self.layout.views(p))
+
+    @staticmethod
+    def _update(xp, p, g, m, v, decay_mask, tmp, denom, first, scalars):
+        """One slice of the buffers, in place: the per-tensor rule's operations in its
+        order."""
+        b1, b2, decay, step_size, bc2_sqrt, eps = scalars
+        if first:
+            xp.multiply(g, 1.0 - b1, out=m)                              # (1 - b1) g
+            xp.multiply(g, 1.0 - b2, out=v)
             v *= g                                                       # (1 - b2) g g
-            self.exp_avg, self.exp_avg_sq = m, v
-            tmp = xp.empty_like(g)
         else:
-            m, v = self.exp_avg, self.exp_avg_sq
             m *= b1
+            xp.multiply(g, 1.0 - b1, out=tmp)
             m += tmp                                                     # b1 m + (1 - b1) g
             xp.multiply(g, 1.0 - b2, out=tmp)
             tmp *= g
             v *= b2
             v += tmp                                                     # b2 v + (1 - b2) g g
-        if self.weight_decay and self._decay_host.any():
-            if self._decay is None:
-                self._decay = xp.asarray(self._decay_host)
-            p *= xp.where(self._decay, p.dtype.type(1.0 - lr * self.weight_decay),
-                          p.dtype.type(1.0))
-        denom = xp.sqrt(v)
+        if decay is not None:
+            p *= xp.where(decay_mask, decay, p.dtype.type(1.0))         # p (1 - lr wd)
+        xp.sqrt(v, out=denom)
         denom /= bc2_sqrt
-        denom += self.eps
-        xp.multiply(m, lr / bc1, out=tmp)
+        denom += eps
+        xp.multiply(m, step_size, out=tmp)
         tmp /= denom
-        p -= tmp
-        if not in_place:
-            params.update(self.layout.views(p))
+        p -= tmp                                  # p - (lr / bc1) m / (sqrt(v) / bc2 + eps)
