@@ -67,7 +67,7 @@ def time_mae(name, batch, steps, warmup, threads=1):
             synchronize()
             t = time.perf_counter()
             noise = masking_noise(mae.rng, batch, c.num_patches, mae.dtype)
-            mae.grads = dp.sum_grads(dp.map_shards(shard, x, noise))
+            dp.sum_grads(dp.map_shards(shard, x, noise))
             opt.step(mae.params, mae.grads)
             synchronize()
             if i >= warmup:

@@ -109,7 +109,7 @@ def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
     for k, v in params.items():
         if tuple(v.shape) != tuple(model.params[k].shape):
             raise ValueError(f"{path}: {k} has shape {v.shape}, expected {model.params[k].shape}")
-        model.params[k] = to_device(v, model.dtype)
+        model.params[k] = to_device(v, model.dtype)       # into the parameter buffer
     buffers = getattr(model, "buffers", {})
     saved = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
     if set(saved) != set(buffers):
@@ -122,6 +122,9 @@ def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
                  if k.startswith("optim.")}
     optimizer.load_state_dict({"step": state["optimizer_step"], **opt_state})
     for name, gen in rngs.items():
+        if name not in state["rng"]:
+            raise ValueError(f"{path} holds no state of the {name!r} random generator (it was "
+                             "written by an older minivit); start the run again")
         set_rng_state(gen, state["rng"][name], tensors.get(f"rng.{name}"))
     return state
 
@@ -153,28 +156,27 @@ class Progress:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything one step changes, taken before it.  The model and optimizer replace their
-    arrays, never modify them in place, so shallow copies of the dicts are enough."""
-    params: dict
-    optimizer_state: dict
-    optimizer_step: int
+    """Everything one step changes, taken before it: copies of the parameter buffer and of
+    the optimizer's state (both are updated in place), the generators and the progress."""
+    flat_params: object
+    optimizer_state: object     # optimizer.snapshot()
     rng_states: dict            # name -> (description, device array or None)
     progress: Progress          # a copy
     buffers: dict | None = None # the model's buffers (BatchNorm statistics), if it has any
 
     @classmethod
     def take(cls, model, optimizer, rngs: dict, progress) -> "Snapshot":
-        return cls(dict(model.params), dict(optimizer.state), optimizer.step_count,
+        return cls(model.flat_params.copy(), optimizer.snapshot(),
                    {name: rng_state(gen, host=False) for name, gen in rngs.items()},
                    dataclasses.replace(progress),
                    dict(model.buffers) if hasattr(model, "buffers") else None)
 
     def restore(self, model, optimizer, rngs: dict):
         """Put model, optimizer and generators back; returns the progress as it was."""
-        model.params.update(self.params)
+        model.flat_params[...] = self.flat_params
+        optimizer.restore(self.optimizer_state)
         if self.buffers is not None:
             model.buffers.update(self.buffers)
-        optimizer.state, optimizer.step_count = self.optimizer_state, self.optimizer_step
         for name, gen in rngs.items():
             info, array = self.rng_states[name]
             set_rng_state(gen, info, array)

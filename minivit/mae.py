@@ -169,7 +169,7 @@ class MaskedAutoencoder(PretrainingModel):
         g["pos_embed"] = xp.concatenate([dcls, dx.sum(axis=0, keepdims=True)], axis=1)
         dimages, g["patch_embed.proj.weight"], g["patch_embed.proj.bias"] = \
             patch_embed_backward(dx, c.patch_embed)
-        self.grads = {k: g[k] for k in self.params}
+        self.store_grads(g)
         return dimages + dimages_target
 
     def __repr__(self):

@@ -195,7 +195,7 @@ class VisionTransformer(ModelBase):
         if self.config.distilled:
             g["dist_token"] = dprefix[:, 1:]
         dimages = self.embed_patches_backward(dx, c.patch_embed, g)
-        self.grads = {k: g[k] for k in self.params}       # timm order
+        self.store_grads(g)
         return dimages
 
     def __repr__(self):
@@ -227,7 +227,8 @@ def create_model(config="cifar-tiny", seed=0, dtype="float32", **overrides) -> V
 
 def vit_from_encoder(encoder: ViTConfig, params: dict, num_classes=None) -> VisionTransformer:
     """Encoder parameters (timm names, no head) -> a VisionTransformer whose new head
-    (num_classes, default the config's) starts at zero.  The arrays are shared, not copied."""
+    (num_classes, default the config's) starts at zero.  The arrays are copied into the ViT's
+    parameter buffer."""
     first = params["cls_token"]
     xp = array_module(first)
     K = encoder.num_classes if num_classes is None else num_classes

@@ -5,15 +5,23 @@ models (MAE, masked patch prediction), the config fields and checks of their ViT
 
 A subclass names its parameters with ``param_shapes(config)`` and the ViTConfig its images
 must fit with ``vit_config``.
+
+Parameters and gradients each live in one flat buffer (minivit/flat.py): ``model.params`` and
+``model.grads`` are dicts of named views (timm names, the tensors' shapes) into
+``model.flat_params`` / ``model.flat_grads``.  Assigning ``model.params[k] = array`` (or
+``model.params = dict``) copies into the views; a backward pass ends with ``store_grads``,
+which writes every gradient into its view in one concatenation.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 
 from minivit.backend import array_module, is_array, rng as make_rng
 from minivit.config import CONFIGS, STOCHASTIC_FIELDS, ViTConfig, config_from_dict, get_config
+from minivit.flat import FlatDict
 
 
 def check_param_shapes(expected: dict, params: dict, what: str) -> None:
@@ -65,18 +73,64 @@ def check_images(images, cfg: ViTConfig, dtype, like) -> None:
 
 
 class ModelBase:
-    """params / grads: flat dicts of arrays, same keys; config: the model's config; rng: the
-    generator of the model's random draws; ``_cache``: what the last forward kept for backward."""
+    """params / grads: dicts of views into one flat buffer each, same keys (``grads`` is {}
+    until the first backward); config: the model's config; rng: the generator of the model's
+    random draws; ``_cache``: what the last forward kept for backward.
+
+    The parameters are copied into the model's buffer (in ``param_shapes`` order, cast to the
+    dtype of the first one)."""
 
     WHAT = "parameters"               # how error messages name the parameters
 
     def __init__(self, config, params: dict, seed: int = 0):
         self.check_params(config, params)
-        self.config, self.params, self.grads = config, params, {}
+        self.config = config
         first = next(iter(params.values()))
         self.dtype = first.dtype
+        self._params = FlatDict.from_arrays({k: params[k] for k in self.param_shapes(config)},
+                                            self.dtype)
+        self._new_grad_buffer()
         self.rng = make_rng(seed, array_module(first))
         self._cache = None
+
+    def _new_grad_buffer(self):
+        xp = array_module(self._params.flat)
+        self._grad_views = FlatDict(self._params.layout,
+                                    xp.zeros(self._params.layout.size, dtype=self.dtype))
+        self.grads = {}
+
+    @property
+    def params(self) -> FlatDict:
+        return self._params
+
+    @params.setter
+    def params(self, new: dict):
+        """Copy every array of ``new`` (all the parameters, same shapes) into the buffer."""
+        if new is not self._params:
+            self.check_params(self.config, new)
+            self._params.update(new)
+
+    @property
+    def flat_params(self):
+        """The 1-D buffer that ``params`` views."""
+        return self._params.flat
+
+    @property
+    def flat_grads(self):
+        """The 1-D buffer that ``grads`` views (after a backward)."""
+        return self._grad_views.flat
+
+    def store_grads(self, grads: dict) -> None:
+        """Write ``grads`` (every parameter's gradient, by name) into the gradient buffer;
+        ``self.grads`` is then its views."""
+        self._grad_views.layout.pack(grads, out=self._grad_views.flat)
+        self.grads = self._grad_views
+
+    def use_grad_buffer(self) -> FlatDict:
+        """Mark the gradient buffer as filled (written directly, e.g. by a sum over
+        replicas); returns ``self.grads``."""
+        self.grads = self._grad_views
+        return self.grads
 
     @staticmethod
     def param_shapes(config) -> dict:
@@ -94,9 +148,13 @@ class ModelBase:
         check_images(images, self.vit_config, self.dtype, self.params["cls_token"])
 
     def replica(self):
-        """A model that shares this one's ``params`` dict but keeps its own activations,
-        gradients and generator (one per thread in ``minivit.parallel.DataParallel``)."""
-        return type(self)(self.config, self.params)
+        """A model that shares this one's parameter buffer but keeps its own activations,
+        gradient buffer and generator (one per thread in ``minivit.parallel.DataParallel``)."""
+        r = copy.copy(self)
+        r._new_grad_buffer()
+        r.rng = make_rng(0, array_module(self._params.flat))
+        r._cache = None
+        return r
 
     def clear_cache(self) -> None:
         """Drop the activations kept by the last forward (no backward will follow)."""

@@ -188,7 +188,7 @@ class MaskedPatchPrediction(PretrainingModel):
         dx, g["mask_token"] = corrupt_tokens_backward(dx, c.corrupt)
         dimages, g["patch_embed.proj.weight"], g["patch_embed.proj.bias"] = \
             patch_embed_backward(dx, c.patch_embed)
-        self.grads = {k: g[k] for k in self.params}
+        self.store_grads(g)
         return dimages
 
     def __repr__(self):

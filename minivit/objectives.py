@@ -16,15 +16,17 @@ An objective also has ``model`` (params, grads, rng, dtype, config) and ``has_ac
   evaluation masks come from a fresh generator seeded [seed, EVAL_STREAM] each time, so the
   validation loss of every epoch uses the same masks.
 
-Both clip the gradients' global norm to ``cfg.clip_grad`` (0 = off) after a finite loss.
+Both clip the gradients' global norm to ``cfg.clip_grad`` (0 = off), on the device over the
+flat gradient buffer.  A step reads nothing back to the host: its loss, count of correct
+predictions and gradient norm stay on the device (``StepStats``), and the loop reads them a
+window of steps at a time (minivit/train.py), checking there that they are finite.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from minivit.backend import host_xp, rng as make_rng, to_device
+from minivit.backend import array_module, host_xp, rng as make_rng, to_device
 from minivit.config import get_config
 from minivit.data.augment import mix_batch, random_crop_flip
 from minivit.data.batches import iterate_batches, normalize
@@ -33,7 +35,7 @@ from minivit.layers.masking import masking_noise
 from minivit.mae import create_mae, save_mae
 from minivit.model import create_model
 from minivit.mpp import create_mpp, draw_corruption, mean_color_targets, save_mpp
-from minivit.optim import clip_grad_norm
+from minivit.optim import clip_flat_grads
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.pretrain import init_from_pretrained, objective_config
 from minivit.resnet import create_resnet
@@ -55,28 +57,34 @@ class Batch:
 
 @dataclass
 class StepStats:
-    correct: float | None       # correct predictions in the batch (None: no accuracy)
-    grad_norm: float            # global gradient norm before clipping (0.0: not clipped)
+    """A step's numbers, 0-d arrays on the device (not read back)."""
+    correct: object             # correct predictions in the batch (None: no accuracy)
+    grad_norm: object           # global gradient norm before clipping (0.0: not clipped)
 
 
-def prepare_batch(data, idx, cfg, aug_rng, dtype, patch_dropout: bool = True) -> Batch:
+def prepare_batch(data, idx, cfg, aug_rng, dtype, patch_dropout: bool = True,
+                  mix_rng=None) -> Batch:
     """Host indices -> a Batch on the device.
 
     uint8 pixels are moved, then cropped/flipped, normalised and (mixup/cutmix) mixed there;
-    soft targets (B, K) already include label smoothing."""
+    soft targets (B, K) already include label smoothing.  mix_rng: the generator of the
+    mixup / cutmix scalars (lambda, the box), best a host one so that nothing is read back
+    from the device (default: aug_rng)."""
     images, labels = to_device(data.train_x[idx]), to_device(data.train_y[idx])
     if cfg.augment:
         images = random_crop_flip(images, aug_rng)
     images = normalize(images, data.mean, data.std, dtype)
     if cfg.mixup > 0 or cfg.cutmix > 0:
-        images, targets = mix_batch(images, labels, aug_rng, data.num_classes, cfg.mixup,
-                                    cfg.cutmix, smoothing=cfg.label_smoothing)
+        images, targets = mix_batch(images, labels, aug_rng if mix_rng is None else mix_rng,
+                                    data.num_classes, cfg.mixup, cfg.cutmix,
+                                    smoothing=cfg.label_smoothing)
         return Batch(images, labels, targets, 0.0, patch_dropout)
     return Batch(images, labels, labels, cfg.label_smoothing, patch_dropout)
 
 
-def _errors_ignored():
-    """A diverging run overflows; the loop checks the loss and gradient norm instead."""
+def errors_ignored():
+    """A diverging run overflows; the loop checks the loss and gradient norm instead (the
+    step, the optimizer's update included, runs to its end whatever the values)."""
     return host_xp().errstate(over="ignore", invalid="ignore", divide="ignore")
 
 
@@ -91,7 +99,7 @@ class Objective:
     def _clipped(self, correct) -> StepStats:
         norm = 0.0
         if self.clip_grad:
-            self.model.grads, norm = clip_grad_norm(self.model.grads, self.clip_grad)
+            norm = clip_flat_grads(self.model.flat_grads, self.clip_grad)    # in place
         return StepStats(correct, norm)
 
     def close(self):
@@ -112,12 +120,10 @@ class Classification(Objective):
 
     def step(self, batch: Batch):
         self.patch_dropout = batch.patch_dropout
-        with _errors_ignored():
+        with errors_ignored():
             loss, logits = self.parallel.forward_backward(batch.images, batch.targets,
                                                           batch.smoothing, batch.patch_dropout)
-            if not math.isfinite(loss):
-                return loss, StepStats(0, 0.0)
-        return loss, self._clipped(int((logits.argmax(axis=1) == batch.labels).sum()))
+            return loss, self._clipped((logits.argmax(axis=1) == batch.labels).sum())
 
     def evaluate(self, x, y, mean, std, batch_size=500):
         return evaluate(self.model, x, y, mean, std, batch_size, self.parallel,
@@ -162,26 +168,21 @@ class Pretraining(Objective):
                                      model.config.color_bits)
         loss, logits, labels, _ = model.forward(images, targets, draws=draws,
                                                 keep_cache=keep_cache)
-        acc = float((logits.argmax(axis=-1) == labels).mean())
+        acc = (logits.argmax(axis=-1) == labels).mean()
         return loss, acc * images.shape[0]
 
     def _shard_step(self, replica, images, draws, weight):
-        """-> (weight * loss, correct, grads of weight * loss, or None if not finite)."""
+        """-> (weight * loss (0-d float64), correct, grads of weight * loss)."""
         loss, correct = self._forward(replica, images, draws)
-        if not math.isfinite(loss):
-            replica.clear_cache()
-            return loss, correct, None
         replica.backward(weight)                          # d(weight * loss_s)
-        return weight * loss, correct, replica.grads
+        return weight * _float64(loss, images), correct, replica.grads
 
     def step(self, batch: Batch):
-        with _errors_ignored():
+        with errors_ignored():
             draws = self._draw(self.model.rng, batch.images)
             outs = self.parallel.map_shards(self._shard_step, batch.images, draws)
             loss = sum(o[0] for o in outs)
-            if not math.isfinite(loss):
-                return loss, StepStats(None, 0.0)
-            self.model.grads = self.parallel.sum_grads([o[2] for o in outs])
+            self.parallel.sum_grads([o[2] for o in outs])
         return loss, self._clipped(None if self.kind == "mae" else sum(o[1] for o in outs))
 
     def evaluate(self, x, y, mean, std, batch_size=500) -> dict:
@@ -193,13 +194,19 @@ class Pretraining(Objective):
             outs = self.parallel.map_shards(
                 lambda r, im, d, w: (w, *self._forward(r, im, d, keep_cache=False)),
                 images, self._draw(gen, images))
-            loss_sum += len(xb) * sum(w * loss for w, loss, _ in outs)    # sum_s B_s loss_s
-            correct += sum(c or 0.0 for _, _, c in outs)
-        return {"loss": loss_sum / max(n, 1), "n": n,
-                "acc": correct / max(n, 1) if self.has_accuracy else None}
+            loss_sum += len(xb) * sum(w * _float64(loss, images)
+                                      for w, loss, _ in outs)              # sum_s B_s loss_s
+            correct += sum(0.0 if c is None else c for _, _, c in outs)
+        return {"loss": float(loss_sum) / max(n, 1), "n": n,
+                "acc": float(correct) / max(n, 1) if self.has_accuracy else None}
 
     def save_model(self, path):
         (save_mae if self.kind == "mae" else save_mpp)(self.model, path)
+
+
+def _float64(value, like):
+    """A loss (Python float or 0-d array) as a 0-d float64 array on ``like``'s device."""
+    return array_module(like).asarray(value, dtype="float64")
 
 
 def _channels(images, values):
@@ -214,5 +221,5 @@ def make_objective(cfg, data, resume: bool = False) -> Objective:
     return Pretraining(cfg, data)
 
 
-__all__ = ["Batch", "Classification", "EVAL_STREAM", "Objective", "Pretraining", "StepStats",
+__all__ = ["Batch", "Classification", "EVAL_STREAM", "errors_ignored", "Objective", "Pretraining", "StepStats",
            "make_objective", "prepare_batch"]

@@ -2,13 +2,13 @@
 
 NumPy releases the GIL inside its array operations (ufuncs and the BLAS matrix products), so
 T Python threads, each running the forward and backward pass of its own replica of the model
-on B/T of the images, keep T cores busy.  The replicas share the parameter arrays (read only
-during a step) and each keeps its own activations.  The loss is a mean over the batch, so
+on B/T of the images, keep T cores busy.  The replicas share the parameter buffer (read only
+during a step) and each keeps its own activations and gradient buffer.  The loss is a mean over the batch, so
 
     L = (1/B) sum_i l_i = sum_s (B_s/B) L_s    =>    dL/dtheta = sum_s (B_s/B) dL_s/dtheta
 
 and each shard's gradient is the backward of its own dlogits scaled by B_s/B; the shards are
-summed in order 0, 1, ..., so a run is deterministic for a given number of threads (a
+summed in order 0, 1, ... (one whole-buffer add per shard), so a run is deterministic for a given number of threads (a
 different number changes only the rounding of that sum).
 
 Each thread must run one-threaded BLAS, or T threads x T BLAS threads fight over T cores.
@@ -25,13 +25,12 @@ Only for NumPy: on CuPy one GPU already runs the whole batch in parallel.
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 from minivit.backend import array_module, get_backend, rng as make_rng
 from minivit.config import STOCHASTIC_FIELDS
-from minivit.layers.loss import cross_entropy
+from minivit.layers.loss import cross_entropy_device
 
 
 def available_cores() -> int:
@@ -107,8 +106,6 @@ class DataParallel:
         B = arrays[0].shape[0]
         slices = shard_slices(B, self.threads)
         self._seed_replicas(len(slices), patch_dropout)
-        for replica in self.replicas:
-            replica.params = self.model.params       # the optimizer may have replaced the dict
         jobs = [(replica, *[a[s] for a in arrays], (s.stop - s.start) / B)
                 for replica, s in zip(self.replicas, slices)]
         results = self._map(fn, jobs)
@@ -118,13 +115,24 @@ class DataParallel:
         return results
 
     def sum_grads(self, shard_grads):
-        """sum_s (weighted shard gradients), in shard order: deterministic for a given number
-        of threads.  Each shard's backward already carried its weight B_s / B."""
-        total = dict(shard_grads[0])
-        for g in shard_grads[1:]:
-            for k in total:
-                total[k] = total[k] + g[k]
-        return total
+        """sum_s (weighted shard gradients) into the model's gradient buffer, in shard order:
+        deterministic for a given number of threads.  Each shard's backward already carried
+        its weight B_s / B.  shard_grads: the replicas' ``grads`` (views of their buffers).
+        Returns ``model.grads``."""
+        model = self.model
+        layout = model.params.layout
+        flats = [g.flat if getattr(g, "layout", None) is layout else layout.pack(g)
+                 for g in shard_grads]
+        total = model.flat_grads
+        if len(flats) == 1:
+            if flats[0] is not total:
+                total[...] = flats[0]
+        else:
+            xp = array_module(total)
+            xp.add(flats[0], flats[1], out=total)
+            for f in flats[2:]:
+                total += f
+        return model.use_grad_buffer()
 
     # -- classification: cross-entropy of the whole batch, and evaluation
     def forward_backward(self, images, targets, smoothing=0.0, patch_dropout=True):
@@ -132,15 +140,15 @@ class DataParallel:
 
         images (B, C, H, W), targets (B,) labels or (B, K) soft targets; patch_dropout=False
         trains without patch dropout (VisionTransformer.forward).
-        Returns (loss, logits (B, K)); a non-finite loss returns before any backward."""
+        Returns (loss, logits (B, K)): the loss a 0-d float64 array on the device (not read
+        back; the backward runs whatever its value)."""
         outs = self.map_shards(
             lambda r, x, t, w: _classify_shard(r, x, t, smoothing, w, patch_dropout),
             images, targets, patch_dropout=patch_dropout)
         loss = sum(shard_loss for shard_loss, _, _ in outs)
         logits = array_module(images).concatenate([lg for _, lg, _ in outs]) \
             if len(outs) > 1 else outs[0][1]
-        if all(g is not None for _, _, g in outs):
-            self.model.grads = self.sum_grads([g for _, _, g in outs])
+        self.sum_grads([g for _, _, g in outs])
         return loss, logits
 
     def forward(self, images, patch_dropout=True):
@@ -181,14 +189,12 @@ class DataParallel:
 
 
 def _classify_shard(replica, images, targets, smoothing, weight, patch_dropout=True):
-    """-> (weight * loss_s, logits_s, grads of weight * loss_s or None if not finite)."""
+    """-> (weight * loss_s (0-d float64 on the device), logits_s, grads of weight * loss_s).
+    The labels were checked when the data were loaded (no per-batch range check)."""
     logits = replica.forward(images, train=True, patch_dropout=patch_dropout)
-    loss, dlogits = cross_entropy(logits, targets, smoothing)
-    if not math.isfinite(loss):
-        replica.clear_cache()
-        return loss, logits, None
+    loss, dlogits = cross_entropy_device(logits, targets, smoothing)
     replica.backward(dlogits * weight if weight != 1.0 else dlogits)   # d(weight * L_s)
-    return weight * loss, logits, replica.grads
+    return weight * loss.astype("float64"), logits, replica.grads
 
 
 def _limit_blas_threads():

@@ -11,6 +11,8 @@ One optimizer step (``_Run.step``):
                                                           normalize, mixup/cutmix on the device
     loss, stats = objective.step(batch)                   forward, loss, backward, clipping
     optimizer.step(params, grads, lr=warmup_cosine(step))
+    window.add(step, loss, stats, ...)                    the values stay on the device; read
+                                                          a window at a time (step_window.py)
 
 The objective (minivit/objectives.py) is ``Classification`` (cross-entropy on the labels) or
 ``Pretraining`` (``objective="mae"`` / ``"mpp"``); the loop only sees ``step``, ``evaluate``
@@ -31,7 +33,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from minivit.backend import array_module, host_rng, rng, synchronize
+from minivit.backend import array_module, host_rng, rng
 from minivit.checkpoint import (Progress, Snapshot, load_checkpoint, rng_state, save_checkpoint,
                                 stop_on_sigterm)
 from minivit.console import plural, progress_bar
@@ -43,14 +45,16 @@ from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METR
                                default_run_dir, format_record, read_run_info,
                                remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.distillation import Distillation
-from minivit.objectives import make_objective, prepare_batch
+from minivit.objectives import errors_ignored, make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
 from minivit.schedule import warmup_cosine
+from minivit.step_window import StepWindow, read_every_for_backend
 from minivit.train_config import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig,
                                   Warmup, choose_warmup, load_train_config)
 
 DATA_STREAM, AUG_STREAM = 0, 1      # seeds [seed, stream, ...] keep the random streams apart
+MIX_STREAM = 4                      # the host generator of the mixup / cutmix scalars
 
 
 class TrainingDiverged(RuntimeError):
@@ -154,7 +158,11 @@ class _Run:
         self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.aug_rng = rng([cfg.seed, AUG_STREAM])   # on the device, like model.rng
         self.rngs = {"augment": self.aug_rng, "model": model.rng}
+        self.mix_rng = None
+        if cfg.mixup > 0 or cfg.cutmix > 0:          # scalars drawn on the host: no read back
+            self.mix_rng = self.rngs["mix"] = host_rng([cfg.seed, MIX_STREAM])
         self.progress = Progress()
+        self.window = StepWindow(read_every_for_backend())   # steps not read back yet
         if resume:
             self.progress = Progress.from_state(
                 load_checkpoint(self.ckpt_path, model, self.optimizer, self.rngs))
@@ -174,7 +182,7 @@ class _Run:
         cfg, sched, p = self.cfg, self.schedule, self.progress
         if self.warmup.warning:
             warnings.warn(self.warmup.warning, stacklevel=2)
-        bar = progress_bar(cfg.progress, sched.total, p.step)
+        self.bar = bar = progress_bar(cfg.progress, sched.total, p.step)
         self.say = bar.write if bar is not None else print
         warmup = plural(sched.warmup, "step") + (f" ({self.warmup.note})" if self.warmup.note
                                                  else "")
@@ -206,11 +214,15 @@ class _Run:
                 snapshot = Snapshot.take(self.model, self.optimizer, self.rngs, self.progress)
                 self.step(step, perm, bar)            # Ctrl-C in here rolls back to snapshot
                 snapshot = None
+                if self.window.full():
+                    self.read_steps()
                 if cfg.checkpoint_every and self.progress.step % cfg.checkpoint_every == 0:
                     self.save()
+            self.read_steps()                         # the bar is still open
         except KeyboardInterrupt:
             if snapshot is not None:
                 self.progress = snapshot.restore(self.model, self.optimizer, self.rngs)
+                self.window.drop_from(self.progress.step)
             status = "interrupted"
             self.save("interrupted")
         finally:
@@ -238,27 +250,36 @@ class _Run:
         i = step % sched.steps_per_epoch
         t0 = time.perf_counter()
         batch = prepare_batch(self.data, perm[i * B:(i + 1) * B], cfg, self.aug_rng,
-                              self.model.dtype, sched.patch_dropout_at(step))
+                              self.model.dtype, sched.patch_dropout_at(step), self.mix_rng)
         lr = sched.lr_at(step)
         loss, stats = self.objective.step(batch)
-        if not (math.isfinite(loss) and math.isfinite(stats.grad_norm)):
-            what, value = ("loss", loss) if not math.isfinite(loss) \
-                else ("gradient norm", stats.grad_norm)
-            raise TrainingDiverged(_diverged_message(what, value, step, p, self.ckpt_path))
-        self.optimizer.step(self.model.params, self.model.grads, lr=lr)
-        synchronize()
-        dt = time.perf_counter() - t0
-        p.step, p.epoch_loss, p.epoch_steps = step + 1, p.epoch_loss + loss, p.epoch_steps + 1
-        p.epoch_correct += stats.correct or 0
-        p.epoch_time += dt
-        self.steps_log.append(p.step, loss, lr)
-        if bar is not None:
-            acc = "-" if stats.correct is None else f"{stats.correct / B:.3f}"
-            bar.set_postfix({"loss": f"{loss:.3f}", "acc": acc, "lr": f"{lr:.2e}",
-                             "img/s": f"{B / dt:.0f}"}, refresh=False)
-            bar.update(1)
+        with errors_ignored():                      # checked when the window is read
+            self.optimizer.step(self.model.params, self.model.grads, lr=lr)
+        p.step = step + 1
+        self.window.add(step, loss, stats, lr, time.perf_counter() - t0)
+
+    def read_steps(self) -> None:
+        """Read the window's steps from the device and account for each in order: the
+        divergence check (a non-finite loss or gradient norm), the epoch's sums, the bar."""
+        p, B, bar = self.progress, self.cfg.batch_size, self.bar
+        for v in self.window.read():
+            if not (math.isfinite(v.loss) and math.isfinite(v.grad_norm)):
+                what, value = ("loss", v.loss) if not math.isfinite(v.loss) \
+                    else ("gradient norm", v.grad_norm)
+                raise TrainingDiverged(_diverged_message(what, value, v.step, p,
+                                                         self.ckpt_path))
+            p.epoch_loss, p.epoch_steps = p.epoch_loss + v.loss, p.epoch_steps + 1
+            p.epoch_correct += v.correct or 0
+            p.epoch_time += v.seconds
+            self.steps_log.append(v.step + 1, v.loss, v.lr)
+            if bar is not None:
+                acc = "-" if v.correct is None else f"{v.correct / B:.3f}"
+                bar.set_postfix({"loss": f"{v.loss:.3f}", "acc": acc, "lr": f"{v.lr:.2e}",
+                                 "img/s": f"{B / v.seconds:.0f}"}, refresh=False)
+                bar.update(1)
 
     def save(self, kind: str = "checkpoint") -> None:
+        self.read_steps()
         p = self.progress
         _check_finite_params(self.model, p.step)
         p.saved_step, p.elapsed = p.step, self.elapsed()
@@ -269,6 +290,7 @@ class _Run:
 
     def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
+        self.read_steps()
         cfg, data, p, obj = self.cfg, self.data, self.progress, self.objective
         epoch, n_seen = p.epochs_logged + 1, p.epoch_steps * cfg.batch_size
         rec = {"epoch": epoch, "step": p.step,
@@ -308,7 +330,9 @@ def _check_data_order(progress: Progress, epoch, gen):
 
 
 def _check_finite_params(model, step):
-    xp = array_module(next(iter(model.params.values())))
+    xp = array_module(model.flat_params)
+    if bool(xp.isfinite(model.flat_params).all()):             # one read
+        return
     for name, p in model.params.items():
         if not bool(xp.isfinite(p).all()):
             raise TrainingDiverged(f"parameter {name} is not finite after step {step}; not "

@@ -9,7 +9,7 @@ Colour classes: the mean of each channel over the patch, for pixels in [0, 1], q
 """
 
 from minivit.backend import array_module
-from minivit.layers.loss import cross_entropy
+from minivit.layers.loss import cross_entropy_device
 from minivit.layers.patches import patchify
 
 
@@ -26,9 +26,10 @@ def mean_color_targets(pixels, patch_size, bits=3):
 
 
 def patch_ce_forward(logits, labels):
-    """logits (B, M, K), labels (B, M) ints -> (loss float, cache = dloss/dlogits (B, M, K))."""
+    """logits (B, M, K), labels (B, M) ints in [0, K) -> (loss (0-d array, on the device),
+    cache = dloss/dlogits (B, M, K))."""
     B, M, K = logits.shape
-    loss, dlogits = cross_entropy(logits.reshape(B * M, K), labels.reshape(-1))
+    loss, dlogits = cross_entropy_device(logits.reshape(B * M, K), labels.reshape(-1))
     return loss, dlogits.reshape(logits.shape)
 
 

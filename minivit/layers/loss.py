@@ -6,10 +6,22 @@
 Targets t: one-hot of integer labels, or given soft targets (mixup, cutmix); label smoothing
 eps mixes them with the uniform distribution as PyTorch does: t <- (1 - eps) t + eps / K.
 log softmax is computed with the log-sum-exp trick, so large logits do not overflow.
+
+``cross_entropy`` checks the labels' range and returns the loss as a Python float (both read
+the device); ``cross_entropy_device`` is the same loss for the training loop, whose labels were
+checked when the data were loaded: it returns a 0-d array and reads nothing back.
 """
 
 from minivit.backend import array_module
 from minivit.layers.softmax import log_softmax
+
+
+def _check_label_range(labels, B, K):
+    if labels.ndim == 1 and labels.shape[0] == B and labels.size and labels.dtype.kind in "iu":
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= K:
+            raise ValueError(f"labels out of range: got values in [{lo}, {hi}], expected "
+                             f"0 <= label < {K}")
 
 
 def _targets(logits, labels, label_smoothing):
@@ -20,9 +32,6 @@ def _targets(logits, labels, label_smoothing):
             raise ValueError(f"labels of shape (B,) must be integers, got dtype {labels.dtype}")
         if labels.shape[0] != B:
             raise ValueError(f"batch size mismatch: {B} logits but {labels.shape[0]} labels")
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= K):
-            raise ValueError(f"labels out of range: got values in [{int(labels.min())}, "
-                             f"{int(labels.max())}], expected 0 <= label < {K}")
         t = xp.zeros((B, K), dtype=logits.dtype)
         t[xp.arange(B), labels] = 1.0
     elif labels.ndim == 2:                                 # soft targets (B, K)
@@ -41,6 +50,26 @@ def _targets(logits, labels, label_smoothing):
 
 def cross_entropy(logits, labels, label_smoothing=0.0):
     """logits (B, K) float, labels (B,) int or (B, K) float -> (loss float, dlogits (B, K))."""
+    _check_inputs(logits, labels, label_smoothing)
+    _check_label_range(labels, *logits.shape)
+    loss, dlogits = cross_entropy_device(logits, labels, label_smoothing)
+    return float(loss), dlogits
+
+
+def cross_entropy_device(logits, labels, label_smoothing=0.0):
+    """As ``cross_entropy`` without the labels' range check; the loss a 0-d array of the
+    logits' dtype on their device."""
+    _check_inputs(logits, labels, label_smoothing)
+    xp = array_module(logits)
+    B = logits.shape[0]
+    t = _targets(logits, labels, label_smoothing)
+    logp = log_softmax(logits)
+    loss = -(t * logp).sum() / B
+    dlogits = (xp.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / B   # = (p - t) / B when t sums to 1
+    return loss, dlogits
+
+
+def _check_inputs(logits, labels, label_smoothing):
     if not hasattr(logits, "ndim") or logits.ndim != 2:
         raise ValueError(f"logits must have shape (B, K), got {getattr(logits, 'shape', type(logits))}")
     if logits.dtype.kind != "f":
@@ -52,9 +81,3 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
     xp = array_module(logits)
     if array_module(labels) is not xp:
         raise ValueError("logits and labels are on different backends; move both with minivit.to_device")
-    B = logits.shape[0]
-    t = _targets(logits, labels, label_smoothing)
-    logp = log_softmax(logits)
-    loss = -(t * logp).sum() / B
-    dlogits = (xp.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / B   # = (p - t) / B when t sums to 1
-    return float(loss), dlogits

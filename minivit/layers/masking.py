@@ -142,8 +142,10 @@ def corrupt_tokens_backward(dout, cache):
     B, N, D = dout.shape
     dmask_token = (dout * replace_token[..., None]).sum(axis=(0, 1)).reshape(1, 1, D)
     dx = (dout * keep[..., None]).reshape(B * N, D)
-    chosen = replace_random.reshape(-1) > 0
-    xp.add.at(dx, src.reshape(-1)[chosen], dout.reshape(B * N, D)[chosen])
+    # every token sends its gradient to src, zero unless it was replaced by src (a fixed
+    # number of rows, so no boolean index and no device -> host read)
+    sent = xp.where(replace_random.reshape(-1, 1) > 0, dout.reshape(B * N, D), 0)
+    xp.add.at(dx, src.reshape(-1), sent)
     return dx.reshape(B, N, D), dmask_token
 
 
