@@ -26,7 +26,7 @@ from minivit.backend import array_module
 from minivit.io.rundir import find_model, read_run_info
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
 from minivit.layers.loss import cross_entropy
-from minivit.objectives import Classification, StepStats, _errors_ignored
+from minivit.objectives import Classification, StepStats, errors_ignored
 from minivit.parallel import DataParallel, shard_slices
 from minivit.serialization import load as load_model
 from minivit.train_config import DISTILL_KINDS
@@ -90,7 +90,7 @@ class Distillation(Classification):
 
     def step(self, batch):
         self.patch_dropout = batch.patch_dropout
-        with _errors_ignored():
+        with errors_ignored():
             teacher_logits = self.teacher_parallel.forward(batch.images)   # (B, K), eval mode
             outs = self.parallel.map_shards(
                 lambda r, x, t, tl, w: self._shard(r, x, t, tl, batch.smoothing,

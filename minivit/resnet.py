@@ -74,9 +74,10 @@ class ResNet(ModelBase):
         check_images(images, self.config, self.dtype, self.params["conv1.weight"])
 
     def replica(self):
-        """Shares params and buffers; records its shards' batch statistics for the model."""
-        r = type(self)(self.config, self.params, self.buffers)
-        r.records_stats = True
+        """Shares the parameter buffer and the running statistics; keeps its own gradients and
+        activations, and records its shard's batch statistics for the model."""
+        r = super().replica()
+        r.records_stats, r.batch_stats = True, None
         return r
 
     # ------------------------------------------------------------------ forward
@@ -175,7 +176,7 @@ class ResNet(ModelBase):
                 self._conv_bn_backward(dsum, block.shortcut, g)
             dx = dh + dshort
         dimages = self._conv_bn_backward(dx, c.stem, g)
-        self.grads = {k: g[k] for k in self.params}
+        self.store_grads(g)                                  # into the gradient buffer
         return dimages
 
     def __repr__(self):

@@ -116,7 +116,8 @@ def test_data_parallel_pools_the_shards_statistics(xp):
 def test_replica_shares_params_and_buffers():
     m = create_resnet("resnet8")
     r = m.replica()
-    assert r.params is m.params and r.buffers is m.buffers and r.records_stats
+    assert r.flat_params is m.flat_params and r.buffers is m.buffers and r.records_stats
+    assert r.flat_grads is not m.flat_grads
 
 
 def test_save_load_round_trip(tmp_path):
