@@ -323,16 +323,17 @@ def _horner_into(z, coeffs, out, xp):
         out += c
 
 
-def erf_float32(x):
+def erf_float32(x, out=None):
     """erf of a float32 array (any shape), by one rational function: within 8 float32 ulp of
     the exact value (absolute error < 5e-7; tests/test_special.py samples every range,
-    subnormals, +-inf and nan).  A new array comes back; ``x`` is not changed.
+    subnormals, +-inf and nan).  The result goes into ``out`` when given (a C-contiguous
+    float32 array of x's shape, ``x`` itself allowed), else into a new array.
 
     NumPy arrays go in blocks of ``_BLOCK`` elements with two scratch blocks, so every pass
     stays in the CPU cache; a CuPy array is done in one piece."""
     xp = array_module(x)
     flat = xp.ascontiguousarray(x).reshape(-1)
-    y = xp.empty_like(flat)
+    y = xp.empty_like(flat) if out is None else out.reshape(-1)
     n = flat.size
     block = _BLOCK if getattr(xp, "errstate", None) else max(n, 1)     # NumPy: blocks
     z, t = xp.empty(min(n, block), flat.dtype), xp.empty(min(n, block), flat.dtype)
@@ -343,7 +344,7 @@ def erf_float32(x):
             stop = min(start + block, n)
             k = stop - start
             _erf32_block(flat[start:stop], y[start:stop], z[:k], t[:k])
-    return y.reshape(x.shape)
+    return y.reshape(x.shape) if out is None else out
 
 
 def erf_numpy(x):
@@ -357,12 +358,21 @@ def erf_numpy(x):
     return erf_fdlibm(x)
 
 
-def erf(x):
+def erf(x, out=None):
     """Elementwise error function on either backend: CuPy's kernel for a CuPy array,
-    :func:`erf_numpy` otherwise (NumPy has none built in)."""
+    :func:`erf_numpy` otherwise (NumPy has none built in).  ``out``: an array of x's shape and
+    dtype for the result (``x`` itself allowed); float32 NumPy is then computed in place."""
     if is_cupy_array(x):
-        return cupy_special().erf(x)
-    return erf_numpy(x)
+        y = cupy_special().erf(x)
+    elif out is not None and x.dtype == out.dtype == array_module(x).dtype("float32") \
+            and out.flags.c_contiguous and x.dtype.isnative:
+        return erf_float32(x, out=out)
+    else:
+        y = erf_numpy(x)
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
 __all__ = ["erf", "erf_fdlibm", "erf_float32", "erf_numpy"]

@@ -22,7 +22,8 @@ def gelu_forward(x, approximate="erf"):
     """x (...) -> y (...).  cache = what the derivative needs."""
     xp = array_module(x)
     if approximate == "erf":
-        cdf = erf(x * (1.0 / SQRT_2))                            # new array; in place below
+        cdf = x * (1.0 / SQRT_2)                                 # new array; in place below
+        erf(cdf, out=cdf)
         cdf += 1.0
         cdf *= 0.5                                               # Phi(x) = (1 + erf(x/sqrt2))/2
         return x * cdf, ("erf", x, cdf)
