@@ -22,6 +22,7 @@ from pathlib import Path
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
+from minivit.evaluation import predict_logits
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.layers.loss import cross_entropy
@@ -59,7 +60,8 @@ def extract_features(parallel, x, mean, std, batch_size):
     DataParallel of a ViT whose head is the identity."""
     np = host_xp()
     vit = parallel.model
-    out = [to_numpy(parallel.forward(normalize(to_device(xb), mean, std, vit.dtype)))
+    out = [to_numpy(predict_logits(vit, normalize(to_device(xb), mean, std, vit.dtype),
+                                   parallel=parallel))
            for xb, _ in iterate_batches(x, np.zeros(len(x)), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, vit.config.embed_dim))
 
