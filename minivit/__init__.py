@@ -3,6 +3,7 @@
     import minivit
     model = minivit.create_model("cifar-tiny", seed=0, dtype="float32")
     logits = model.forward(images, train=False)     # (B, C, H, W) -> (B, classes)
+    logits = minivit.predict_logits(model, images)  # the same, on every CPU core
     loss, dlogits = minivit.cross_entropy(logits, labels, label_smoothing=0.0)
     model.backward(dlogits)                         # fills model.grads
 """
@@ -11,6 +12,7 @@ from minivit.backend import get_backend, get_xp, set_backend, to_device, to_nump
 from minivit.checks import rel_error
 from minivit.config import CONFIGS, ViTConfig, count_params, get_config
 from minivit.convert import export_official_npz
+from minivit.evaluation import predict_logits
 from minivit.layers.loss import cross_entropy
 from minivit.model import VisionTransformer, create_model
 from minivit.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
@@ -24,6 +26,6 @@ __all__ = [
     "AdamW", "CONFIGS", "SGD", "ViTConfig", "VisionTransformer", "clip_grad_norm",
     "count_params", "create_model", "cross_entropy", "export_official_npz", "get_backend",
     "get_config", "get_xp", "global_grad_norm", "load", "load_official_npz", "load_optimizer",
-    "rel_error", "resample_pos_embed", "save", "save_optimizer", "set_backend", "to_device",
+    "predict_logits", "rel_error", "resample_pos_embed", "save", "save_optimizer", "set_backend", "to_device",
     "to_numpy", "warmup_cosine",
 ]

@@ -120,9 +120,14 @@ def _wants_one_blas_thread(args) -> bool:
     return (threads or available_cores()) > 1
 
 
+def restart_env(environ) -> dict:
+    """``environ`` with BLAS limited to one thread (what the command line restarts itself with)."""
+    return {**environ, **{v: "1" for v in BLAS_THREAD_VARS}}
+
+
 def _restart_with_one_blas_thread():
     """Run this same command line again in a fresh interpreter, BLAS limited to one thread."""
-    env = {**os.environ, **{v: "1" for v in BLAS_THREAD_VARS}}
+    env = restart_env(os.environ)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "minivit", *sys.argv[1:]], env)

@@ -2,18 +2,55 @@
 and the trained classifier of a run directory or model file.
 
     model, run_dir, info = load_trained("runs/nano")       # or .../model.safetensors
+    logits = predict_logits(model, images)                 # normalised images, every core
     result = evaluate(model, x, y, mean, std)              # host uint8 images, labels
     report = eval_report(result, label_names, "test")      # what eval-<split>.json holds
 """
 
 from __future__ import annotations
 
-from minivit.backend import host_xp, to_device, to_numpy
+from minivit.backend import array_module, host_xp, to_device, to_numpy
 from minivit.data.batches import iterate_batches, normalize
 from minivit.io.rundir import find_model, read_run_info
 from minivit.layers.loss import cross_entropy
-from minivit.parallel import DataParallel
+from minivit.parallel import DataParallel, resolve_threads
 from minivit.serialization import load as load_model
+
+
+def predict_logits(model, images, threads: int = 0, batch_size: int = 256, parallel=None,
+                   patch_dropout: bool = True):
+    """Logits (B, K) of ``model`` on normalised images (B, C, H, W), with every CPU core:
+    the fastest way to run a trained ViT from Python.
+
+        logits = minivit.predict_logits(model, images)              # one thread per core
+        logits = minivit.predict_logits(model, images, threads=1)   # the calling thread only
+
+    The images go ``batch_size`` at a time, each batch split over ``threads`` threads
+    (0 = one per core on NumPy, 1 on CuPy), each thread running ``model.forward(...,
+    train=False, keep_cache=False)`` on its share (minivit.parallel.DataParallel.forward),
+    so the elementwise passes as well as the matrix products use every core.  ``parallel``:
+    an open DataParallel of ``model`` to use instead (its thread count wins);
+    ``patch_dropout``: that of the training steps around it, which only matters for how
+    DataParallel seeds its replicas from ``model.rng`` in a model with dropout.
+
+    For speed, NumPy's BLAS should run one thread per Python thread: start Python with
+    OPENBLAS_NUM_THREADS=1 (the ``minivit`` command does this itself); otherwise BLAS is
+    limited to one thread per call with threadpoolctl (the ``train`` extra), which is slower."""
+    if parallel is not None:
+        return _predict(parallel, images, batch_size, patch_dropout)
+    with DataParallel(model, resolve_threads(threads)) as dp:
+        return _predict(dp, images, batch_size, patch_dropout)
+
+
+def _predict(parallel, images, batch_size, patch_dropout):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    B = images.shape[0]
+    if B <= batch_size:
+        return parallel.forward(images, patch_dropout)
+    xp = array_module(images)
+    return xp.concatenate([parallel.forward(images[i:i + batch_size], patch_dropout)
+                           for i in range(0, B, batch_size)])
 
 
 def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None,
@@ -31,7 +68,8 @@ def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None,
     loss_sum = 0.0
     for xb, yb in iterate_batches(x, y, batch_size):
         images = normalize(to_device(xb), mean, std, model.dtype)
-        logits = parallel.forward(images, patch_dropout)    # no backward follows
+        logits = predict_logits(model, images, batch_size=len(yb), parallel=parallel,
+                                patch_dropout=patch_dropout)
         loss, _ = cross_entropy(logits, to_device(yb))
         loss_sum += loss * len(yb)
         np.add.at(confusion, (yb, to_numpy(logits.argmax(axis=1))), 1)
@@ -67,4 +105,4 @@ def load_trained(path):
     return load_model(model_path), run_dir, info
 
 
-__all__ = ["eval_report", "evaluate", "load_trained"]
+__all__ = ["eval_report", "evaluate", "load_trained", "predict_logits"]

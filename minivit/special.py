@@ -1,7 +1,7 @@
 """Special functions NumPy lacks: a vectorised error function for the exact GELU.
 
 NumPy has no ``erf`` and minivit may depend on NumPy alone at run time (no SciPy),
-so :func:`erf_numpy` implements it from the classic Sun Microsystems *fdlibm*
+so :func:`erf_fdlibm` implements it from the classic Sun Microsystems *fdlibm*
 algorithm (``s_erf.c``, 1993, as kept in FreeBSD ``lib/msun`` and musl
 ``src/math/erf.c``), whose rational approximations are in the style of
 W. J. Cody's (Cody, "Rational Chebyshev approximations for the error function",
@@ -28,10 +28,15 @@ Precision (measured against ``math.erf``/mpmath, see ``tests/test_special.py``):
   coefficients (``s_erf.c``): at most 1 ulp from ``math.erf`` (max abs error
   1.1e-16, within 0.8 ulp of the exact value on a random sample) -- the same
   algorithm as glibc's and musl's ``erf``.
-* ``float32`` input is computed in float32 with the single-precision coefficients
-  of FreeBSD's ``s_erff.c`` (the lower-degree fits by S. Kargl, 2014, with
-  ``|x| >= 4`` -> +-1): within one float32 ulp (max abs error about 5e-8).
-  Staying in float32 halves the memory traffic, which is what bounds the speed.
+* ``float32`` input to :func:`erf_fdlibm` is computed in float32 with the
+  single-precision coefficients of FreeBSD's ``s_erff.c`` (the lower-degree fits by
+  S. Kargl, 2014, with ``|x| >= 4`` -> +-1): within one float32 ulp (max abs error
+  about 5e-8).
+* :func:`erf_numpy` -- what the exact GELU calls -- takes a faster road for float32:
+  :func:`erf_float32`, one rational function ``x P(x^2) / Q(x^2)`` on ``|x| <= 4``
+  (coefficients in ``special_tables.ERF32_P/Q``), 24 in-place passes over
+  cache-sized blocks and no gather/scatter: 2-3x faster than the fdlibm ranges, within
+  8 float32 ulp (absolute error < 5e-7), which float32 training cannot tell apart.
 * ``float16`` is computed in float32 and rounded back; integer and boolean
   input gives float64, like a NumPy ufunc.
 
@@ -57,7 +62,7 @@ from __future__ import annotations
 import contextlib
 
 from minivit.backend import array_module, cupy_special, is_cupy_array
-from minivit.special_tables import (ERX32, ERX64, PA32, PA64, PP32, PP64, QA32, QA64, QQ32, QQ64,
+from minivit.special_tables import (ERF32_P, ERF32_Q, ERX32, ERX64, PA32, PA64, PP32, PP64, QA32, QA64, QQ32, QQ64,
                                     RA32, RA64, RB32, RB64, SA32, SA64, SB32, SB64, from_bits32,
                                     from_bits64)
 
@@ -228,8 +233,9 @@ def _erf_flat(x, c: _Consts, xp):
     return y
 
 
-def erf_numpy(x):
-    """Elementwise error function ``erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt``.
+def erf_fdlibm(x):
+    """Elementwise error function ``erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt``,
+    fdlibm's algorithm in both precisions (:func:`erf_numpy` uses it for float64).
 
     Parameters
     ----------
@@ -253,16 +259,16 @@ def erf_numpy(x):
     x = xp.asarray(x)
     dt = x.dtype
     if dt.kind == "c":
-        raise TypeError(f"erf_numpy: complex input ({dt}) is not supported")
+        raise TypeError(f"erf: complex input ({dt}) is not supported")
     if dt.kind != "f":
         x, dt = x.astype("float64"), xp.dtype("float64")
     if not dt.isnative:  # the bit tricks below need native byte order
         x = x.astype(dt.newbyteorder("="))
         dt = x.dtype
     if dt.itemsize < 4:  # float16: compute in float32, round back
-        return erf_numpy(x.astype("float32")).astype(dt)
+        return erf_fdlibm(x.astype("float32")).astype(dt)
     if dt.itemsize > 8:  # long double: fdlibm double accuracy is all we offer
-        return erf_numpy(x.astype("float64")).astype(dt)
+        return erf_fdlibm(x.astype("float64")).astype(dt)
     c = _C64 if dt.itemsize == 8 else _C32
     shape = x.shape
     if x.size == 0:
@@ -283,13 +289,91 @@ def erf_numpy(x):
     return y.reshape(shape)
 
 
-def erf(x):
+# --------------------------------------------------------------------------------
+# float32: one rational function, few passes
+# --------------------------------------------------------------------------------
+
+_SATURATE32 = 4.0     # erf(4) = 1 - 1.5e-8 rounds to 1.0 in float32
+
+
+def _erf32_block(x, out, z, t):
+    """out = erf(x) for a 1-d float32 block; z, t: scratch of the same size.
+
+        a = clip(x, -4, 4),  z = a^2,  erf(x) ~= a * P(z) / Q(z)       (special_tables.ERF32_*)
+
+    Every operation writes into ``out``, ``z`` or ``t``: 4 + 2 * (6 + 4) passes over a block
+    that stays in the CPU cache, no temporaries.  nan stays nan (clip keeps it), +-inf -> +-1,
+    the sign of zero is kept."""
+    xp = array_module(x)
+    xp.clip(x, -_SATURATE32, _SATURATE32, out=out)                     # a
+    xp.multiply(out, out, out=z)                                       # z = a^2
+    _horner_into(z, ERF32_P, t, xp)                                    # t = P(z)
+    out *= t                                                           # a P(z)
+    _horner_into(z, ERF32_Q, t, xp)                                    # t = Q(z)
+    out /= t                                                           # a P(z) / Q(z)
+    xp.clip(out, -1.0, 1.0, out=out)            # the fit overshoots 1 by 1 ulp near |x| = 4
+
+
+def _horner_into(z, coeffs, out, xp):
+    """out = coeffs[0] + coeffs[1] z + ... (in place, coeffs of length >= 2)."""
+    xp.multiply(z, coeffs[-1], out=out)
+    out += coeffs[-2]
+    for c in reversed(coeffs[:-2]):
+        out *= z
+        out += c
+
+
+def erf_float32(x, out=None):
+    """erf of a float32 array (any shape), by one rational function: within 8 float32 ulp of
+    the exact value (absolute error < 5e-7; tests/test_special.py samples every range,
+    subnormals, +-inf and nan).  The result goes into ``out`` when given (a C-contiguous
+    float32 array of x's shape, ``x`` itself allowed), else into a new array.
+
+    NumPy arrays go in blocks of ``_BLOCK`` elements with two scratch blocks, so every pass
+    stays in the CPU cache; a CuPy array is done in one piece."""
+    xp = array_module(x)
+    flat = xp.ascontiguousarray(x).reshape(-1)
+    y = xp.empty_like(flat) if out is None else out.reshape(-1)
+    n = flat.size
+    block = _BLOCK if getattr(xp, "errstate", None) else max(n, 1)     # NumPy: blocks
+    z, t = xp.empty(min(n, block), flat.dtype), xp.empty(min(n, block), flat.dtype)
+    errstate = getattr(xp, "errstate", None)
+    ctx = errstate(under="ignore") if errstate else contextlib.nullcontext()
+    with ctx:                                   # subnormal inputs underflow z = x^2 to 0
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            k = stop - start
+            _erf32_block(flat[start:stop], y[start:stop], z[:k], t[:k])
+    return y.reshape(x.shape) if out is None else out
+
+
+def erf_numpy(x):
+    """Elementwise error function without SciPy: :func:`erf_float32` for float32 input (fast,
+    within 8 ulp), fdlibm (:func:`erf_fdlibm`, within 1 ulp) for every other dtype -- float64,
+    what the gradient checks use, keeps its full precision."""
+    xp = array_module(x)
+    x = xp.asarray(x)
+    if x.dtype == xp.dtype("float32") and x.dtype.isnative:
+        return erf_float32(x)
+    return erf_fdlibm(x)
+
+
+def erf(x, out=None):
     """Elementwise error function on either backend: CuPy's kernel for a CuPy array,
-    :func:`erf_numpy` otherwise (NumPy has none built in)."""
+    :func:`erf_numpy` otherwise (NumPy has none built in).  ``out``: an array of x's shape and
+    dtype for the result (``x`` itself allowed); float32 NumPy is then computed in place."""
     if is_cupy_array(x):
-        return cupy_special().erf(x)
-    return erf_numpy(x)
+        y = cupy_special().erf(x)
+    elif out is not None and x.dtype == out.dtype == array_module(x).dtype("float32") \
+            and out.flags.c_contiguous and x.dtype.isnative:
+        return erf_float32(x, out=out)
+    else:
+        y = erf_numpy(x)
+    if out is None:
+        return y
+    out[...] = y
+    return out
 
 
-__all__ = ["erf", "erf_numpy"]
+__all__ = ["erf", "erf_fdlibm", "erf_float32", "erf_numpy"]
 

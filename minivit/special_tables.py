@@ -169,3 +169,15 @@ SB32 = (
     _f("sb2", 3.04982710e00, 0x4043305E),
     _f("sb3", -7.61900663e-01, 0xBF430BEC),
 )
+
+# float32 erf by one rational function (minivit.special.erf_float32):
+#   erf(x) ~= x * P(x^2) / Q(x^2),  |x| <= 4  (erf(4) rounds to 1 in float32),
+# P of degree 6 and Q of degree 4 in x^2, fitted here to erf on [0, 4] by iteratively
+# reweighted linear least squares (Loeb / Lawson), error weighted by the float32 ulp of erf(x),
+# P[0] pinned to 2/sqrt(pi) rounded to float32 (so erf(x) = 2x/sqrt(pi) near 0), Q[0] = 1.
+# In exact arithmetic the fit is within 1.11 float32 ulp; evaluated in float32 (Horner), within
+# 8 ulp (tests/test_special.py measures it).
+ERF32_P = (1.128379225730896, 0.20314715802669525, 0.050998326390981674, 0.003820304060354829,
+           0.00014311977429315448, -1.927387984324014e-06, 1.923176640161728e-08)
+ERF32_Q = (1.0, 0.513367235660553, 0.11632489413022995, 0.014617244713008404,
+           0.0009794363286346197)

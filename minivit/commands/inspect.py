@@ -29,6 +29,7 @@ from minivit.backend import host_xp, to_device, to_numpy
 from minivit.commands.predict import add_normalisation_arguments, check_normalisation
 from minivit.errors import UserError
 from minivit.data.batches import normalize
+from minivit.evaluation import predict_logits
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
 CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
@@ -243,6 +244,5 @@ def _logits(model, x, prepare, batch_size=500):
     np = host_xp()
     out = []
     for i in range(0, len(x), batch_size):
-        out.append(to_numpy(model.forward(prepare(x[i:i + batch_size]), train=False,
-                                          keep_cache=False)))
+        out.append(to_numpy(predict_logits(model, prepare(x[i:i + batch_size]))))
     return np.concatenate(out)

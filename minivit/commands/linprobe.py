@@ -25,6 +25,7 @@ from minivit.commands.outputs import report_path
 from minivit.console import plural, progress_bar
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
+from minivit.evaluation import predict_logits
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.parallel import DataParallel, resolve_threads
 from minivit.layers.loss import cross_entropy
@@ -69,7 +70,8 @@ def extract_features(parallel, x, mean, std, batch_size, bar=None):
     vit = parallel.model
     out = []
     for xb, _ in iterate_batches(x, np.zeros(len(x)), batch_size):
-        out.append(to_numpy(parallel.forward(normalize(to_device(xb), mean, std, vit.dtype))))
+        out.append(to_numpy(predict_logits(vit, normalize(to_device(xb), mean, std, vit.dtype),
+                                           parallel=parallel)))
         if bar is not None:
             bar.update(len(xb))
     return np.concatenate(out) if out else np.zeros((0, vit.config.embed_dim))

@@ -18,7 +18,7 @@ from minivit.backend import host_xp, to_device, to_numpy
 from minivit.errors import UserError
 from minivit.data.batches import normalize
 from minivit.layers.softmax import softmax_forward
-from minivit.evaluation import load_trained
+from minivit.evaluation import load_trained, predict_logits
 
 
 def add_arguments(parser):
@@ -91,7 +91,7 @@ def run(args) -> int:
     names = data.get("label_names") or [f"class {k}" for k in range(cfg.num_classes)]
     np = host_xp()
     images = np.stack([read_image(p, cfg.image_size) for p in args.images])
-    logits = model.forward(normalize(to_device(images), mean, std, model.dtype), train=False)
+    logits = predict_logits(model, normalize(to_device(images), mean, std, model.dtype))
     probs = to_numpy(softmax_forward(logits)[0])
     k = args.top
     w, rw = max(len(n) for n in names), len(str(k))

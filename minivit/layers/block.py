@@ -46,13 +46,15 @@ def block_forward(z, p, num_heads, approximate="erf", drop=0.0, attn_drop=0.0,
                                 p["attn.proj.weight"], p["attn.proj.bias"], num_heads,
                                 attn_drop, drop, rng, train)
     a, dp1 = drop_path_forward(a, drop_path, rng, train)
-    z1 = z + a
+    a += z                      # z' = branch + z, in place on the branch's new output
+    z1 = a
     # (3) z = MLP(LN(z')) + z'
     m, ln2 = layernorm_forward(z1, p["norm2.weight"], p["norm2.bias"])
     m, mlp = mlp_forward(m, p["mlp.fc1.weight"], p["mlp.fc1.bias"], p["mlp.fc2.weight"],
                          p["mlp.fc2.bias"], approximate, drop, rng, train)
     m, dp2 = drop_path_forward(m, drop_path, rng, train)
-    return z1 + m, BlockCache(ln1, attn, dp1, ln2, mlp, dp2)
+    m += z1                     # in place, as above
+    return m, BlockCache(ln1, attn, dp1, ln2, mlp, dp2)
 
 
 def block_backward(dz_out, cache):
@@ -64,10 +66,12 @@ def block_backward(dz_out, cache):
     dm, g["mlp.fc1.weight"], g["mlp.fc1.bias"], g["mlp.fc2.weight"], g["mlp.fc2.bias"] = \
         mlp_backward(dm, c.mlp)
     dm, g["norm2.weight"], g["norm2.bias"] = layernorm_backward(dm, c.ln2)
-    dz1 = dz_out + dm
+    dm += dz_out                # dz' = dz_out + branch gradient (in place on LayerNorm's dx)
+    dz1 = dm
     # through (2)
     da = drop_path_backward(dz1, c.drop_path1)
     da, g["attn.qkv.weight"], g["attn.qkv.bias"], g["attn.proj.weight"], g["attn.proj.bias"] = \
         attention_backward(da, c.attn)
     da, g["norm1.weight"], g["norm1.bias"] = layernorm_backward(da, c.ln1)
-    return dz1 + da, g
+    da += dz1
+    return da, g

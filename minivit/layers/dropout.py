@@ -9,13 +9,24 @@ the mask the forward pass drew is all the backward pass needs.
 """
 
 
+from minivit.backend import array_module
+
+
+def _scaled_mask(rng, shape, dtype, p, xp):
+    """(uniform >= p) / (1 - p): kept entries 1 / (1 - p), dropped 0 -- one array, in place."""
+    mask = rng.random(shape, dtype=dtype)
+    xp.greater_equal(mask, p, out=mask)            # 1.0 kept, 0.0 dropped
+    mask /= 1.0 - p
+    return mask
+
+
 def dropout_forward(x, p, rng, train=True):
     """x (...) -> y (...).  cache = the scaled mask, or None when nothing is dropped."""
     if not train or p == 0.0:
         return x, None
     if rng is None:
         raise ValueError("dropout with p > 0 in training needs a random generator (rng)")
-    mask = (rng.random(x.shape, dtype=x.dtype) >= p).astype(x.dtype) / (1.0 - p)
+    mask = _scaled_mask(rng, x.shape, x.dtype, p, xp=array_module(x))
     return x * mask, mask
 
 
@@ -30,7 +41,7 @@ def drop_path_forward(x, p, rng, train=True):
     if rng is None:
         raise ValueError("drop_path with p > 0 in training needs a random generator (rng)")
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    mask = (rng.random(shape, dtype=x.dtype) >= p).astype(x.dtype) / (1.0 - p)
+    mask = _scaled_mask(rng, shape, x.dtype, p, xp=array_module(x))
     return x * mask, mask
 
 

@@ -18,14 +18,22 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 TANH_C = 0.044715
 
 
+def _phi_cdf(x):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF: a new array."""
+    cdf = x * (1.0 / SQRT_2)                                     # new array; in place below
+    erf(cdf, out=cdf)
+    cdf += 1.0
+    cdf *= 0.5
+    return cdf
+
+
 def gelu_forward(x, approximate="erf"):
     """x (...) -> y (...).  cache = what the derivative needs."""
     xp = array_module(x)
     if approximate == "erf":
-        cdf = erf(x * (1.0 / SQRT_2))                            # new array; in place below
-        cdf += 1.0
-        cdf *= 0.5                                               # Phi(x) = (1 + erf(x/sqrt2))/2
-        return x * cdf, ("erf", x, cdf)
+        y = _phi_cdf(x)                                          # new array; in place below
+        y *= x                                                   # gelu(x) = x Phi(x)
+        return y, ("erf", x, None)        # backward recomputes Phi(x): one array less to keep
     if approximate == "tanh":
         t = xp.tanh(SQRT_2_OVER_PI * (x + TANH_C * x * x * x))
         return 0.5 * x * (1.0 + t), ("tanh", x, t)
@@ -42,7 +50,7 @@ def gelu_backward(dy, cache):
         xp.exp(d, out=d)
         d *= INV_SQRT_2PI                                        # phi(x)
         d *= x
-        d += aux                                                 # gelu'(x) = Phi(x) + x phi(x)
+        d += _phi_cdf(x)                                         # gelu'(x) = Phi(x) + x phi(x)
         d *= dy
         return d
     t = aux

@@ -27,9 +27,11 @@ def softmax_forward(x):
 def softmax_backward(dp, cache):
     """dp (..., K) -> dx (..., K)."""
     p = cache
+    xp = array_module(dp)
     dx = dp * p                                    # new array
     inner = dx.sum(axis=-1, keepdims=True)         # sum_j dp_j p_j
-    dx -= p * inner                                # dx = p * dp - p * inner
+    xp.subtract(dp, inner, out=dx)
+    dx *= p                                        # dx = p (dp - inner)
     return dx
 
 

@@ -1,0 +1,256 @@
+"""CPU speed of minivit against PyTorch eager on the same ViT: training steps and inference.
+
+    python3 benchmarks/bench_cpu.py                          # cifar-nano, -tiny, -small
+    python3 benchmarks/bench_cpu.py --configs cifar-nano --rounds 3 --out results.md
+
+minivit runs as its command line runs it: data parallel over one thread per core
+(minivit.parallel.DataParallel) with one-threaded BLAS each -- this script starts itself again
+with OPENBLAS_NUM_THREADS=1 (and the malloc settings of minivit/cli.py) before NumPy loads.
+PyTorch runs eager on the CPU with torch.set_num_threads(cores), the model built by
+minivit/reference_torch.py (fused attention, exact GELU).
+
+* training step: forward, cross-entropy, backward, AdamW update, float32, batch 128;
+* inference: logits of a batch of 256 (minivit.predict_logits; torch under no_grad).
+
+The two are timed alternately in one process, ``--rounds`` rounds of ``--steps`` timed calls
+each after warm-up; the table shows the median.  "peak %" is the training step's matmul FLOPs
+(counted from the model's shapes: forward 2*M*N*K for every product, backward twice that)
+per second over the 2-core float32 GEMM peak measured in the same process (one 2048^3 GEMM
+per core, each in its own thread, NumPy's BLAS).  "peak MB" is the memory a training step
+adds: each library in a fresh subprocess, the resident high-water mark (VmHWM, reset to the
+resident size with /proc/self/clear_refs once the model, optimizer state and batch exist)
+after two steps minus the resident size before them -- so it counts NumPy's and PyTorch's
+allocations alike (Linux only).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _restart_env():
+    """The environment the minivit command line gives itself (minivit/cli.py)."""
+    from minivit.cli import restart_env
+    env = restart_env(os.environ)
+    for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):    # NumPy's BLAS is OpenBLAS: leave
+        if v not in os.environ:                          # PyTorch's OpenMP threads alone
+            env.pop(v, None)
+    return env
+
+
+if __name__ == "__main__" and os.environ.get("_MINIVIT_BENCH_CHILD") is None:
+    sys.path.insert(0, ROOT)
+    env = {**_restart_env(), "_MINIVIT_BENCH_CHILD": "1",
+           "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+import numpy as np  # noqa: E402  (after the restart with one BLAS thread)
+
+
+# ---------------------------------------------------------------- FLOPs of one step
+def forward_flops(cfg, batch):
+    """Matmul FLOPs of one forward pass (2 per multiply-add), from the config's shapes."""
+    D, N, T, M = cfg.embed_dim, cfg.num_patches, cfg.num_patches + 1, cfg.mlp_dim
+    per_block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * M
+    return batch * (2 * N * cfg.patch_dim * D + cfg.depth * per_block + 2 * D * cfg.num_classes)
+
+
+def gemm_peak(threads, n=2048, reps=3):
+    """FLOP/s of ``threads`` concurrent float32 n^3 GEMMs, one per thread (best of reps)."""
+    a = [np.random.default_rng(i).standard_normal((n, n), dtype=np.float32) for i in range(threads)]
+    out = [np.empty((n, n), np.float32) for _ in range(threads)]
+    best = 0.0
+    for _ in range(reps):
+        ts = [threading.Thread(target=np.matmul, args=(a[i], a[i]), kwargs={"out": out[i]})
+              for i in range(threads)]
+        t = time.perf_counter()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        best = max(best, threads * 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+# ---------------------------------------------------------------- the two libraries
+class Minivit:
+    def __init__(self, name, threads):
+        import minivit
+        from minivit.parallel import DataParallel
+        self.model = minivit.create_model(name, seed=0)
+        self.dp = DataParallel(self.model, threads)
+        self.opt = minivit.AdamW(self.model.params, lr=1e-3)
+        self.threads = threads
+        self.predict = getattr(minivit, "predict_logits", None)
+
+    def data(self, batch):
+        c = self.model.config
+        g = np.random.default_rng(0)
+        x = g.standard_normal((batch, 3, c.image_size, c.image_size)).astype(np.float32)
+        return x, g.integers(0, c.num_classes, size=batch)
+
+    def train_step(self, x, y):
+        self.dp.forward_backward(x, y)
+        self.opt.step(self.model.params, self.model.grads)
+
+    def infer(self, x):
+        if self.predict is not None:
+            return self.predict(self.model, x, threads=self.threads)
+        return self.model.forward(x, train=False, keep_cache=False)  # before predict_logits
+
+
+class Torch:
+    def __init__(self, name, threads):
+        import torch
+        from minivit.config import get_config
+        from minivit.reference_torch import TorchViT
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.torch = torch
+        self.model = TorchViT(get_config(name), fused_attn=True)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+
+    def data(self, batch):
+        c = self.model.config
+        return (self.torch.randn(batch, 3, c.image_size, c.image_size),
+                self.torch.randint(0, c.num_classes, (batch,)))
+
+    def train_step(self, x, y):
+        loss = self.torch.nn.functional.cross_entropy(self.model(x), y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def infer(self, x):
+        with self.torch.no_grad():
+            return self.model(x)
+
+
+LIBS = {"minivit": Minivit, "torch": Torch}
+
+
+def time_calls(fn, steps):
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def peak_memory_child(lib, name, threads, batch):
+    """In a fresh process: MB that two training steps add to ru_maxrss."""
+    obj = LIBS[lib](name, threads)
+    x, y = obj.data(batch)
+    with open("/proc/self/clear_refs", "w") as f:    # VmHWM := VmRSS (Linux)
+        f.write("5")
+    before = _status_kb("VmRSS")
+    for _ in range(2):
+        obj.train_step(x, y)
+    print(json.dumps({"mb": (_status_kb("VmHWM") - before) / 1024.0}))
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_memory(lib, name, threads, batch):
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", lib, name,
+                          str(threads), str(batch)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["mb"]
+
+
+def bench_config(name, args, peak):
+    from minivit.config import get_config
+    cfg = get_config(name)
+    libs = {k: LIBS[k](name, args.threads) for k in LIBS}
+    data = {k: (libs[k].data(args.batch), libs[k].data(args.infer_batch)) for k in libs}
+    for k in libs:                                   # warm-up: page in, build the pools
+        for _ in range(args.warmup):
+            libs[k].train_step(*data[k][0])
+            libs[k].infer(data[k][1][0])
+    train = {k: [] for k in libs}
+    infer = {k: [] for k in libs}
+    for _ in range(args.rounds):                     # alternate the libraries
+        for k in libs:
+            train[k].append(args.batch / time_calls(lambda: libs[k].train_step(*data[k][0]), args.steps))
+            infer[k].append(args.infer_batch / time_calls(lambda: libs[k].infer(data[k][1][0]), args.steps))
+    flops = 3 * forward_flops(cfg, args.batch)
+    row = {"config": name}
+    for k in libs:
+        row[f"{k} train"] = statistics.median(train[k])
+        row[f"{k} infer"] = statistics.median(infer[k])
+        row[f"{k} peak%"] = 100.0 * flops / args.batch * row[f"{k} train"] / peak
+        row[f"{k} MB"] = peak_memory(k, name, args.threads, args.batch) if args.memory else float("nan")
+    del libs
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=["cifar-nano", "cifar-tiny", "cifar-small"])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--infer-batch", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="0 = one per core")
+    ap.add_argument("--no-memory", dest="memory", action="store_false")
+    ap.add_argument("--label", default="", help="a note for the table's heading")
+    ap.add_argument("--out", help="append the table to this markdown file")
+    ap.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        lib, name, threads, batch = args.memory_child
+        return peak_memory_child(lib, name, int(threads), int(batch))
+    from minivit.parallel import available_cores
+    args.threads = args.threads or available_cores()
+    import torch
+    load = os.getloadavg()
+    peak = gemm_peak(args.threads)
+    head = (f"### {datetime.datetime.now():%Y-%m-%d %H:%M} {args.label}\n\n"
+            f"{platform.processor() or platform.machine()}, {args.threads} threads; "
+            f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; numpy {np.__version__}, "
+            f"torch {torch.__version__}; matmul peak {peak / 1e9:.1f} GFLOP/s ({args.threads} "
+            f"threads, float32 2048^3); training batch {args.batch}, inference batch "
+            f"{args.infer_batch}; median of {args.rounds} rounds x {args.steps} calls, "
+            f"alternating; env OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} "
+            f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')} "
+            f"MALLOC_TOP_PAD_={os.environ.get('MALLOC_TOP_PAD_')}\n")
+    print(head, flush=True)
+    cols = ("config", "minivit train img/s", "torch train img/s", "train ratio",
+            "minivit infer img/s", "torch infer img/s", "infer ratio", "minivit peak %",
+            "torch peak %", "minivit step MB", "torch step MB")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    print("\n".join(lines), flush=True)
+    for name in args.configs:
+        r = bench_config(name, args, peak)
+        line = (f"| {name} | {r['minivit train']:.1f} | {r['torch train']:.1f} | "
+                f"{r['minivit train'] / r['torch train']:.2f}x | {r['minivit infer']:.1f} | "
+                f"{r['torch infer']:.1f} | {r['minivit infer'] / r['torch infer']:.2f}x | "
+                f"{r['minivit peak%']:.0f}% | {r['torch peak%']:.0f}% | {r['minivit MB']:.0f} | "
+                f"{r['torch MB']:.0f} |")
+        lines.append(line)
+        print(line, flush=True)
+    tail = f"\nload average after {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n"
+    print(tail)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(head + "\n" + "\n".join(lines) + "\n" + tail + "\n")
+
+
+if __name__ == "__main__":
+    main()
