@@ -89,7 +89,6 @@ class Distillation(Classification):
         return weight * loss, (logits[0] + logits[1]) / 2, replica.grads
 
     def step(self, batch):
-        self.patch_dropout = batch.patch_dropout
         with errors_ignored():
             teacher_logits = self.teacher_parallel.forward(batch.images)   # (B, K), eval mode
             outs = self.parallel.map_shards(

@@ -17,8 +17,7 @@ from minivit.parallel import DataParallel, resolve_threads
 from minivit.serialization import load as load_model
 
 
-def predict_logits(model, images, threads: int = 0, batch_size: int = 256, parallel=None,
-                   patch_dropout: bool = True):
+def predict_logits(model, images, threads: int = 0, batch_size: int = 256, parallel=None):
     """Logits (B, K) of ``model`` on normalised images (B, C, H, W), with every CPU core:
     the fastest way to run a trained ViT from Python.
 
@@ -29,35 +28,31 @@ def predict_logits(model, images, threads: int = 0, batch_size: int = 256, paral
     (0 = one per core on NumPy, 1 on CuPy), each thread running ``model.forward(...,
     train=False, keep_cache=False)`` on its share (minivit.parallel.DataParallel.forward),
     so the elementwise passes as well as the matrix products use every core.  ``parallel``:
-    an open DataParallel of ``model`` to use instead (its thread count wins);
-    ``patch_dropout``: that of the training steps around it, which only matters for how
-    DataParallel seeds its replicas from ``model.rng`` in a model with dropout.
+    an open DataParallel of ``model`` to use instead (its thread count wins).
 
     For speed, NumPy's BLAS should run one thread per Python thread: start Python with
     OPENBLAS_NUM_THREADS=1 (the ``minivit`` command does this itself); otherwise BLAS is
     limited to one thread per call with threadpoolctl (the ``train`` extra), which is slower."""
     if parallel is not None:
-        return _predict(parallel, images, batch_size, patch_dropout)
+        return _predict(parallel, images, batch_size)
     with DataParallel(model, resolve_threads(threads)) as dp:
-        return _predict(dp, images, batch_size, patch_dropout)
+        return _predict(dp, images, batch_size)
 
 
-def _predict(parallel, images, batch_size, patch_dropout):
+def _predict(parallel, images, batch_size):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     B = images.shape[0]
     if B <= batch_size:
-        return parallel.forward(images, patch_dropout)
+        return parallel.forward(images)
     xp = array_module(images)
-    return xp.concatenate([parallel.forward(images[i:i + batch_size], patch_dropout)
+    return xp.concatenate([parallel.forward(images[i:i + batch_size])
                            for i in range(0, B, batch_size)])
 
 
-def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None,
-             patch_dropout: bool = True) -> dict:
+def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None) -> dict:
     """Accuracy, mean loss and confusion matrix of ``model`` on host uint8 images / labels.
-    ``parallel``: a minivit.parallel.DataParallel of ``model`` (None: one thread);
-    ``patch_dropout``: that of the training steps around it (DataParallel.forward).
+    ``parallel``: a minivit.parallel.DataParallel of ``model`` (None: one thread).
 
     Returns {"loss": float, "acc": float, "n": int, "confusion": host int64 (K, K)} where
     confusion[true, predicted] counts images."""
@@ -68,8 +63,7 @@ def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None,
     loss_sum = 0.0
     for xb, yb in iterate_batches(x, y, batch_size):
         images = normalize(to_device(xb), mean, std, model.dtype)
-        logits = predict_logits(model, images, batch_size=len(yb), parallel=parallel,
-                                patch_dropout=patch_dropout)
+        logits = predict_logits(model, images, batch_size=len(yb), parallel=parallel)
         loss, _ = cross_entropy(logits, to_device(yb))
         loss_sum += loss * len(yb)
         np.add.at(confusion, (yb, to_numpy(logits.argmax(axis=1))), 1)

@@ -116,18 +116,15 @@ class Classification(Objective):
         if cfg.init_from and not resume:
             init_from_pretrained(model, cfg.init_from)
         super().__init__(model, resolve_threads(cfg.threads), cfg.clip_grad)
-        self.patch_dropout = True               # that of the last step
 
     def step(self, batch: Batch):
-        self.patch_dropout = batch.patch_dropout
         with errors_ignored():
             loss, logits = self.parallel.forward_backward(batch.images, batch.targets,
                                                           batch.smoothing, batch.patch_dropout)
             return loss, self._clipped((logits.argmax(axis=1) == batch.labels).sum())
 
     def evaluate(self, x, y, mean, std, batch_size=500):
-        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel,
-                        self.patch_dropout)
+        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel)
 
     def save_model(self, path):
         save_vit(self.model, path)

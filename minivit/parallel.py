@@ -8,8 +8,10 @@ during a step) and each keeps its own activations and gradient buffer.  The loss
     L = (1/B) sum_i l_i = sum_s (B_s/B) L_s    =>    dL/dtheta = sum_s (B_s/B) dL_s/dtheta
 
 and each shard's gradient is the backward of its own dlogits scaled by B_s/B; the shards are
-summed in order 0, 1, ... (one whole-buffer add per shard), so a run is deterministic for a given number of threads (a
-different number changes only the rounding of that sum).
+summed in order 0, 1, ... (one whole-buffer add per shard), so a run is deterministic for a
+given number of threads, and another number changes only the rounding of that sum: the random
+masks (dropout, drop-path, patch dropout) are cut from draws made for the whole batch
+(``ShardGenerator``), so each image gets the same mask whatever the split.
 
 Each thread must run one-threaded BLAS, or T threads x T BLAS threads fight over T cores.
 Best is OPENBLAS_NUM_THREADS=1 (or OMP_/MKL_NUM_THREADS) set before NumPy loads; the
@@ -28,7 +30,7 @@ import contextvars
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from minivit.backend import array_module, get_backend, rng as make_rng
+from minivit.backend import array_module, get_backend, host_xp, rng as make_rng
 from minivit.config import STOCHASTIC_FIELDS
 from minivit.layers.loss import cross_entropy_device
 
@@ -76,10 +78,11 @@ class DataParallel:
     The model needs ``replica()``, ``clear_cache()``, ``forward`` and ``backward``
     (VisionTransformer, MaskedAutoencoder, MaskedPatchPrediction have them).
 
-    With dropout, drop-path or patch dropout, each step draws one seed per replica from
-    ``model.rng`` (which a checkpoint stores), so the masks are reproducible; without them
-    ``model.rng`` is untouched.  ``patch_dropout=False`` (unmasked tuning) counts patch dropout
-    as off; evaluation draws the seeds as a training step with the same setting would.
+    With dropout, drop-path or patch dropout, each training step draws one seed from
+    ``model.rng`` (which a checkpoint stores) and every shard, the one-thread case included,
+    draws its masks through a ``ShardGenerator`` of that seed: the masks of image i are the
+    same for any number of threads.  Without them, and in evaluation, ``model.rng`` is
+    untouched.  ``patch_dropout=False`` (unmasked tuning) counts patch dropout as off.
     """
 
     def __init__(self, model, threads: int):
@@ -95,17 +98,26 @@ class DataParallel:
         self._blas_limit = _limit_blas_threads() if threads > 1 else None
 
     # -- the general operation: a function of (replica, shard of each array, weight)
-    def map_shards(self, fn, *arrays, patch_dropout=True):
+    def map_shards(self, fn, *arrays, patch_dropout=True, train=True):
         """Split each array along its first axis into one shard per thread and run
         ``fn(replica, *shards, weight)`` on the pool, weight = B_s / B.
 
         Returns the results in shard order.  With one thread, ``fn(model, *arrays, 1.0)`` runs
-        in the calling thread."""
-        if self._pool is None:
-            return [fn(self.model, *arrays, 1.0)]
+        in the calling thread.  train=False: no random masks are drawn (evaluation)."""
         B = arrays[0].shape[0]
+        seed = self._step_seed(patch_dropout) if train else None
+        if self._pool is None:
+            if seed is None:
+                return [fn(self.model, *arrays, 1.0)]
+            main, self.model.rng = self.model.rng, ShardGenerator(seed, 0, B)
+            try:
+                return [fn(self.model, *arrays, 1.0)]
+            finally:
+                self.model.rng = main
         slices = shard_slices(B, self.threads)
-        self._seed_replicas(len(slices), patch_dropout)
+        if seed is not None:
+            for replica, s in zip(self.replicas, slices):
+                replica.rng = ShardGenerator(seed, s.start, B)
         jobs = [(replica, *[a[s] for a in arrays], (s.stop - s.start) / B)
                 for replica, s in zip(self.replicas, slices)]
         results = self._map(fn, jobs)
@@ -151,11 +163,10 @@ class DataParallel:
         self.sum_grads([g for _, _, g in outs])
         return loss, logits
 
-    def forward(self, images, patch_dropout=True):
-        """Logits (B, K) for evaluation (no dropout, nothing kept for a backward).
-        patch_dropout: the setting of the training steps around it (replica seeds only)."""
+    def forward(self, images):
+        """Logits (B, K) for evaluation (no dropout, nothing kept for a backward)."""
         outs = self.map_shards(lambda r, x, w: r.forward(x, train=False, keep_cache=False),
-                               images, patch_dropout=patch_dropout)
+                               images, train=False)
         return array_module(images).concatenate(outs) if len(outs) > 1 else outs[0]
 
     # -- helpers
@@ -165,13 +176,13 @@ class DataParallel:
         futures = [self._pool.submit(contextvars.copy_context().run, fn, *job) for job in jobs]
         return [f.result() for f in futures]
 
-    def _seed_replicas(self, n, patch_dropout):
-        if not _is_stochastic(self.model.config, patch_dropout):
-            return
-        seeds = self.model.rng.integers(0, 2**31 - 1, size=n)
-        xp = array_module(self.model.params["cls_token"])
-        for replica, seed in zip(self.replicas, seeds):
-            replica.rng = make_rng(int(seed), xp)
+    def _step_seed(self, patch_dropout):
+        """The seed of this step's masks (None: nothing random to draw).  On CuPy, where one
+        GPU takes the whole batch (one thread), the model draws from ``model.rng`` itself, so
+        that no seed has to be read back from the device."""
+        if get_backend() != "numpy" or not _is_stochastic(self.model.config, patch_dropout):
+            return None
+        return int(self.model.rng.integers(0, 2**31 - 1))
 
     def close(self):
         if self._pool is not None:
@@ -186,6 +197,29 @@ class DataParallel:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ShardGenerator:
+    """The random draws of one shard, cut from draws made for the whole batch.
+
+    Layers draw masks batch axis first (``rng.random((B_s, ...), dtype)``).  The k-th draw of
+    a step is ``default_rng([seed, k]).random((B, ...))[start:start + B_s]``: image i gets the
+    same numbers whether it is in a shard of 64 or of 128, so a step is the same function
+    for any number of threads (each thread draws the whole batch's numbers, and keeps its rows).
+    """
+
+    def __init__(self, seed: int, start: int, batch: int):
+        self.seed, self.start, self.batch, self.draws = seed, start, batch, 0
+
+    def random(self, shape, dtype="float64"):
+        shape = tuple(shape)
+        if not shape or self.start + shape[0] > self.batch:
+            raise ValueError(f"a shard's random draw must be over its images, batch axis first; "
+                             f"got shape {shape} for images {self.start}.. of {self.batch}")
+        gen = make_rng([self.seed, self.draws], host_xp())
+        self.draws += 1
+        whole = gen.random((self.batch,) + shape[1:], dtype=dtype)
+        return whole[self.start:self.start + shape[0]]
 
 
 def _classify_shard(replica, images, targets, smoothing, weight, patch_dropout=True):

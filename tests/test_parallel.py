@@ -246,3 +246,29 @@ def test_the_restarted_command_line_trains(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "resuming at step 2" in out.stdout
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_every_thread_count_draws_the_same_masks(threads):
+    """Dropout, attention dropout, drop-path and patch dropout: each image's masks are cut from
+    draws made for the whole batch, so a split step is the one-thread step up to the rounding
+    of the gradient sum (float64: ~1e-16)."""
+    images, labels = batch(7)
+    cfg = dict(TINY, drop_rate=0.2, attn_drop_rate=0.1, drop_path_rate=0.3, patch_drop_rate=0.25)
+    results = []
+    for t in (1, threads):
+        model = create_model("cifar-nano", seed=3, dtype="float64", **cfg)
+        with P.DataParallel(model, t) as dp:
+            loss, logits = dp.forward_backward(images, labels, 0.1)
+            results.append((float(loss), logits.copy(), model.flat_grads.copy(),
+                            model.rng.bit_generator.state))
+    (l1, z1, g1, s1), (lt, zt, gt, st) = results
+    assert abs(l1 - lt) < 1e-12 and rel_error(z1, zt) < 1e-12 and rel_error(g1, gt) < 1e-12
+    assert s1 == st                                  # one seed a step, whatever the split
+
+
+def test_a_shard_generator_draws_over_the_batch_axis_only():
+    whole = P.ShardGenerator(5, 0, 6).random((6, 4))
+    assert np.array_equal(P.ShardGenerator(5, 2, 6).random((3, 4)), whole[2:5])
+    with pytest.raises(ValueError, match="batch axis first"):
+        P.ShardGenerator(5, 4, 6).random((3, 4))           # rows 4..6 of a batch of 6

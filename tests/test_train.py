@@ -324,3 +324,17 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_a_used_dir(data_d
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nonexistent")]) == 2
     assert "not a training run directory" in capsys.readouterr().err
+
+
+def test_a_run_is_the_same_function_for_any_number_of_threads(data_dir, tmp_path):
+    """Two epochs with every random mask on (dropout, drop-path, patch dropout), float64:
+    one thread and two give the same parameters up to the rounding of the gradient sum."""
+    overrides = dict(TINY, drop_rate=0.1, drop_path_rate=0.2, patch_drop_rate=0.25)
+    params = []
+    for threads in (1, 2):
+        run = tmp_path / f"t{threads}"
+        T.train(make_cfg(data_dir, run, model_overrides=overrides, dtype="float64",
+                         threads=threads, eval_every=0))
+        params.append(load(run / R.MODEL_FILE).params)
+    worst = max(float(np.abs(params[0][k] - params[1][k]).max()) for k in params[0])
+    assert worst < 1e-10, worst
