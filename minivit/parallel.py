@@ -3,7 +3,8 @@
 NumPy releases the GIL inside its array operations (ufuncs and the BLAS matrix products), so
 T Python threads, each running the forward and backward pass of its own replica of the model
 on B/T of the images, keep T cores busy.  The replicas share the parameter buffer (read only
-during a step) and each keeps its own activations and gradient buffer.  The loss is a mean over the batch, so
+during a step) and each keeps its own activations and gradient buffer.  The loss is a mean
+over the batch, so
 
     L = (1/B) sum_i l_i = sum_s (B_s/B) L_s    =>    dL/dtheta = sum_s (B_s/B) dL_s/dtheta
 

@@ -23,25 +23,19 @@ import minivit
 import minivit.io.files as F
 import minivit.io.rundir as R
 import minivit.train as T
-from minivit.checkpoint import load_checkpoint
 from minivit.config import ViTConfig
-from minivit.data.synthetic import write_cifar10_like
+from tiny_runs import TINY_FLAGS, write_tiny_cifar, make_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 CFG = ViTConfig(image_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=2, num_heads=4,
                 mlp_dim=32, name="t")
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
 
 
-def make_cfg(data_dir, run_dir, **kw):
-    base = dict(model_overrides=dict(TINY), batch_size=16, val_size=20, epochs=2,
-                data_dir=str(data_dir), run_dir=str(run_dir), progress=False, threads=1)
-    return T.TrainConfig(**{**base, **kw})
 
 
 def cli(*args, timeout=120):
@@ -155,7 +149,7 @@ def test_two_trainers_started_together_one_runs(data_dir, tmp_path):
     args = [sys.executable, "-m", "minivit", "train", "--data-dir", str(data_dir), "--run-dir",
             str(run), "--batch-size", "16", "--val-size", "20", "--epochs", "2",
             "--no-progress", "--threads", "1",
-            *[f for k, v in TINY.items() for f in ("--set", f"{k}={v}")]]
+            *TINY_FLAGS]
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]

@@ -9,22 +9,16 @@ pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])"
 import minivit.io.rundir as R
 import minivit.train as T
 from minivit.cli import main
-from minivit.data.synthetic import write_cifar10_like
 from minivit.train_config import TrainConfig, choose_warmup
+from tiny_runs import TINY_FLAGS, write_tiny_cifar, make_cfg
 
-TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
 
 
-def make_cfg(data_dir, run_dir, **kw):
-    """80 training images: 5 steps of 16 per epoch."""
-    base = dict(model_overrides=dict(TINY), batch_size=16, val_size=20, epochs=2,
-                data_dir=str(data_dir), run_dir=str(run_dir), progress=False, threads=1)
-    return TrainConfig(**{**base, **kw})
 
 
 # ------------------------------------------------------------------ warmup rule
@@ -55,7 +49,7 @@ def test_an_explicit_warmup_is_obeyed_with_a_warning_when_it_covers_the_run():
 def test_the_start_line_says_which_warmup_it_chose(data_dir, tmp_path, capsys):
     assert main(["train", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "r"),
                  "--batch-size", "16", "--val-size", "20", "--steps", "20", "--no-progress",
-                 "--threads", "1", *[f for k, v in TINY.items() for f in ("--set", f"{k}={v}")]
+                 "--threads", "1", *TINY_FLAGS
                  ]) == 0
     out = capsys.readouterr().out
     assert "20 steps (warmup 2 steps (a tenth of the run; 1 epoch would be 5))" in out
@@ -68,7 +62,7 @@ def test_warmup_steps_covering_the_run_warns(data_dir, tmp_path):
         rc = main(["train", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "r"),
                    "--batch-size", "16", "--val-size", "20", "--steps", "3", "--warmup-steps",
                    "5", "--no-progress", "--threads", "1",
-                   *[f for k, v in TINY.items() for f in ("--set", f"{k}={v}")]])
+                   *TINY_FLAGS])
     assert rc == 0
 
 

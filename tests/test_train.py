@@ -21,24 +21,20 @@ import minivit.train as T
 from minivit.cli import main
 from minivit.config import get_config
 from minivit.evaluation import evaluate
-from minivit.data.synthetic import write_cifar10_like
 from minivit.serialization import load
 from minivit.train_config import OLD_RUN_DEFAULTS
+from tiny_runs import TINY, TINY_FLAGS, write_tiny_cifar, make_cfg as tiny_cfg
 
-TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 TIMING_KEYS = ("images_per_sec", "elapsed")
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
 
 
 def make_cfg(data_dir, run_dir, **kw):
-    """100 training images - 20 val = 80: 5 steps of 16 per epoch."""
-    base = dict(model_overrides=dict(TINY), batch_size=16, val_size=20, epochs=2,
-                data_dir=str(data_dir), run_dir=str(run_dir), progress=False, threads=2)
-    return T.TrainConfig(**{**base, **kw})
+    return tiny_cfg(data_dir, run_dir, **{"threads": 2, **kw})
 
 
 def all_rngs_on(data_dir, run_dir, **kw):
@@ -50,9 +46,8 @@ def all_rngs_on(data_dir, run_dir, **kw):
 
 
 def cli_flags(data_dir, run_dir):
-    sets = [f for k, v in TINY.items() for f in ("--set", f"{k}={v}")]
     return ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--batch-size",
-            "16", "--val-size", "20", "--epochs", "2", "--no-progress", "--threads", "2", *sets]
+            "16", "--val-size", "20", "--epochs", "2", "--no-progress", "--threads", "2", *TINY_FLAGS]
 
 
 def checkpoint(run_dir):
