@@ -20,13 +20,11 @@ and so are the teacher's forward passes.
 
 from __future__ import annotations
 
-import math
-
 from minivit.backend import array_module
 from minivit.io.rundir import find_model, read_run_info
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
-from minivit.layers.loss import cross_entropy
-from minivit.objectives import Classification, StepStats, errors_ignored
+from minivit.layers.loss import cross_entropy_device
+from minivit.objectives import Classification, errors_ignored
 from minivit.parallel import DataParallel, shard_slices
 from minivit.serialization import load as load_model
 from minivit.train_config import DISTILL_KINDS
@@ -68,25 +66,25 @@ class Distillation(Classification):
                 f"teacher {self.teacher_path}: {self.teacher!r}; {what}")
 
     def losses(self, logits, targets, smoothing, teacher_logits):
-        """logits (2, B, K) -> (loss, dlogits (2, B, K))."""
-        ce, dcls = cross_entropy(logits[0], targets, smoothing)
+        """logits (2, B, K) -> (loss (0-d, on the device), dlogits (2, B, K)).  The labels were
+        checked when the data were loaded; the teacher's argmax is a class by construction."""
+        ce, dcls = cross_entropy_device(logits[0], targets, smoothing)
         if self.kind == "hard":
-            kd, ddist = cross_entropy(logits[1], teacher_logits.argmax(axis=1))
+            kd, ddist = cross_entropy_device(logits[1], teacher_logits.argmax(axis=1))
             return (ce + kd) / 2, (dcls / 2, ddist / 2)
         kd, cache = soft_distillation_forward(logits[1], teacher_logits, self.tau)
         return ((1 - self.lam) * ce + self.lam * kd,
                 (dcls * (1 - self.lam), soft_distillation_backward(self.lam, cache)))
 
     def _shard(self, replica, images, targets, teacher_logits, smoothing, patch_dropout, weight):
-        """-> (weight * loss_s, averaged logits_s, grads of weight * loss_s or None)."""
+        """-> (weight * loss_s (0-d float64 on the device), averaged logits_s, grads of
+        weight * loss_s).  Nothing is read back: the backward runs whatever the loss, and the
+        loop checks it a window of steps at a time (minivit/step_window.py)."""
         logits = replica.forward(images, train=True, patch_dropout=patch_dropout)   # (2, B, K)
         loss, (dcls, ddist) = self.losses(logits, targets, smoothing, teacher_logits)
-        if not math.isfinite(loss):
-            replica.clear_cache()
-            return loss, None, None
         dlogits = array_module(logits).stack([dcls, ddist])
         replica.backward(dlogits * weight if weight != 1.0 else dlogits)
-        return weight * loss, (logits[0] + logits[1]) / 2, replica.grads
+        return weight * loss.astype("float64"), (logits[0] + logits[1]) / 2, replica.grads
 
     def step(self, batch):
         with errors_ignored():
@@ -96,12 +94,10 @@ class Distillation(Classification):
                                                    batch.patch_dropout, w),
                 batch.images, batch.targets, teacher_logits, patch_dropout=batch.patch_dropout)
             loss = sum(o[0] for o in outs)
-            if not math.isfinite(loss):
-                return loss, StepStats(0, 0.0)
-            self.model.grads = self.parallel.sum_grads([o[2] for o in outs])
-        correct = sum(int((o[1].argmax(axis=1) == batch.labels[s]).sum())
-                      for o, s in zip(outs, shard_slices(len(batch.labels), len(outs))))
-        return loss, self._clipped(correct)
+            self.parallel.sum_grads([o[2] for o in outs])
+            correct = sum((o[1].argmax(axis=1) == batch.labels[s]).sum()       # on the device
+                          for o, s in zip(outs, shard_slices(len(batch.labels), len(outs))))
+            return loss, self._clipped(correct)
 
     def close(self):
         super().close()

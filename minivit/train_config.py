@@ -178,6 +178,12 @@ class TrainConfig:
         if self.model_overrides.get("distilled") and not self.teacher:
             raise ValueError("a distilled ViT (distilled=true) learns from a teacher: give "
                              "--teacher RUN_OR_FILE")
+        soft_options = (self.distill_tau, self.distill_lambda) != (
+            TrainConfig.distill_tau, TrainConfig.distill_lambda)
+        if soft_options and self.distill != "soft":
+            raise ValueError("--distill-tau and --distill-lambda weigh soft distillation only; "
+                             "give --teacher RUN_OR_FILE --distill soft (--distill hard uses "
+                             "the teacher's argmax)")
         if not self.teacher:
             return
         if self.model_overrides.get("distilled") is not True:

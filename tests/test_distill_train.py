@@ -92,7 +92,10 @@ def test_resnet_resume_is_bit_identical_with_its_running_stats(data_dir, tmp_pat
     (["--set", "distilled=true"], "learns from a teacher"),
     (["--teacher", "TEACHER", "--set", "pool=mean"], "pool='token'"),
     (["--teacher", "TEACHER", "--set", "distilled=false"], "distilled ViT"),
-    (["--teacher", "TEACHER", "--distill-lambda", "2"], "distill-lambda"),
+    (["--teacher", "TEACHER", "--distill", "soft", "--distill-lambda", "2"],
+     "distill-lambda must be in [0, 1]"),
+    (["--teacher", "TEACHER", "--distill-tau", "2"], "soft distillation only"),
+    (["--distill-lambda", "0.5"], "soft distillation only"),
     (["--config", "resnet8", "--teacher", "TEACHER"], "convnet teacher"),
     (["--teacher", "/nonexistent/run"], "nonexistent"),
 ])

@@ -26,16 +26,29 @@ RECIPES = {
     "mixup-cutmix": {"mixup": 0.8, "cutmix": 1.0},
     "mae": {"objective": "mae"},
     "mpp": {"objective": "mpp"},
+    "distill-hard": {"distill": "hard"},          # + a trained ResNet teacher (fixture)
+    "distill-soft": {"distill": "soft"},
 }
 # Syncs per step with a read every step (cifar-nano, batch 8): the window's read, and for
 # the MAE the float() of its loss in layers/reconstruction.py.
-SYNCS_READING_EVERY_STEP = {"default": 1, "mixup-cutmix": 1, "mae": 2, "mpp": 1}
+SYNCS_READING_EVERY_STEP = {"default": 1, "mixup-cutmix": 1, "mae": 2, "mpp": 1,
+                            "distill-hard": 1, "distill-soft": 1}
 TARGET = 2          # at most: the loss (and the count of correct predictions)
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(data_dir, tmp_path_factory):
+    """A ResNet teacher trained for two steps on NumPy."""
+    run_dir = tmp_path_factory.mktemp("teacher") / "run"
+    T.train(T.TrainConfig(model="resnet8", batch_size=8, val_size=20, steps=2, warmup_steps=1,
+                          eval_every=0, data_dir=str(data_dir), run_dir=str(run_dir),
+                          progress=False, threads=1))
+    return run_dir
 
 
 def _syncs(data_dir, run_dir, steps, **recipe):
@@ -55,15 +68,18 @@ def _syncs(data_dir, run_dir, steps, **recipe):
 _measured: dict = {}
 
 
-def syncs_per_step(data_dir, tmp_path, recipe, read_every):
+def syncs_per_step(data_dir, tmp_path, recipe, read_every, request=None):
     """(syncs per step, Counter of "file:line (kind)" over two steps); measured once."""
     key = recipe, read_every
+    options = dict(RECIPES[recipe])
+    if "distill" in options:
+        options["teacher"] = str(request.getfixturevalue("teacher_dir"))
     if key not in _measured:
         mp = pytest.MonkeyPatch()
         mp.setitem(W.READ_EVERY, "cupy", read_every)
         try:
-            two = _syncs(data_dir, tmp_path / "two", 2, **RECIPES[recipe])
-            four = _syncs(data_dir, tmp_path / "four", 4, **RECIPES[recipe])
+            two = _syncs(data_dir, tmp_path / "two", 2, **options)
+            four = _syncs(data_dir, tmp_path / "four", 4, **options)
         finally:
             mp.undo()
         diff = four - two
@@ -80,17 +96,17 @@ def _show(recipe, per_step, diff):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_at_most_two_syncs_per_step_reading_every_step(recipe, data_dir, tmp_path):
-    per_step, diff = syncs_per_step(data_dir, tmp_path, recipe, read_every=1)
+def test_at_most_two_syncs_per_step_reading_every_step(recipe, data_dir, tmp_path, request):
+    per_step, diff = syncs_per_step(data_dir, tmp_path, recipe, read_every=1, request=request)
     where = _show(recipe, per_step, diff)
     assert per_step <= TARGET, where
     assert per_step == SYNCS_READING_EVERY_STEP[recipe], where
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["default", "mpp"])
-def test_no_sync_between_the_window_reads(recipe, data_dir, tmp_path):
+@pytest.mark.parametrize("recipe", ["default", "mpp", "distill-hard"])
+def test_no_sync_between_the_window_reads(recipe, data_dir, tmp_path, request):
     per_step, diff = syncs_per_step(data_dir, tmp_path, recipe,
-                                    read_every=W.READ_EVERY["cupy"])
+                                    read_every=W.READ_EVERY["cupy"], request=request)
     where = _show(recipe, per_step, diff)
     assert per_step == 0, where

@@ -31,7 +31,7 @@ class KLCache(NamedTuple):
 
 
 def soft_distillation_forward(student, teacher, tau=1.0):
-    """student, teacher logits (B, K) -> (loss: float, cache)."""
+    """student, teacher logits (B, K) -> (loss: 0-d array on their device, cache)."""
     if student.shape != teacher.shape or student.ndim != 2:
         raise ValueError(f"soft distillation needs student and teacher logits of the same "
                          f"shape (B, K), got {tuple(student.shape)} and {tuple(teacher.shape)}")
@@ -41,7 +41,7 @@ def soft_distillation_forward(student, teacher, tau=1.0):
     log_p, log_q = log_softmax(teacher / tau), log_softmax(student / tau)
     p = xp.exp(log_p)
     B = student.shape[0]
-    loss = tau * tau * float((p * (log_p - log_q)).sum()) / B
+    loss = (p * (log_p - log_q)).sum() * (tau * tau / B)        # not read back
     return loss, KLCache(xp.exp(log_q), p, tau)
 
 
