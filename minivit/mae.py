@@ -94,7 +94,7 @@ class MaskedAutoencoder(PretrainingModel):
         return self.params.get("decoder_pos_embed", self.fixed_decoder_pos_embed)
 
     def forward(self, images, noise=None, mask_rng=None, keep_cache=True):
-        """images (B, C, H, W) -> (loss float, pred (B, N, Q), mask (B, N), 1 = removed).
+        """images (B, C, H, W) -> (loss (0-d array), pred (B, N, Q), mask (B, N), 1 = removed).
 
         The mask comes from ``noise`` (B, N) if given, else from uniform noise drawn from
         ``mask_rng``, else from ``self.rng``.  keep_cache=False: no backward will follow."""

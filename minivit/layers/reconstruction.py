@@ -50,13 +50,14 @@ def patch_targets_backward(dtarget, cache):
 
 
 def masked_mse_forward(pred, target, mask):
-    """pred, target (B, N, Q), mask (B, N) 1 = removed -> (loss float, cache).
+    """pred, target (B, N, Q), mask (B, N) 1 = removed -> (loss, cache); the loss is a 0-d
+    array on the device (not read back).
 
     loss = sum_bn m_bn mean_q (pred - target)^2 / sum_bn m_bn."""
     diff = pred - target
     per_patch = (diff * diff).mean(axis=-1)                          # (B, N)
     count = mask.sum()
-    loss = float((per_patch * mask).sum() / count)
+    loss = (per_patch * mask).sum() / count
     return loss, (diff, mask, count)
 
 
