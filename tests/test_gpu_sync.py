@@ -26,10 +26,12 @@ RECIPES = {
     "mixup-cutmix": {"mixup": 0.8, "cutmix": 1.0},
     "mae": {"objective": "mae"},
     "mpp": {"objective": "mpp"},
+    "ema-layer-decay-randaugment": {"ema": 0.999, "layer_decay": 0.75, "randaugment": [2, 9]},
 }
 # Syncs per step with a read every step (cifar-nano, batch 8): the window's read, and for
 # the MAE the float() of its loss in layers/reconstruction.py.
-SYNCS_READING_EVERY_STEP = {"default": 1, "mixup-cutmix": 1, "mae": 2, "mpp": 1}
+SYNCS_READING_EVERY_STEP = {"default": 1, "mixup-cutmix": 1, "mae": 2, "mpp": 1,
+                            "ema-layer-decay-randaugment": 1}
 TARGET = 2          # at most: the loss (and the count of correct predictions)
 
 
@@ -88,7 +90,7 @@ def test_at_most_two_syncs_per_step_reading_every_step(recipe, data_dir, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["default", "mpp"])
+@pytest.mark.parametrize("recipe", ["default", "mpp", "ema-layer-decay-randaugment"])
 def test_no_sync_between_the_window_reads(recipe, data_dir, tmp_path):
     per_step, diff = syncs_per_step(data_dir, tmp_path, recipe,
                                     read_every=W.READ_EVERY["cupy"])
