@@ -7,7 +7,7 @@ import pytest
 from minivit.backend import rng, to_numpy
 from minivit.data.randaugment import (OPS, apply_ops, autocontrast, blend, check_randaugment,
                                       cutout, grey_level, parse_randaugment, posterize,
-                                      randaugment, solarize, translate)
+                                      randaugment, shifted, solarize)
 
 
 def _image(xp, values, shape=(1, 3, 4, 4)):
@@ -61,6 +61,8 @@ def test_translate_and_cutout(xp):
     out = _one_op(xp, f, "cutout", 10, cy=0, cx=0)                  # side 16 at a corner
     assert (out[0, 0, :8, :8] == 128).all() and (out[0, 0, 8:] == to_numpy(f)[0, 0, 8:]).all()
     assert (out[0, 0, :8, 8:] == to_numpy(f)[0, 0, :8, 8:]).all()
+    assert (to_numpy(shifted(f, 40, 0)) == 128).all() and (to_numpy(shifted(f, 0, -32)) == 128).all()
+    assert to_numpy(shifted(f, 0, -3))[0, 0, 0, :5].tolist() == [128, 128, 128, 0, 1]
 
 
 def test_each_op_is_the_identity_with_its_neutral_parameter(xp):
@@ -70,7 +72,7 @@ def test_each_op_is_the_identity_with_its_neutral_parameter(xp):
     zero = xp.zeros(2, dtype="int64")
     outs = [blend(f, grey_level(f), one), blend(f, xp.zeros_like(f), one),
             autocontrast(f, xp.zeros((2, 1, 1, 1), dtype=bool)), solarize(f, one * 256),
-            posterize(f, one), translate(f, zero, zero), cutout(f, zero + 3, zero + 3, zero)]
+            posterize(f, one), shifted(f, 0, 0), cutout(f, zero + 3, zero + 3, zero)]
     for out in outs:
         assert bool((out == f).all())
     # magnitude 0: every op but autocontrast changes nothing
