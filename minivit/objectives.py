@@ -30,6 +30,7 @@ from minivit.backend import array_module, host_xp, rng as make_rng, to_device
 from minivit.config import get_config
 from minivit.data.augment import mix_batch, random_crop_flip
 from minivit.data.batches import iterate_batches, normalize
+from minivit.data.randaugment import randaugment
 from minivit.evaluation import evaluate
 from minivit.layers.masking import masking_noise
 from minivit.mae import create_mae, save_mae
@@ -66,13 +67,16 @@ def prepare_batch(data, idx, cfg, aug_rng, dtype, patch_dropout: bool = True,
                   mix_rng=None) -> Batch:
     """Host indices -> a Batch on the device.
 
-    uint8 pixels are moved, then cropped/flipped, normalised and (mixup/cutmix) mixed there;
+    uint8 pixels are moved, then cropped/flipped, RandAugment-ed (cfg.randaugment [N, M]),
+    normalised and (mixup/cutmix) mixed there;
     soft targets (B, K) already include label smoothing.  mix_rng: the generator of the
     mixup / cutmix scalars (lambda, the box), best a host one so that nothing is read back
     from the device (default: aug_rng)."""
     images, labels = to_device(data.train_x[idx]), to_device(data.train_y[idx])
     if cfg.augment:
         images = random_crop_flip(images, aug_rng)
+    if cfg.randaugment:
+        images = randaugment(images, aug_rng, *cfg.randaugment)
     images = normalize(images, data.mean, data.std, dtype)
     if cfg.mixup > 0 or cfg.cutmix > 0:
         images, targets = mix_batch(images, labels, aug_rng if mix_rng is None else mix_rng,

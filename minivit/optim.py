@@ -14,6 +14,12 @@ reduction, the scale applied in place); nothing is read back to the host.
 
 Weight decay is not applied to biases, norm weights (every 1-D parameter), the class token or
 the position embeddings, as in timm (``no_weight_decay`` + 1-D rule).
+
+``AdamW(..., lr_scale={name: factor})`` gives each tensor the learning rate ``lr * factor``
+(its weight decay too), as PyTorch's parameter groups with ``lr * factor`` would: layer-wise
+decay (minivit/layer_decay.py).  The factors become one vector over the flat buffer, built
+once (one entry per parameter in the parameters' dtype: half the memory of the two moments),
+so the step stays a few whole-buffer operations.
 """
 
 from __future__ import annotations
@@ -161,7 +167,8 @@ class AdamW(Optimizer):
 
     SLOTS = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05,
+                 lr_scale: dict | None = None):
         super().__init__(params, lr, weight_decay)
         self.beta1, self.beta2 = betas
         self.eps = eps
@@ -173,6 +180,15 @@ class AdamW(Optimizer):
             [np.full(params[k].size, decays(k, params[k])) for k in self.names]) \
             if self.names else np.zeros(0, bool)
         self._decay = None          # the mask on the device (first step)
+        self._scale_host = self._scale = None
+        if lr_scale is not None:
+            unknown = sorted(set(lr_scale) - set(self.names))
+            if unknown:
+                raise ValueError(f"lr_scale names unknown parameters {unknown}")
+            dtype = params[self.names[0]].dtype if self.names else "float32"
+            self._scale_host = np.concatenate(
+                [np.full(params[k].size, lr_scale.get(k, 1.0), dtype) for k in self.names]) \
+                if self.names else np.zeros(0, dtype)
 
     @property
     def state(self) -> dict:
@@ -223,7 +239,10 @@ class AdamW(Optimizer):
             if self._decay is None:
                 self._decay = xp.asarray(self._decay_host)
             decay = p.dtype.type(1.0 - lr * self.weight_decay)
-        scalars = (b1, b2, decay, lr / (1.0 - b1 ** t), (1.0 - b2 ** t) ** 0.5, self.eps)
+        if self._scale_host is not None and self._scale is None:
+            self._scale = xp.asarray(self._scale_host)
+        scalars = (b1, b2, decay, lr / (1.0 - b1 ** t), (1.0 - b2 ** t) ** 0.5, self.eps,
+                   lr * self.weight_decay)
         n = p.size
         chunk = n if xp is not host_xp() else HOST_CHUNK
         tmp, denom = xp.empty(min(chunk, n), g.dtype), xp.empty(min(chunk, n), g.dtype)
@@ -231,16 +250,17 @@ class AdamW(Optimizer):
             s = slice(a, min(a + chunk, n))
             k = s.stop - s.start
             self._update(xp, p[s], g[s], self.exp_avg[s], self.exp_avg_sq[s],
-                         None if decay is None else self._decay[s], tmp[:k], denom[:k],
+                         None if decay is None else self._decay[s],
+                         None if self._scale is None else self._scale[s], tmp[:k], denom[:k],
                          first, scalars)
         if not in_place:
             params.update(self.layout.views(p))
 
     @staticmethod
-    def _update(xp, p, g, m, v, decay_mask, tmp, denom, first, scalars):
+    def _update(xp, p, g, m, v, decay_mask, scale, tmp, denom, first, scalars):
         """One slice of the buffers, in place: the per-tensor rule's operations in its
-        order."""
-        b1, b2, decay, step_size, bc2_sqrt, eps = scalars
+        order.  scale: None, or the slice's learning-rate factors."""
+        b1, b2, decay, step_size, bc2_sqrt, eps, lr_wd = scalars
         if first:
             xp.multiply(g, 1.0 - b1, out=m)                              # (1 - b1) g
             xp.multiply(g, 1.0 - b2, out=v)
@@ -253,11 +273,20 @@ class AdamW(Optimizer):
             tmp *= g
             v *= b2
             v += tmp                                                     # b2 v + (1 - b2) g g
-        if decay is not None:
+        if decay is not None and scale is None:
             p *= xp.where(decay_mask, decay, p.dtype.type(1.0))         # p (1 - lr wd)
+        elif decay is not None:
+            xp.multiply(scale, lr_wd, out=tmp)
+            xp.multiply(tmp, decay_mask, out=tmp)
+            xp.subtract(1.0, tmp, out=tmp)
+            p *= tmp                                                     # p (1 - lr s wd)
         xp.sqrt(v, out=denom)
         denom /= bc2_sqrt
         denom += eps
-        xp.multiply(m, step_size, out=tmp)
+        if scale is None:
+            xp.multiply(m, step_size, out=tmp)
+        else:
+            xp.multiply(scale, step_size, out=tmp)
+            tmp *= m                                                     # (lr s / bc1) m
         tmp /= denom
         p -= tmp                                  # p - (lr / bc1) m / (sqrt(v) / bc2 + eps)

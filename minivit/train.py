@@ -10,7 +10,8 @@ One optimizer step (``_Run.step``):
     batch    = prepare_batch(data, indices, ...)          uint8 pixels move, then crop/flip,
                                                           normalize, mixup/cutmix on the device
     loss, stats = objective.step(batch)                   forward, loss, backward, clipping
-    optimizer.step(params, grads, lr=warmup_cosine(step))
+    optimizer.step(params, grads, lr=warmup_cosine(step))  --ema: then the weights' average,
+                                                          which evaluation and saving use
     window.add(step, loss, stats, ...)                    the values stay on the device; read
                                                           a window at a time (step_window.py)
 
@@ -45,6 +46,8 @@ from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METR
                                default_run_dir, format_record, read_run_info,
                                remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.distillation import Distillation
+from minivit.ema import WithEMA, evaluation_weights
+from minivit.layer_decay import layer_decay_scales
 from minivit.objectives import errors_ignored, make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
@@ -155,7 +158,12 @@ class _Run:
         unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
         self.schedule = Schedule(steps_per_epoch, total, warmup, unmasked, cfg.lr, cfg.min_lr)
-        self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               lr_scale=layer_decay_scales(model.params, model.config.depth,
+                                                           cfg.layer_decay)
+                               if cfg.layer_decay != 1 else None)
+        if cfg.ema:                                  # evaluates and saves the average
+            self.optimizer = WithEMA(self.optimizer, model, cfg.ema)
         self.aug_rng = rng([cfg.seed, AUG_STREAM])   # on the device, like model.rng
         self.rngs = {"augment": self.aug_rng, "model": model.rng}
         self.mix_rng = None
@@ -286,7 +294,8 @@ class _Run:
         self.steps_log.flush()
         save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
                         {**p.to_state(), "kind": kind})
-        self.objective.save_model(self.run_dir / MODEL_FILE)
+        with evaluation_weights(self.optimizer, self.model):
+            self.objective.save_model(self.run_dir / MODEL_FILE)
 
     def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
@@ -299,16 +308,26 @@ class _Run:
                "val_loss": None, "val_acc": None, "test_loss": None, "test_acc": None,
                "lr": self.schedule.lr_at(p.step - 1),
                "images_per_sec": n_seen / max(p.epoch_time, 1e-9)}
-        if len(data.val_y) and cfg.eval_every and (epoch % cfg.eval_every == 0
-                                                   or p.step == self.schedule.total):
-            r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std, cfg.eval_batch_size)
-            rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
-            if "confusion" in r:
-                write_json(self.run_dir / EVAL_VAL_FILE,
-                           {"step": p.step, **eval_report(r, data.label_names, "val")})
-        if cfg.eval_test:
-            r = obj.evaluate(data.test_x, data.test_y, data.mean, data.std, cfg.eval_batch_size)
-            rec["test_loss"], rec["test_acc"] = r["loss"], r["acc"]
+        if cfg.ema:
+            rec["raw_val_loss"] = rec["raw_val_acc"] = None
+        validate = len(data.val_y) and cfg.eval_every and (epoch % cfg.eval_every == 0
+                                                           or p.step == self.schedule.total)
+        with evaluation_weights(self.optimizer, self.model):
+            if validate:
+                r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std,
+                                 cfg.eval_batch_size)
+                rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
+                if "confusion" in r:
+                    write_json(self.run_dir / EVAL_VAL_FILE,
+                               {"step": p.step, **eval_report(r, data.label_names, "val")})
+            if cfg.eval_test:
+                r = obj.evaluate(data.test_x, data.test_y, data.mean, data.std,
+                                 cfg.eval_batch_size)
+                rec["test_loss"], rec["test_acc"] = r["loss"], r["acc"]
+        if cfg.ema and validate and p.step == self.schedule.total:     # the last epoch:
+            r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std,    # also the raw
+                             cfg.eval_batch_size)                            # weights
+            rec["raw_val_loss"], rec["raw_val_acc"] = r["loss"], r["acc"]
         rec["elapsed"] = self.elapsed()
         append_metrics(self.run_dir, rec)
         p.epochs_logged, p.last, p.epoch_loss, p.epoch_steps = epoch, rec, 0.0, 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minivit.config import CONFIGS, ViTConfig, get_config
+from minivit.data.randaugment import check_randaugment, parse_randaugment
 from minivit.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
 from minivit.io.files import read_json
 from minivit.io.rundir import CONFIG_FILE
@@ -34,7 +35,8 @@ DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled
 DISTILL_KINDS = ("hard", "soft")
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
-                    "distill_tau": 3.0, "distill_lambda": 0.1}
+                    "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
+                    "randaugment": None}
 
 
 @dataclass
@@ -59,10 +61,16 @@ class TrainConfig:
     clip_grad: float = 1.0                  # max global gradient norm; 0 = off
     unmasked_epochs: float = 1.0            # the last epochs train without patch dropout
                                             # (FLIP's "unmasked tuning"); no effect without it
+    ema: float = 0.0                        # decay of the weights' moving average that
+                                            # evaluation and the saved model use; 0 = off
+    layer_decay: float = 1.0                # lr * layer_decay ** (depth + 1 - layer); 1 = off
     # augmentation
     augment: bool = True                    # random crop (pad 4) + horizontal flip
     mixup: float = 0.0                      # Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0                     # 0 = off; both on: one of the two per batch
+    randaugment: list | None = None         # [N, M] (or "N,M", "M"): N random ops of
+                                            # magnitude M (0-10) per image after crop/flip
+                                            # (minivit/data/randaugment.py); None = off
     # data and evaluation
     data_dir: str | None = None             # None: $MINIVIT_DATA, then the cache
     download: bool = False
@@ -98,6 +106,10 @@ class TrainConfig:
                 self.model_overrides, dict):
             self.model_overrides = {"distilled": True, **self.model_overrides}
             self.distill = self.distill or "hard"
+        if isinstance(self.randaugment, str):               # "N,M" or "M" (the flag)
+            self.randaugment = parse_randaugment(self.randaugment)
+        elif isinstance(self.randaugment, tuple):
+            self.randaugment = list(self.randaugment)       # as config.json gives it back
         self.validate()
 
     def validate(self) -> None:
@@ -146,6 +158,7 @@ class TrainConfig:
         check("unmasked_epochs", non_neg, ">= 0 (0 = patch dropout to the end)")
         check("mixup", non_neg, ">= 0 (0 turns mixup off)")
         check("cutmix", non_neg, ">= 0 (0 turns cutmix off)")
+        self._check_levers(resnet)
         check("val_size", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
         check("eval_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
         check("eval_batch_size", pos_int, "a positive integer")
@@ -167,6 +180,20 @@ class TrainConfig:
                                  f"{self.objective} pre-training")
         elif self.objective_options:
             raise ValueError("objective options are for pre-training (objective mae or mpp)")
+
+    def _check_levers(self, resnet: bool) -> None:
+        """ema, layer_decay, randaugment."""
+        for name, ok, expected in (
+                ("ema", lambda v: v == 0 or 0 < v < 1, "in (0, 1), or 0 (off)"),
+                ("layer_decay", lambda v: 0 < v <= 1, "in (0, 1] (1 = off)")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+                raise ValueError(f"{name.replace('_', '-')} must be {expected}, got {v!r}")
+        if self.layer_decay != 1 and (resnet or self.objective != "classify"):
+            raise ValueError("layer-decay scales the learning rate of a ViT classifier's "
+                             "blocks; it is not for a ResNet or pre-training")
+        if self.randaugment is not None:
+            check_randaugment(self.randaugment)
 
     def _check_distillation(self, resnet: bool) -> None:
         if self.distill is not None and not self.teacher:

@@ -28,10 +28,12 @@ RECIPES = {
     "mpp": {"objective": "mpp"},
     "distill-hard": {"distill": "hard"},          # + a trained ResNet teacher (fixture)
     "distill-soft": {"distill": "soft"},
+    "ema-layer-decay-randaugment": {"ema": 0.999, "layer_decay": 0.75, "randaugment": [2, 9]},
 }
 # Syncs per step with a read every step (cifar-nano, batch 8): the window's read.
 SYNCS_READING_EVERY_STEP = {"default": 1, "mixup-cutmix": 1, "mae": 1, "mpp": 1,
-                            "distill-hard": 1, "distill-soft": 1}
+                            "distill-hard": 1, "distill-soft": 1,
+                            "ema-layer-decay-randaugment": 1}
 TARGET = 2          # at most: the loss (and the count of correct predictions)
 
 
@@ -103,7 +105,8 @@ def test_at_most_two_syncs_per_step_reading_every_step(recipe, data_dir, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["default", "mae", "mpp", "distill-hard"])
+@pytest.mark.parametrize("recipe", ["default", "mae", "mpp", "distill-hard",
+                                    "ema-layer-decay-randaugment"])
 def test_no_sync_between_the_window_reads(recipe, data_dir, tmp_path, request):
     per_step, diff = syncs_per_step(data_dir, tmp_path, recipe,
                                     read_every=W.READ_EVERY["cupy"], request=request)

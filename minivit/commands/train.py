@@ -102,6 +102,16 @@ def add_arguments(parser, classify: bool = True):
         o.add_argument("--cutmix", type=float, help="cutmix alpha, 0 = off (default 0)")
     o.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no random crop / flip")
+    o.add_argument("--ema", type=float, metavar="DECAY",
+                   help="evaluate and save a moving average of the weights, e.g. 0.999 "
+                        "(decay warmed up as min(DECAY, (1+t)/(10+t)); default 0 = off)")
+    if classify:
+        o.add_argument("--layer-decay", type=float, metavar="R",
+                       help="layer-wise lr decay: block i of L learns at lr * R^(L-i), the "
+                            "embeddings at lr * R^(L+1), the head at lr (default 1 = off)")
+        o.add_argument("--randaugment", metavar="N,M",
+                       help="RandAugment: N random ops per image (default 2 if only M is "
+                            "given) of magnitude M in 0-10, after crop/flip (default off)")
     o.add_argument("--seed", type=int, help=f"default {D.seed}")
 
     d = parser.add_argument_group("data and evaluation")
