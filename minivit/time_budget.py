@@ -216,11 +216,14 @@ def undone(run, call, schedule) -> None:
         run.schedule = before
 
 
-def record_elapsed(plan: BudgetPlan, run_dir, elapsed: float) -> str:
-    """Add the wall time the run took to config.json's plan; the final line's words."""
+def record_elapsed(plan: BudgetPlan | None, run_dir, elapsed: float) -> str:
+    """Add the wall time the run took to config.json's plan; the final line's words ("" for
+    a run without a time budget)."""
+    if plan is None:
+        return ""
     plan = dataclasses.replace(plan, elapsed_seconds=elapsed)
     update_run_info(run_dir, time_budget=plan.to_dict())
-    return plan.report()
+    return "; " + plan.report()
 
 
 __all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "MASKED_PROBE", "RunShape",

@@ -17,7 +17,8 @@ One optimizer step (``_Run.step``):
 The objective (minivit/objectives.py) is ``Classification`` (cross-entropy on the labels) or
 ``Pretraining`` (``objective="mae"`` / ``"mpp"``); the loop only sees ``step``, ``evaluate``
 and ``save_model``.  The files of a run directory are those of minivit/io/rundir.py; the
-checkpoint (params, optimizer state, generators, ``Progress``) is minivit/checkpoint.py.
+checkpoint (params, optimizer state, generators, ``Progress``) is minivit/checkpoint.py.  A
+``time_budget`` run fixes its length before the first step (minivit/time_budget.py).
 
 Everything random is either a pure function of (seed, epoch) or drawn from a generator whose
 state the checkpoint stores, so ``resume`` continues bit for bit (tests/test_train.py trains
@@ -112,7 +113,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     Returns {"run_dir", "step", "total_steps", "status", "last"}: status is "done",
     "stopped" (max_steps / time_limit) or "interrupted" (Ctrl-C or SIGTERM); "last" is the last
-    metrics record.  Raises TrainingDiverged on a non-finite loss."""
+    metrics record.  Raises TrainingDiverged on a non-finite loss, TimeBudgetTooShort when
+    not one epoch fits in cfg.time_budget."""
     cfg.validate()
     cfg = dataclasses.replace(cfg, threads=resolve_threads(cfg.threads))   # recorded resolved
     if cfg.init_from and not resume:                 # the architecture of the checkpoint
@@ -153,7 +155,6 @@ class _Run:
         self.model = model = self.objective.model
         self.unmasked_tail = round(cfg.unmasked_epochs * steps_per_epoch) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
-        # a time budget fixes the length in fit_to_budget (config.json keeps it for a resume)
         self.plan = recorded_plan(self.run_dir) if resume and cfg.time_budget else None
         total = self.plan.steps if self.plan else None if cfg.time_budget \
             else cfg.steps or cfg.epochs * steps_per_epoch
@@ -251,8 +252,7 @@ class _Run:
         if p.saved_step != p.step:
             self.save(status)
         if status == "done":
-            budget = "; " + record_elapsed(self.plan, self.run_dir, self.elapsed()) \
-                if self.plan else ""
+            budget = record_elapsed(self.plan, self.run_dir, self.elapsed())
             print(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
                   f"{self.run_dir / MODEL_FILE}{budget}")
         else:

@@ -11,6 +11,8 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
+import cupy_standin
+import minivit.backend as backend
 import minivit.io.rundir as R
 import minivit.objectives as O
 import minivit.train as T
@@ -125,6 +127,24 @@ def test_a_budget_run_is_the_steps_run_it_chose(data_dir, tmp_path, clock):
     T.train(all_rngs_on(data_dir, tmp_path / "steps", epochs=20, steps=35))
     assert_same_run(tmp_path / "budget", tmp_path / "steps")     # parameters, bit for bit
     assert info(tmp_path / "steps")["warmup_steps"] == 3
+    # every step's loss and learning rate, the warmup's included
+    assert R.StepsLog.read(tmp_path / "budget") == R.StepsLog.read(tmp_path / "steps")
+
+
+@pytest.mark.cupy
+@pytest.mark.skipif(not cupy_standin.is_installed(),
+                    reason="the CuPy stand-in: run with MINIVIT_CUPY_STANDIN=1 (no GPU)")
+def test_on_the_cupy_stand_in_the_probes_leave_no_trace(data_dir, tmp_path, clock):
+    """The probes' steps are undone on the device too (cuRAND states, parameter buffer)."""
+    previous = backend.get_backend()
+    backend.set_backend("cupy")
+    try:
+        assert T.train(budget_cfg(data_dir, tmp_path / "budget", threads=1))[
+            "total_steps"] == 35
+        T.train(all_rngs_on(data_dir, tmp_path / "steps", epochs=20, steps=35, threads=1))
+    finally:
+        backend.set_backend(previous)
+    assert_same_run(tmp_path / "budget", tmp_path / "steps")
 
 
 def test_a_resumed_budget_run_keeps_its_steps_on_a_slower_machine(data_dir, tmp_path, clock,
