@@ -12,7 +12,7 @@ trains the same run bit for bit (the warmup follows from N by the same rule).
 The total stays fixed: if the steps turn out slower than measured, the run still trains
 all of them, and the final line says the budget and the time it took.
 
-    shape = run_shape(cfg, steps_per_epoch, unmasked_steps, n_val, n_test)
+    shape = run_shape(cfg, steps_per_epoch, unmasked_steps, data)
     plan = plan_run(cfg.time_budget, shape, step, evaluate, save, elapsed)   # the timing
     plan.steps, plan.epochs, plan.line()   # 13338, 38, "time budget 60 min: measured ..."
     fit_budget(60, spent=6.0, costs=Costs(0.21, 0.41, 0.3, 0.1), shape=shape)   # no timing
@@ -24,7 +24,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-
 from pathlib import Path
 
 from minivit.checkpoint import Snapshot

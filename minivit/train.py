@@ -322,7 +322,8 @@ class _Run:
         p.saved_step, p.elapsed = p.step, self.elapsed()
         self.steps_log.flush()
         save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
-                        {**p.to_state(), "kind": kind})
+                        {**p.to_state(), "kind": kind,     # the run's length, once fixed
+                         "total_steps": self.schedule and self.schedule.total})
         self.objective.save_model(self.run_dir / MODEL_FILE)
 
     def end_of_epoch(self) -> None:

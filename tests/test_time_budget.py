@@ -159,7 +159,8 @@ def test_a_resumed_budget_run_keeps_its_steps_on_a_slower_machine(data_dir, tmp_
     assert "time budget 0.33 min, took 1.7 min, 1.4 min over" in out.strip().splitlines()[-1]
     # 10.4375 s to step 12, then 23 steps, 5 evaluations and 5 saves at ten times the cost
     plan = info(run)["time_budget"]
-    assert plan["steps"] == 35 and plan["elapsed_seconds"] == 10.4375 + 10 * (
+    assert plan["steps"] == checkpoint(run)[1]["total_steps"] == 35
+    assert plan["elapsed_seconds"] == 10.4375 + 10 * (
         18 * MASKED + 5 * UNMASKED + 5 * (20 * EVAL_IMAGE + SAVE))
     T.train(all_rngs_on(data_dir, tmp_path / "steps", epochs=20, steps=35))
     assert_same_run(run, tmp_path / "steps")
@@ -174,6 +175,7 @@ def test_a_run_interrupted_while_timing_times_again_on_resume(data_dir, tmp_path
     assert result["total_steps"] is None and info(run)["total_steps"] is None
     assert "interrupted while timing the steps" in capsys.readouterr().out
     assert checkpoint(run)[1]["step"] == 0 and "time_budget" not in info(run)
+    assert checkpoint(run)[1]["total_steps"] is None
     clock.interrupt_at = None
     result = T.resume(run)
     # the 4 steps (1 s) before the interruption count: 7.5625 s spent, 6 epochs fit
