@@ -18,7 +18,8 @@ One optimizer step (``_Run.step``):
 The objective (minivit/objectives.py) is ``Classification`` (cross-entropy on the labels) or
 ``Pretraining`` (``objective="mae"`` / ``"mpp"``); the loop only sees ``step``, ``evaluate``
 and ``save_model``.  The files of a run directory are those of minivit/io/rundir.py; the
-checkpoint (params, optimizer state, generators, ``Progress``) is minivit/checkpoint.py.
+checkpoint (params, optimizer state, generators, ``Progress``) is minivit/checkpoint.py.  A
+``time_budget`` run fixes its length before the first step (minivit/time_budget.py).
 
 Everything random is either a pure function of (seed, epoch) or drawn from a generator whose
 state the checkpoint stores, so ``resume`` continues bit for bit (tests/test_train.py trains
@@ -53,6 +54,8 @@ from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
 from minivit.schedule import warmup_cosine
 from minivit.step_window import StepWindow, read_every_for_backend
+from minivit.time_budget import (eval_probe, plan_run, record_elapsed, record_plan,
+                                 recorded_plan, run_shape, undone)
 from minivit.train_config import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig,
                                   Warmup, choose_warmup, load_train_config)
 
@@ -113,7 +116,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     Returns {"run_dir", "step", "total_steps", "status", "last"}: status is "done",
     "stopped" (max_steps / time_limit) or "interrupted" (Ctrl-C or SIGTERM); "last" is the last
-    metrics record.  Raises TrainingDiverged on a non-finite loss."""
+    metrics record.  Raises TrainingDiverged on a non-finite loss, TimeBudgetTooShort when
+    not one epoch fits in cfg.time_budget."""
     cfg.validate()
     cfg = dataclasses.replace(cfg, threads=resolve_threads(cfg.threads))   # recorded resolved
     if cfg.init_from and not resume:                 # the architecture of the checkpoint
@@ -148,16 +152,16 @@ class _Run:
         steps_per_epoch = n_train // B               # the last partial batch is dropped
         if steps_per_epoch < 1:
             raise ValueError(f"batch size {B} is larger than the training set ({n_train} images)")
-        total = cfg.steps or cfg.epochs * steps_per_epoch
-        self.warmup = _recorded_warmup(self.run_dir, cfg, steps_per_epoch, total) if resume \
-            else choose_warmup(cfg, steps_per_epoch, total)
-        warmup = self.warmup.steps
+        self.steps_per_epoch = steps_per_epoch
         self.objective = (Distillation(cfg, data, resume) if cfg.teacher
                           else make_objective(cfg, data, resume))
         self.model = model = self.objective.model
-        unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
+        self.unmasked_tail = round(cfg.unmasked_epochs * steps_per_epoch) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
-        self.schedule = Schedule(steps_per_epoch, total, warmup, unmasked, cfg.lr, cfg.min_lr)
+        self.plan = recorded_plan(self.run_dir) if resume and cfg.time_budget else None
+        total = self.plan.steps if self.plan else None if cfg.time_budget \
+            else cfg.steps or cfg.epochs * steps_per_epoch
+        self.schedule = self.fixed_schedule(total, resume) if total else None
         self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                lr_scale=layer_decay_scales(model.params, model.config.depth,
                                                            cfg.layer_decay)
@@ -178,31 +182,44 @@ class _Run:
             StepsLog.trim(self.run_dir, self.progress.step)
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / CONFIG_FILE, run_info(cfg, self.run_dir, model, data,
-                                                             steps_per_epoch, total, warmup,
-                                                             unmasked))
+            s = self.schedule
+            write_json(self.run_dir / CONFIG_FILE, run_info(
+                cfg, self.run_dir, model, data, steps_per_epoch,
+                *((s.total, s.warmup, s.unmasked) if s else (None, None, None))))
         self.elapsed_before, self.session_start = self.progress.elapsed, time.perf_counter()
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.session_start
 
+    def fixed_schedule(self, total: int, recorded: bool) -> Schedule:
+        """The schedule of ``total`` steps; recorded: with the warmup config.json records."""
+        cfg, spe = self.cfg, self.steps_per_epoch
+        self.warmup = _recorded_warmup(self.run_dir, cfg, spe, total) if recorded \
+            else choose_warmup(cfg, spe, total)
+        return Schedule(spe, total, self.warmup.steps, min(total, self.unmasked_tail), cfg.lr,
+                        cfg.min_lr)
+
     def loop(self) -> dict:
-        cfg, sched, p = self.cfg, self.schedule, self.progress
-        if self.warmup.warning:
-            warnings.warn(self.warmup.warning, stacklevel=2)
-        self.bar = bar = progress_bar(cfg.progress, sched.total, p.step)
-        self.say = bar.write if bar is not None else print
-        warmup = plural(sched.warmup, "step") + (f" ({self.warmup.note})" if self.warmup.note
-                                                 else "")
-        self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
-                 f"images, {plural(sched.steps_per_epoch, 'step')} of {cfg.batch_size} per "
-                 f"epoch, {plural(sched.total, 'step')} (warmup {warmup}), run dir "
-                 f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else "")
-                 + (f"\n  {self.objective.summary()}" if cfg.teacher else ""))
+        cfg, self.bar, self.say = self.cfg, None, print
         self.steps_log = StepsLog(self.run_dir)
         perm, perm_epoch, snapshot, status = None, None, None, "done"
         restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
         try:
+            if self.schedule is None:           # --time-budget: time steps, fix the length
+                self.fit_to_budget()
+            sched, p = self.schedule, self.progress
+            if self.warmup.warning:
+                warnings.warn(self.warmup.warning, stacklevel=2)
+            self.bar = bar = progress_bar(cfg.progress, sched.total, p.step)
+            self.say = bar.write if bar is not None else print
+            warmup = plural(sched.warmup, "step") + (f" ({self.warmup.note})"
+                                                     if self.warmup.note else "")
+            self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
+                     f"images, {plural(sched.steps_per_epoch, 'step')} of {cfg.batch_size} per "
+                     f"epoch, {plural(sched.total, 'step')} (warmup {warmup}), run dir "
+                     f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else "")
+                     + (f"\n  {self.objective.summary()}" if cfg.teacher else "")
+                     + (f"\n  {self.plan.line()}" if self.plan else ""))
             while True:
                 if self.progress.epochs_logged < sched.epochs_done(self.progress.step):
                     self.end_of_epoch()
@@ -237,20 +254,40 @@ class _Run:
             restore_sigterm()
             self.steps_log.close()
             self.objective.close()
-            if bar is not None:
-                bar.close()
-        p = self.progress
+            if self.bar is not None:
+                self.bar.close()
+        p, total = self.progress, self.schedule and self.schedule.total
         if p.saved_step != p.step:
             self.save(status)
         if status == "done":
+            budget = record_elapsed(self.plan, self.run_dir, self.elapsed())
             print(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
-                  f"{self.run_dir / MODEL_FILE}")
+                  f"{self.run_dir / MODEL_FILE}{budget}")
         else:
-            print(f"minivit {self.prog}: {status} at step {p.step} of {sched.total}; checkpoint "
-                  f"saved to {self.ckpt_path}. Continue with: minivit {self.prog} --resume "
+            where = f"at step {p.step} of {total}" if total else "while timing the steps"
+            print(f"minivit {self.prog}: {status} {where}; checkpoint saved to "
+                  f"{self.ckpt_path}. Continue with: minivit {self.prog} --resume "
                   f"{self.run_dir}")
-        return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": sched.total,
+        return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": total,
                 "status": status, "last": p.last}
+
+    def fit_to_budget(self) -> None:
+        """Time rolled-back steps, an evaluation batch and a save (minivit/time_budget.py),
+        then fix the run's length and record it in config.json."""
+        cfg, data, spe = self.cfg, self.data, self.steps_per_epoch
+        perm, _ = epoch_order(cfg.seed, 0, len(data.train_y))
+        probe = Schedule(spe, 2 ** 62, 0, 0, cfg.lr, cfg.min_lr)
+
+        def step(i, masked):                    # a step of epoch 0, waited for, undone
+            undone(self, lambda: (self.step(i, perm, None), self.window.read()),
+                   dataclasses.replace(probe, unmasked=0 if masked else probe.total))
+
+        self.plan = plan_run(
+            cfg.time_budget, run_shape(cfg, spe, self.unmasked_tail, data), step,
+            eval_probe(self.objective, data, cfg.eval_batch_size), self.save, self.elapsed,
+            clock=time.perf_counter)
+        self.schedule = self.fixed_schedule(self.plan.steps, recorded=False)
+        record_plan(self.run_dir, self.plan, self.schedule)
 
     def step(self, step: int, perm, bar) -> None:
         """One optimizer step on the batch perm[i*B:(i+1)*B] of the step's epoch."""
@@ -293,7 +330,8 @@ class _Run:
         p.saved_step, p.elapsed = p.step, self.elapsed()
         self.steps_log.flush()
         save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
-                        {**p.to_state(), "kind": kind})
+                        {**p.to_state(), "kind": kind,     # the run's length, once fixed
+                         "total_steps": self.schedule and self.schedule.total})
         with evaluation_weights(self.optimizer, self.model):
             self.objective.save_model(self.run_dir / MODEL_FILE)
 

@@ -36,7 +36,7 @@ DISTILL_KINDS = ("hard", "soft")
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
-                    "randaugment": None}
+                    "randaugment": None, "time_budget": None}
 
 
 @dataclass
@@ -51,6 +51,8 @@ class TrainConfig:
     # schedule: `steps` (if set) replaces `epochs`; warmup_steps (if set) replaces warmup_epochs
     epochs: int = 38                        # the CPU recipe: 60 min on 2 cores (README)
     steps: int | None = None
+    time_budget: float | None = None        # minutes: train the whole epochs that fit, at
+                                            # most `epochs` (minivit/time_budget.py)
     batch_size: int = 128
     lr: float = 1e-3
     min_lr: float = 1e-5
@@ -144,6 +146,11 @@ class TrainConfig:
 
         check("epochs", pos_int, "a positive integer")
         check("steps", optional(pos_int), "a positive integer")
+        check("time_budget", optional(lambda v: non_neg(v) and v > 0),
+              "a positive number of minutes")
+        if self.time_budget is not None and self.steps is not None:
+            raise ValueError("time-budget chooses the number of steps (whole epochs, at most "
+                             "--epochs); give it or --steps, not both")
         check("batch_size", pos_int, "a positive integer")
         check("lr", lambda v: non_neg(v) and v > 0, "a positive number")
         check("min_lr", non_neg, ">= 0")

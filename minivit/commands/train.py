@@ -85,6 +85,11 @@ def add_arguments(parser, classify: bool = True):
     o = parser.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help=f"default {D.epochs}")
     o.add_argument("--steps", type=int, help="total optimizer steps; replaces --epochs")
+    o.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="fit the run to this wall-clock time: time a few steps first, then "
+                        "train the whole epochs that fit, evaluations and saves included (at "
+                        "most --epochs); config.json records the steps chosen, and --steps N "
+                        "repeats the run exactly")
     o.add_argument("--batch-size", type=int, help=f"default {D.batch_size}")
     o.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {D.lr})")
     o.add_argument("--min-lr", type=float, help=f"final cosine learning rate (default {D.min_lr})")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from minivit.backend import get_backend
 from minivit.errors import UserError
-from minivit.io.files import atomic_write_bytes, naming_write_errors, read_json
+from minivit.io.files import atomic_write_bytes, naming_write_errors, read_json, write_json
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -242,6 +242,12 @@ def run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmasked
             "backend": get_backend(), "num_params": model.num_params()}
 
 
+def update_run_info(run_dir, **fields) -> None:
+    """Set top-level fields of RUN_DIR/config.json (what a time budget chose, and took)."""
+    path = Path(run_dir) / CONFIG_FILE
+    write_json(path, {**read_json(path), **fields})
+
+
 def format_record(rec: dict, total: int) -> str:
     """A metrics record as the line the loop prints."""
     parts = [f"epoch {rec['epoch']:>3}", f"step {rec['step']}/{total}"]
@@ -256,4 +262,5 @@ def format_record(rec: dict, total: int) -> str:
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_VAL_FILE", "LOCK_FILE", "METRICS_FILE",
            "MODEL_FILE", "RunDirInUse", "STEPS_FILE", "StepsLog", "append_metrics",
            "check_run_dir_path", "default_run_dir", "find_model", "format_record", "read_metrics",
-           "read_run_info", "remove_temp_files", "run_info", "run_lock", "trim_metrics"]
+           "read_run_info", "remove_temp_files", "run_info", "run_lock", "trim_metrics",
+           "update_run_info"]
