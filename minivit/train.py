@@ -30,6 +30,7 @@ import dataclasses
 import math
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,10 @@ from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METR
                                default_run_dir, format_record, read_run_info,
                                remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.distillation import Distillation
+from minivit.distributed import (NoStepsLog, RankObjective, Stop, check_rank_split,
+                                 check_same_params, fingerprint, shared_run_dir, start_together,
+                                 sum_step_values)
+from minivit.mpi import Ranks, connect
 from minivit.objectives import errors_ignored, make_objective, prepare_batch
 from minivit.optim import AdamW
 from minivit.parallel import resolve_threads
@@ -116,21 +121,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.init_from and not resume:                 # the architecture of the checkpoint
         from minivit.pretrain import with_pretrained_architecture
         cfg = with_pretrained_architecture(cfg)
+    ranks = connect()                                # several under mpirun (minivit/mpi.py)
     if not cfg.run_dir:
         name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
-        cfg = dataclasses.replace(cfg, run_dir=default_run_dir(name))
+        cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(ranks, default_run_dir(name)))
     check_run_dir_path(Path(cfg.run_dir))            # before the data take seconds to load
-    with run_lock(cfg.run_dir, create=not resume) as lock:    # a second trainer: refused
-        if lock is not None:
-            remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
-        return _Run(cfg, resume).loop()
+    with ExitStack() as stack:
+
+        def start():                                 # rank 0 alone locks and writes
+            if ranks.is_root and stack.enter_context(      # a second trainer: refused
+                    run_lock(cfg.run_dir, create=not resume)) is not None:
+                remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
+            return _Run(cfg, resume, ranks)
+        return start_together(ranks, start).loop()
 
 
 class _Run:
     """One session of a run: its data, objective, optimizer, generators and progress."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool):
-        self.cfg, self.resume = cfg, resume
+    def __init__(self, cfg: TrainConfig, resume: bool, ranks: Ranks | None = None):
+        self.cfg, self.resume, self.ranks = cfg, resume, ranks or Ranks()
+        self.root = root = self.ranks.is_root        # rank 0 alone writes and prints
         self.prog = "train" if cfg.objective == "classify" else "pretrain"
         self.run_dir = Path(cfg.run_dir)             # set by train()
         self.ckpt_path = self.run_dir / CHECKPOINT_FILE
@@ -149,8 +160,12 @@ class _Run:
         self.warmup = _recorded_warmup(self.run_dir, cfg, steps_per_epoch, total) if resume \
             else choose_warmup(cfg, steps_per_epoch, total)
         warmup = self.warmup.steps
+        if self.ranks.size > 1:
+            check_rank_split(self.ranks, cfg)
         self.objective = (Distillation(cfg, data, resume) if cfg.teacher
                           else make_objective(cfg, data, resume))
+        if self.ranks.size > 1:                      # this rank's share (distributed.py)
+            self.objective = RankObjective(self.objective, self.ranks, B)
         self.model = model = self.objective.model
         unmasked = min(total, round(cfg.unmasked_epochs * steps_per_epoch)) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
@@ -166,24 +181,28 @@ class _Run:
         if resume:
             self.progress = Progress.from_state(
                 load_checkpoint(self.ckpt_path, model, self.optimizer, self.rngs))
-            trim_metrics(self.run_dir, self.progress.epochs_logged)
-            StepsLog.trim(self.run_dir, self.progress.step)
-        else:
+            if root:
+                trim_metrics(self.run_dir, self.progress.epochs_logged)
+                StepsLog.trim(self.run_dir, self.progress.step)
+        elif root:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG_FILE, run_info(cfg, self.run_dir, model, data,
                                                              steps_per_epoch, total, warmup,
                                                              unmasked))
         self.elapsed_before, self.session_start = self.progress.elapsed, time.perf_counter()
 
+    def fingerprint(self) -> dict:
+        return fingerprint(self.cfg, self.data)
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.session_start
 
     def loop(self) -> dict:
         cfg, sched, p = self.cfg, self.schedule, self.progress
-        if self.warmup.warning:
+        if self.warmup.warning and self.root:
             warnings.warn(self.warmup.warning, stacklevel=2)
-        self.bar = bar = progress_bar(cfg.progress, sched.total, p.step)
-        self.say = bar.write if bar is not None else print
+        self.bar = bar = progress_bar(cfg.progress and self.root, sched.total, p.step)
+        self.say = bar.write if bar is not None else print if self.root else _silent
         warmup = plural(sched.warmup, "step") + (f" ({self.warmup.note})" if self.warmup.note
                                                  else "")
         self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
@@ -191,9 +210,9 @@ class _Run:
                  f"epoch, {plural(sched.total, 'step')} (warmup {warmup}), run dir "
                  f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else "")
                  + (f"\n  {self.objective.summary()}" if cfg.teacher else ""))
-        self.steps_log = StepsLog(self.run_dir)
+        self.steps_log = StepsLog(self.run_dir) if self.root else NoStepsLog()
         perm, perm_epoch, snapshot, status = None, None, None, "done"
-        restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
+        stop = Stop(self.ranks, stop_on_sigterm)    # `kill PID` stops the run as Ctrl-C does
         try:
             while True:
                 if self.progress.epochs_logged < sched.epochs_done(self.progress.step):
@@ -201,9 +220,9 @@ class _Run:
                 step = self.progress.step
                 if step >= sched.total:
                     break
-                if (cfg.max_steps and step >= cfg.max_steps) or (
+                if (cfg.max_steps and step >= cfg.max_steps) or stop.agreed(
                         cfg.time_limit and time.perf_counter() - self.session_start
-                        > 60 * cfg.time_limit):
+                        > 60 * cfg.time_limit):                 # every rank at one step
                     status = "stopped"
                     break
                 epoch = step // sched.steps_per_epoch
@@ -226,7 +245,7 @@ class _Run:
             status = "interrupted"
             self.save("interrupted")
         finally:
-            restore_sigterm()
+            stop.restore()
             self.steps_log.close()
             self.objective.close()
             if bar is not None:
@@ -234,11 +253,12 @@ class _Run:
         p = self.progress
         if p.saved_step != p.step:
             self.save(status)
+        say = print if self.root else _silent
         if status == "done":
-            print(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
+            say(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
                   f"{self.run_dir / MODEL_FILE}")
         else:
-            print(f"minivit {self.prog}: {status} at step {p.step} of {sched.total}; checkpoint "
+            say(f"minivit {self.prog}: {status} at step {p.step} of {sched.total}; checkpoint "
                   f"saved to {self.ckpt_path}. Continue with: minivit {self.prog} --resume "
                   f"{self.run_dir}")
         return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": sched.total,
@@ -262,7 +282,7 @@ class _Run:
         """Read the window's steps from the device and account for each in order: the
         divergence check (a non-finite loss or gradient norm), the epoch's sums, the bar."""
         p, B, bar = self.progress, self.cfg.batch_size, self.bar
-        for v in self.window.read():
+        for v in sum_step_values(self.ranks, self.window.read()):   # the ranks' sums
             if not (math.isfinite(v.loss) and math.isfinite(v.grad_norm)):
                 what, value = ("loss", v.loss) if not math.isfinite(v.loss) \
                     else ("gradient norm", v.grad_norm)
@@ -282,11 +302,13 @@ class _Run:
         self.read_steps()
         p = self.progress
         _check_finite_params(self.model, p.step)
+        check_same_params(self.ranks, self.model.flat_params)
         p.saved_step, p.elapsed = p.step, self.elapsed()
         self.steps_log.flush()
-        save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
-                        {**p.to_state(), "kind": kind})
-        self.objective.save_model(self.run_dir / MODEL_FILE)
+        if self.root:
+            save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
+                            {**p.to_state(), "kind": kind})
+        self.objective.save_model(self.run_dir / MODEL_FILE)        # rank 0
 
     def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
@@ -303,14 +325,15 @@ class _Run:
                                                    or p.step == self.schedule.total):
             r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std, cfg.eval_batch_size)
             rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
-            if "confusion" in r:
+            if "confusion" in r and self.root:
                 write_json(self.run_dir / EVAL_VAL_FILE,
                            {"step": p.step, **eval_report(r, data.label_names, "val")})
         if cfg.eval_test:
             r = obj.evaluate(data.test_x, data.test_y, data.mean, data.std, cfg.eval_batch_size)
             rec["test_loss"], rec["test_acc"] = r["loss"], r["acc"]
         rec["elapsed"] = self.elapsed()
-        append_metrics(self.run_dir, rec)
+        if self.root:
+            append_metrics(self.run_dir, rec)
         p.epochs_logged, p.last, p.epoch_loss, p.epoch_steps = epoch, rec, 0.0, 0
         p.epoch_correct, p.epoch_time = 0, 0.0
         self.save()
@@ -318,6 +341,10 @@ class _Run:
 
 
 # --------------------------------------------------------------------------- loop helpers
+
+def _silent(*args, **kwargs):
+    """What a rank other than 0 prints."""
+
 
 def _check_data_order(progress: Progress, epoch, gen):
     """Record the data-order generator of this epoch; on resume, check it is the same."""
