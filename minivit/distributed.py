@@ -80,7 +80,7 @@ def start_together(ranks, make):
     for what in prints[0]:
         odd = [r for r, p in enumerate(prints) if p.get(what) != prints[0][what]]
         if odd:
-            made.close()
+            made.objective.close()
             if not ranks.is_root:
                 raise SystemExit(2)
             raise RanksDisagree(
