@@ -6,6 +6,7 @@ instead with MINIVIT_REQUIRE_MPI=1 (.ci/run), so that CI cannot skip them silent
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -196,3 +197,35 @@ def test_a_rank_that_never_answers_stops_the_others_after_the_timeout(tmp_path, 
                        text=True, timeout=100)
     assert r.returncode != 0 and time.monotonic() - start < 60
     assert "rank 0: no answer from the other ranks for 2 s in the gradient sum" in r.stderr
+
+
+@pytest.mark.parametrize("mpi", [pytest.param(0, marks=needs_mpi)], ids=[""])
+def test_the_time_limit_of_rank_0_stops_both_ranks_at_one_step(data, tmp_path, mpi):
+    r = run(train_cmd(data, "run", "--steps", "50", "--time-limit", "0.0001", "--threads", "1"),
+            tmp_path, ranks=2)
+    assert r.returncode == 0, r.stderr
+    assert len(re.findall(r"stopped at step \d+ of 50", r.stdout)) == 1     # no hang, rank 0
+
+
+STANDIN_TRAIN = """import sys
+sys.path.insert(0, {tests!r})
+import cupy_standin
+cupy_standin.install()
+import minivit.backend as backend
+backend._cupy.update(module=None, error=None)
+from minivit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("mpi", [pytest.param(0, marks=needs_mpi)], ids=[""])
+def test_two_ranks_on_the_cupy_standin_sum_through_the_host(data, tmp_path, mpi):
+    """CuPy arrays without NCCL: the gradients are summed through a host copy; the masks
+    are the rows of host draws copied to the device; the ranks' parameters are checked
+    equal at each checkpoint."""
+    script = tmp_path / "standin_train.py"
+    script.write_text(STANDIN_TRAIN.format(tests=str(ROOT / "tests")))
+    cmd = train_cmd(data, "run", "--epochs", "1", "--threads", "1", "--drop-path", "0.1")
+    r = run([sys.executable, str(script), "--backend", "cupy", *cmd[3:]], tmp_path, ranks=2)
+    assert r.returncode == 0, r.stderr
+    assert "float32, cupy)" in r.stdout and "done, 5 steps" in r.stdout
