@@ -85,16 +85,16 @@ def images_per_sec(config, batch, threads):
     return speed, model.num_params()
 
 
-def scaling_table(rows):
+def scaling_table(rows, faster=1.0):
     """rows: (config, global batch, images/s of one machine, params) -> Markdown lines: the
-    modelled step time (and speedup over one machine) for N machines and each link speed."""
-    head = [f"{config} B={batch} {gbit} Gbit/s" for config, batch, _, _ in rows
-            for gbit in LINKS_GBIT]
+    modelled step time and speedup over one machine for N machines and each link speed, for
+    machines ``faster`` times faster than the measured one."""
+    head = [f"{config} {gbit} Gbit/s" for config, _, _, _ in rows for gbit in LINKS_GBIT]
     out = ["| N | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
     for n in MACHINES:
         cells = []
         for config, batch, speed, params in rows:
-            t1 = batch / speed
+            t1 = batch / (speed * faster)
             for gbit in LINKS_GBIT:
                 step = t1 / n + allreduce_seconds(n, params, gbit)
                 cells.append(f"{_secs(step)} ({t1 / step:.1f}x)")
@@ -122,6 +122,9 @@ def main():
     p.add_argument("--model-threads", type=int, default=2,
                    help="threads of the single-process speed the scaling model starts from")
     p.add_argument("--model-only", action="store_true")
+    p.add_argument("--faster", nargs="+", type=float, default=[1.0, 100.0],
+                   help="model machines this many times faster than this one (100: roughly "
+                        "a GPU's speed next to a 2-core CPU)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -148,8 +151,10 @@ def main():
               f"machines: " + ", ".join(f"{_secs(allreduce_seconds(1e9, params, g))} at {g} "
                                         f"Gbit/s" for g in LINKS_GBIT))
         rows.append((config, batch, speed, params))
-    print()
-    print("\n".join(scaling_table(rows)))
+    for faster in args.faster:
+        print(f"\nmodelled step time (speedup over 1 machine) on N machines "
+              + ("as fast as this one:" if faster == 1 else f"{faster:g}x as fast as this one:"))
+        print("\n".join(scaling_table(rows, faster)))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ import os
 import sys
 import time
 
-from minivit.backend import get_backend, host_xp, is_cupy_array, to_device, to_numpy
+from minivit.backend import (cupy_nccl, get_backend, get_xp, host_xp, is_cupy_array, to_device,
+                             to_numpy)
 from minivit.errors import UserError
 
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -149,10 +150,10 @@ def _timeout() -> float:
 
 def _use_local_gpu(environ) -> None:
     """Rank i of a host on the host's GPU i (modulo their number)."""
-    import cupy
+    cuda = get_xp().cuda
     for name in LOCAL_RANK_VARS:
         if environ.get(name, "").isdigit():
-            cupy.cuda.Device(int(environ[name]) % cupy.cuda.runtime.getDeviceCount()).use()
+            cuda.Device(int(environ[name]) % cuda.runtime.getDeviceCount()).use()
             return
 
 
@@ -163,15 +164,13 @@ def _device_sum(ranks: Ranks):
         comm, module = nccl
 
         def over_nccl(buf, what):
-            import cupy
             kind = {"float32": module.NCCL_FLOAT32, "float64": module.NCCL_FLOAT64}[buf.dtype.name]
             comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, kind, module.NCCL_SUM,
-                           cupy.cuda.get_current_stream().ptr)
+                           get_xp().cuda.get_current_stream().ptr)
         return over_nccl
     if os.environ.get("MINIVIT_MPI_CUDA_AWARE") == "1":
         def over_cuda_aware_mpi(buf, what):
-            import cupy
-            cupy.cuda.get_current_stream().synchronize()     # MPI reads the finished buffer
+            get_xp().cuda.get_current_stream().synchronize()     # MPI reads the finished buffer
             ranks.wait(ranks.comm.Iallreduce(ranks.MPI.IN_PLACE, buf, op=ranks.MPI.SUM), what)
         return over_cuda_aware_mpi
 
@@ -187,11 +186,10 @@ def _nccl_communicator(ranks: Ranks):
     MINIVIT_MPI_NCCL=0."""
     if os.environ.get("MINIVIT_MPI_NCCL") == "0":
         return None
-    uid = None
+    uid, nccl = None, cupy_nccl()
     try:
-        from cupy.cuda import nccl
-        uid = nccl.get_unique_id() if ranks.is_root else ()
-    except (ImportError, AttributeError, RuntimeError):
+        uid = None if nccl is None else nccl.get_unique_id() if ranks.is_root else ()
+    except (AttributeError, RuntimeError):
         pass
     if "0" in ranks.gather_text("0" if uid is None else "1"):    # NCCL on every rank, or none
         return None
