@@ -24,6 +24,9 @@ of B images, small next to the forward and backward of B/N (on NumPy the crop of
 images takes ~2 ms).  MPP is the exception: its corrupted patches are copied from anywhere
 in the batch, so each rank draws the corruption of its own share (from a generator of the
 step and the rank): an N-rank MPP run is deterministic, but not the one-process run.
+Evaluation splits the images into one contiguous part per rank and sums the results: exact
+for classification; pre-training's validation masks are drawn per part, so its validation
+loss depends (slightly) on the number of ranks.
 
 Rank 0 alone writes the run directory and prints; the others read the checkpoint of
 ``--resume`` from it (a folder all hosts see).  Ctrl-C / SIGTERM set a flag that the ranks
