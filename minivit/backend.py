@@ -193,6 +193,16 @@ def cupy_special() -> ModuleType:
     return cupyx.scipy.special
 
 
+def cupy_nccl():
+    """``cupy.cuda.nccl`` (NCCL collectives between GPUs: minivit/mpi.py), or None where CuPy
+    was built without NCCL."""
+    try:
+        import cupy.cuda.nccl as nccl
+    except (ImportError, AttributeError):
+        return None
+    return nccl
+
+
 def device_name() -> str:
     """Human-readable device of the active backend."""
     if get_backend() == "numpy":

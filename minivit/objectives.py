@@ -99,8 +99,11 @@ class Objective:
     def __init__(self, model, threads: int, clip_grad: float):
         self.model, self.clip_grad = model, clip_grad
         self.parallel = DataParallel(model, threads)
+        self.reduce_grads = None    # ranks: sums the flat gradients in place (distributed.py)
 
     def _clipped(self, correct) -> StepStats:
+        if self.reduce_grads is not None:
+            self.reduce_grads(self.model.flat_grads)
         norm = 0.0
         if self.clip_grad:
             norm = clip_flat_grads(self.model.flat_grads, self.clip_grad)    # in place
@@ -150,13 +153,20 @@ class Pretraining(Objective):
         threads = resolve_threads(cfg.threads) if cfg.objective == "mae" else 1
         super().__init__(create(ocfg, seed=cfg.seed, dtype=cfg.dtype), threads, cfg.clip_grad)
 
-    def _draw(self, gen, images):
+    def _draw(self, gen, images, rows=None):
         """The batch's randomness, drawn on the calling thread (so that it does not depend on
-        the number of threads): MAE masking noise (B, N), or the MPP corruption draws."""
+        the number of threads): MAE masking noise (B, N), or the MPP corruption draws.
+        rows (start, total): the images are rows start.. of a batch split over processes
+        (minivit.distributed): MAE cuts them from the noise of the whole batch; MPP draws
+        its own share's corruption from a generator of the step and the start row."""
         m = self.model
         B, N = images.shape[0], m.config.encoder.num_patches
         if self.kind == "mae":
-            return masking_noise(gen, B, N, m.dtype)
+            if rows is None:
+                return masking_noise(gen, B, N, m.dtype)
+            return masking_noise(gen, rows[1], N, m.dtype)[rows[0]:rows[0] + B]
+        if rows is not None:
+            gen = make_rng([int(gen.integers(0, 2**31 - 1)), rows[0]])
         return draw_corruption(gen, B, N, m.dtype)
 
     def _forward(self, model, images, draws, keep_cache=True):
@@ -180,7 +190,7 @@ class Pretraining(Objective):
 
     def step(self, batch: Batch):
         with errors_ignored():
-            draws = self._draw(self.model.rng, batch.images)
+            draws = self._draw(self.model.rng, batch.images, self.parallel.rows)
             outs = self.parallel.map_shards(self._shard_step, batch.images, draws)
             loss = sum(o[0] for o in outs)
             self.parallel.sum_grads([o[2] for o in outs])

@@ -31,7 +31,7 @@ import contextvars
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from minivit.backend import array_module, get_backend, host_xp, rng as make_rng
+from minivit.backend import array_module, get_backend, host_xp, rng as make_rng, to_device
 from minivit.config import STOCHASTIC_FIELDS
 from minivit.layers.loss import cross_entropy_device
 
@@ -97,6 +97,9 @@ class DataParallel:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minivit") \
             if threads > 1 else None
         self._blas_limit = _limit_blas_threads() if threads > 1 else None
+        # (start, total): each batch is rows start.. of a global batch of `total` images
+        # split over processes (minivit.distributed); None: the batch is the whole batch
+        self.rows = None
 
     # -- the general operation: a function of (replica, shard of each array, weight)
     def map_shards(self, fn, *arrays, patch_dropout=True, train=True):
@@ -104,22 +107,26 @@ class DataParallel:
         ``fn(replica, *shards, weight)`` on the pool, weight = B_s / B.
 
         Returns the results in shard order.  With one thread, ``fn(model, *arrays, 1.0)`` runs
-        in the calling thread.  train=False: no random masks are drawn (evaluation)."""
+        in the calling thread.  train=False: no random masks are drawn (evaluation).
+        With ``rows`` (start, total) set, the arrays are rows start.. of a batch of total:
+        the weights are B_s / total and the masks those rows of the whole batch's."""
         B = arrays[0].shape[0]
+        start, total = (0, B) if self.rows is None or not train else self.rows
         seed = self._step_seed(patch_dropout) if train else None
         if self._pool is None:
+            weight = 1.0 if total == B else B / total
             if seed is None:
-                return [fn(self.model, *arrays, 1.0)]
-            main, self.model.rng = self.model.rng, ShardGenerator(seed, 0, B)
+                return [fn(self.model, *arrays, weight)]
+            main, self.model.rng = self.model.rng, ShardGenerator(seed, start, total)
             try:
-                return [fn(self.model, *arrays, 1.0)]
+                return [fn(self.model, *arrays, weight)]
             finally:
                 self.model.rng = main
         slices = shard_slices(B, self.threads)
         if seed is not None:
             for replica, s in zip(self.replicas, slices):
-                replica.rng = ShardGenerator(seed, s.start, B)
-        jobs = [(replica, *[a[s] for a in arrays], (s.stop - s.start) / B)
+                replica.rng = ShardGenerator(seed, start + s.start, total)
+        jobs = [(replica, *[a[s] for a in arrays], (s.stop - s.start) / total)
                 for replica, s in zip(self.replicas, slices)]
         results = self._map(fn, jobs)
         merge = getattr(self.model, "merge_replica_stats", None)   # BatchNorm statistics:
@@ -180,8 +187,10 @@ class DataParallel:
     def _step_seed(self, patch_dropout):
         """The seed of this step's masks (None: nothing random to draw).  On CuPy, where one
         GPU takes the whole batch (one thread), the model draws from ``model.rng`` itself, so
-        that no seed has to be read back from the device."""
-        if get_backend() != "numpy" or not _is_stochastic(self.model.config, patch_dropout):
+        that no seed has to be read back from the device; a batch split over processes
+        (``rows``) reads it, so that every process cuts its rows from the same draws."""
+        if (get_backend() != "numpy" and self.rows is None) or not _is_stochastic(
+                self.model.config, patch_dropout):
             return None
         return int(self.model.rng.integers(0, 2**31 - 1))
 
@@ -207,6 +216,8 @@ class ShardGenerator:
     a step is ``default_rng([seed, k]).random((B, ...))[start:start + B_s]``: image i gets the
     same numbers whether it is in a shard of 64 or of 128, so a step is the same function
     for any number of threads (each thread draws the whole batch's numbers, and keeps its rows).
+    The draws are made on the host; on CuPy (a batch split over processes) its rows are
+    copied to the device.
     """
 
     def __init__(self, seed: int, start: int, batch: int):
@@ -220,7 +231,8 @@ class ShardGenerator:
         gen = make_rng([self.seed, self.draws], host_xp())
         self.draws += 1
         whole = gen.random((self.batch,) + shape[1:], dtype=dtype)
-        return whole[self.start:self.start + shape[0]]
+        rows = whole[self.start:self.start + shape[0]]
+        return rows if get_backend() == "numpy" else to_device(rows)
 
 
 def _classify_shard(replica, images, targets, smoothing, weight, patch_dropout=True):

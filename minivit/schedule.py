@@ -5,9 +5,17 @@
                      progress = (step - warmup) / max(1, total - warmup), clamped to [0, 1]
 
 ``step`` counts optimizer steps from 0; the value is the lr used *for* that step.
+
+``Schedule`` is a run's steps and learning rate; ``epoch_order`` the shuffled order of the
+training images in each epoch.
 """
 
 import math
+from dataclasses import dataclass
+
+from minivit.backend import host_rng
+
+DATA_STREAM = 0     # seeds [seed, DATA_STREAM, epoch]: the data order (train.py's streams)
 
 
 def warmup_cosine(step: int, base_lr: float, total_steps: int, warmup_steps: int = 0,
@@ -20,3 +28,33 @@ def warmup_cosine(step: int, base_lr: float, total_steps: int, warmup_steps: int
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Steps and learning rate of a run."""
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    unmasked: int           # unmasked tuning: the last steps see every patch token
+    lr: float
+    min_lr: float
+
+    def lr_at(self, step: int) -> float:
+        return warmup_cosine(step, self.lr, self.total, self.warmup, self.min_lr)
+
+    def epochs_done(self, step: int) -> int:
+        """Epochs finished after ``step`` steps (the last may be short)."""
+        return step // self.steps_per_epoch + (step == self.total
+                                               and step % self.steps_per_epoch != 0)
+
+    def patch_dropout_at(self, step: int) -> bool:
+        return step < self.total - self.unmasked
+
+
+def epoch_order(seed: int, epoch: int, n: int):
+    """The shuffled training order of one epoch: a pure function of (seed, epoch).
+
+    Returns (permutation, the generator after drawing it)."""
+    gen = host_rng([seed, DATA_STREAM, epoch])
+    return gen.permutation(n), gen

@@ -32,11 +32,11 @@ import dataclasses
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 
-from minivit.backend import array_module, host_rng, rng
-from minivit.checkpoint import (Progress, Snapshot, load_checkpoint, rng_state, save_checkpoint,
+from minivit.backend import host_rng, rng
+from minivit.checkpoint import (Progress, Snapshot, load_checkpoint, save_checkpoint,
                                 stop_on_sigterm)
 from minivit.console import plural, progress_bar
 from minivit.data.cifar10 import load_cifar10
@@ -44,57 +44,30 @@ from minivit.evaluation import eval_report
 from minivit.io.files import write_json
 from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
                                MODEL_FILE, StepsLog, append_metrics, check_run_dir_path,
-                               default_run_dir, format_record, read_run_info,
+                               default_run_dir, format_record,
                                remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.distillation import Distillation
+from minivit.distributed import (NoStepsLog, RankObjective, Stop, agreed_seconds,
+                                 check_rank_split, check_same_params, fingerprint,
+                                 shared_run_dir, start_together, sum_step_values)
 from minivit.ema import WithEMA, evaluation_weights
 from minivit.layer_decay import layer_decay_scales
+from minivit.mpi import Ranks, connect
 from minivit.objectives import errors_ignored, make_objective, prepare_batch
 from minivit.optim import AdamW
+from minivit.loop_checks import (TrainingDiverged, check_data_order, check_finite_params,
+                                 diverged_message, recorded_warmup)
 from minivit.parallel import resolve_threads
-from minivit.schedule import warmup_cosine
+from minivit.schedule import Schedule, epoch_order
 from minivit.step_window import StepWindow, read_every_for_backend
 from minivit.time_budget import (eval_probe, plan_run, record_elapsed, record_plan,
                                  recorded_plan, run_shape, undone)
 from minivit.train_config import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig,
-                                  Warmup, choose_warmup, load_train_config)
+                                  choose_warmup, load_train_config)
 
-DATA_STREAM, AUG_STREAM = 0, 1      # seeds [seed, stream, ...] keep the random streams apart
+AUG_STREAM = 1                      # seeds [seed, stream, ...] keep the random streams apart
+                                    # (DATA_STREAM = 0: minivit/schedule.py)
 MIX_STREAM = 4                      # the host generator of the mixup / cutmix scalars
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss (or gradient norm) stopped being finite; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Steps and learning rate of a run."""
-    steps_per_epoch: int
-    total: int
-    warmup: int
-    unmasked: int           # unmasked tuning: the last steps see every patch token
-    lr: float
-    min_lr: float
-
-    def lr_at(self, step: int) -> float:
-        return warmup_cosine(step, self.lr, self.total, self.warmup, self.min_lr)
-
-    def epochs_done(self, step: int) -> int:
-        """Epochs finished after ``step`` steps (the last may be short)."""
-        return step // self.steps_per_epoch + (step == self.total
-                                               and step % self.steps_per_epoch != 0)
-
-    def patch_dropout_at(self, step: int) -> bool:
-        return step < self.total - self.unmasked
-
-
-def epoch_order(seed: int, epoch: int, n: int):
-    """The shuffled training order of one epoch: a pure function of (seed, epoch).
-
-    Returns (permutation, the generator after drawing it)."""
-    gen = host_rng([seed, DATA_STREAM, epoch])
-    return gen.permutation(n), gen
 
 
 def resume(run_dir, **session) -> dict:
@@ -123,21 +96,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.init_from and not resume:                 # the architecture of the checkpoint
         from minivit.pretrain import with_pretrained_architecture
         cfg = with_pretrained_architecture(cfg)
+    ranks = connect()                                # several under mpirun (minivit/mpi.py)
     if not cfg.run_dir:
         name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
-        cfg = dataclasses.replace(cfg, run_dir=default_run_dir(name))
+        cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(ranks, default_run_dir(name)))
     check_run_dir_path(Path(cfg.run_dir))            # before the data take seconds to load
-    with run_lock(cfg.run_dir, create=not resume) as lock:    # a second trainer: refused
-        if lock is not None:
-            remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
-        return _Run(cfg, resume).loop()
+    with ExitStack() as stack:
+
+        def start():                                 # rank 0 alone locks and writes
+            if ranks.is_root and stack.enter_context(      # a second trainer: refused
+                    run_lock(cfg.run_dir, create=not resume)) is not None:
+                remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
+            return _Run(cfg, resume, ranks)
+        return start_together(ranks, start).loop()
 
 
 class _Run:
     """One session of a run: its data, objective, optimizer, generators and progress."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool):
-        self.cfg, self.resume = cfg, resume
+    def __init__(self, cfg: TrainConfig, resume: bool, ranks: Ranks | None = None):
+        self.cfg, self.resume, self.ranks = cfg, resume, ranks or Ranks()
+        self.root = root = self.ranks.is_root        # rank 0 alone writes and prints
         self.prog = "train" if cfg.objective == "classify" else "pretrain"
         self.run_dir = Path(cfg.run_dir)             # set by train()
         self.ckpt_path = self.run_dir / CHECKPOINT_FILE
@@ -153,8 +132,12 @@ class _Run:
         if steps_per_epoch < 1:
             raise ValueError(f"batch size {B} is larger than the training set ({n_train} images)")
         self.steps_per_epoch = steps_per_epoch
+        if self.ranks.size > 1:
+            check_rank_split(self.ranks, cfg)
         self.objective = (Distillation(cfg, data, resume) if cfg.teacher
                           else make_objective(cfg, data, resume))
+        if self.ranks.size > 1:                      # this rank's share (distributed.py)
+            self.objective = RankObjective(self.objective, self.ranks, B)
         self.model = model = self.objective.model
         self.unmasked_tail = round(cfg.unmasked_epochs * steps_per_epoch) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
@@ -178,9 +161,10 @@ class _Run:
         if resume:
             self.progress = Progress.from_state(
                 load_checkpoint(self.ckpt_path, model, self.optimizer, self.rngs))
-            trim_metrics(self.run_dir, self.progress.epochs_logged)
-            StepsLog.trim(self.run_dir, self.progress.step)
-        else:
+            if root:
+                trim_metrics(self.run_dir, self.progress.epochs_logged)
+                StepsLog.trim(self.run_dir, self.progress.step)
+        elif root:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             s = self.schedule
             write_json(self.run_dir / CONFIG_FILE, run_info(
@@ -188,30 +172,33 @@ class _Run:
                 *((s.total, s.warmup, s.unmasked) if s else (None, None, None))))
         self.elapsed_before, self.session_start = self.progress.elapsed, time.perf_counter()
 
+    def fingerprint(self) -> dict:
+        return fingerprint(self.cfg, self.data)
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.session_start
 
     def fixed_schedule(self, total: int, recorded: bool) -> Schedule:
         """The schedule of ``total`` steps; recorded: with the warmup config.json records."""
         cfg, spe = self.cfg, self.steps_per_epoch
-        self.warmup = _recorded_warmup(self.run_dir, cfg, spe, total) if recorded \
+        self.warmup = recorded_warmup(self.run_dir, cfg, spe, total) if recorded \
             else choose_warmup(cfg, spe, total)
         return Schedule(spe, total, self.warmup.steps, min(total, self.unmasked_tail), cfg.lr,
                         cfg.min_lr)
 
     def loop(self) -> dict:
-        cfg, self.bar, self.say = self.cfg, None, print
-        self.steps_log = StepsLog(self.run_dir)
+        cfg, self.bar, self.say = self.cfg, None, print if self.root else _silent
+        self.steps_log = StepsLog(self.run_dir) if self.root else NoStepsLog()
         perm, perm_epoch, snapshot, status = None, None, None, "done"
-        restore_sigterm = stop_on_sigterm()     # `kill PID` stops the run as Ctrl-C does
+        stop = Stop(self.ranks, stop_on_sigterm)    # `kill PID` stops the run as Ctrl-C does
         try:
             if self.schedule is None:           # --time-budget: time steps, fix the length
                 self.fit_to_budget()
             sched, p = self.schedule, self.progress
-            if self.warmup.warning:
+            if self.warmup.warning and self.root:
                 warnings.warn(self.warmup.warning, stacklevel=2)
-            self.bar = bar = progress_bar(cfg.progress, sched.total, p.step)
-            self.say = bar.write if bar is not None else print
+            self.bar = bar = progress_bar(cfg.progress and self.root, sched.total, p.step)
+            self.say = bar.write if bar is not None else self.say
             warmup = plural(sched.warmup, "step") + (f" ({self.warmup.note})"
                                                      if self.warmup.note else "")
             self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
@@ -226,16 +213,16 @@ class _Run:
                 step = self.progress.step
                 if step >= sched.total:
                     break
-                if (cfg.max_steps and step >= cfg.max_steps) or (
+                if (cfg.max_steps and step >= cfg.max_steps) or stop.agreed(
                         cfg.time_limit and time.perf_counter() - self.session_start
-                        > 60 * cfg.time_limit):
+                        > 60 * cfg.time_limit):                 # every rank at one step
                     status = "stopped"
                     break
                 epoch = step // sched.steps_per_epoch
                 if perm_epoch != epoch:              # the order is a function of (seed, epoch)
                     perm, gen = epoch_order(cfg.seed, epoch, len(self.data.train_y))
                     perm_epoch = epoch
-                    _check_data_order(self.progress, epoch, gen)
+                    check_data_order(self.progress, epoch, gen)
                 snapshot = Snapshot.take(self.model, self.optimizer, self.rngs, self.progress)
                 self.step(step, perm, bar)            # Ctrl-C in here rolls back to snapshot
                 snapshot = None
@@ -251,7 +238,7 @@ class _Run:
             status = "interrupted"
             self.save("interrupted")
         finally:
-            restore_sigterm()
+            stop.restore()
             self.steps_log.close()
             self.objective.close()
             if self.bar is not None:
@@ -259,14 +246,15 @@ class _Run:
         p, total = self.progress, self.schedule and self.schedule.total
         if p.saved_step != p.step:
             self.save(status)
+        say = print if self.root else _silent
         if status == "done":
-            budget = record_elapsed(self.plan, self.run_dir, self.elapsed())
-            print(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
-                  f"{self.run_dir / MODEL_FILE}{budget}")
+            budget = record_elapsed(self.plan, self.run_dir, self.elapsed()) if self.root else ""
+            say(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
+                f"{self.run_dir / MODEL_FILE}{budget}")
         else:
             where = f"at step {p.step} of {total}" if total else "while timing the steps"
-            print(f"minivit {self.prog}: {status} {where}; checkpoint saved to "
-                  f"{self.ckpt_path}. Continue with: minivit {self.prog} --resume "
+            say(f"minivit {self.prog}: {status} {where}; checkpoint saved to "
+                f"{self.ckpt_path}. Continue with: minivit {self.prog} --resume "
                   f"{self.run_dir}")
         return {"run_dir": str(self.run_dir), "step": p.step, "total_steps": total,
                 "status": status, "last": p.last}
@@ -282,12 +270,14 @@ class _Run:
             undone(self, lambda: (self.step(i, perm, None), self.window.read()),
                    dataclasses.replace(probe, unmasked=0 if masked else probe.total))
 
-        self.plan = plan_run(
+        self.plan = plan_run(                   # the same clock on every rank
             cfg.time_budget, run_shape(cfg, spe, self.unmasked_tail, data), step,
-            eval_probe(self.objective, data, cfg.eval_batch_size), self.save, self.elapsed,
-            clock=time.perf_counter)
+            eval_probe(self.objective, data, cfg.eval_batch_size), self.save,
+            agreed_seconds(self.ranks, self.elapsed),
+            clock=agreed_seconds(self.ranks, time.perf_counter))
         self.schedule = self.fixed_schedule(self.plan.steps, recorded=False)
-        record_plan(self.run_dir, self.plan, self.schedule)
+        if self.root:
+            record_plan(self.run_dir, self.plan, self.schedule)
 
     def step(self, step: int, perm, bar) -> None:
         """One optimizer step on the batch perm[i*B:(i+1)*B] of the step's epoch."""
@@ -307,11 +297,11 @@ class _Run:
         """Read the window's steps from the device and account for each in order: the
         divergence check (a non-finite loss or gradient norm), the epoch's sums, the bar."""
         p, B, bar = self.progress, self.cfg.batch_size, self.bar
-        for v in self.window.read():
+        for v in sum_step_values(self.ranks, self.window.read()):   # the ranks' sums
             if not (math.isfinite(v.loss) and math.isfinite(v.grad_norm)):
                 what, value = ("loss", v.loss) if not math.isfinite(v.loss) \
                     else ("gradient norm", v.grad_norm)
-                raise TrainingDiverged(_diverged_message(what, value, v.step, p,
+                raise TrainingDiverged(diverged_message(what, value, v.step, p,
                                                          self.ckpt_path))
             p.epoch_loss, p.epoch_steps = p.epoch_loss + v.loss, p.epoch_steps + 1
             p.epoch_correct += v.correct or 0
@@ -326,14 +316,16 @@ class _Run:
     def save(self, kind: str = "checkpoint") -> None:
         self.read_steps()
         p = self.progress
-        _check_finite_params(self.model, p.step)
+        check_finite_params(self.model, p.step)
+        check_same_params(self.ranks, self.model.flat_params)
         p.saved_step, p.elapsed = p.step, self.elapsed()
         self.steps_log.flush()
-        save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
-                        {**p.to_state(), "kind": kind,     # the run's length, once fixed
-                         "total_steps": self.schedule and self.schedule.total})
+        if self.root:
+            save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
+                            {**p.to_state(), "kind": kind,     # the run's length, once fixed
+                             "total_steps": self.schedule and self.schedule.total})
         with evaluation_weights(self.optimizer, self.model):
-            self.objective.save_model(self.run_dir / MODEL_FILE)
+            self.objective.save_model(self.run_dir / MODEL_FILE)    # rank 0
 
     def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
@@ -355,7 +347,7 @@ class _Run:
                 r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std,
                                  cfg.eval_batch_size)
                 rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
-                if "confusion" in r:
+                if "confusion" in r and self.root:
                     write_json(self.run_dir / EVAL_VAL_FILE,
                                {"step": p.step, **eval_report(r, data.label_names, "val")})
             if cfg.eval_test:
@@ -367,7 +359,8 @@ class _Run:
                              cfg.eval_batch_size)                            # weights
             rec["raw_val_loss"], rec["raw_val_acc"] = r["loss"], r["acc"]
         rec["elapsed"] = self.elapsed()
-        append_metrics(self.run_dir, rec)
+        if self.root:
+            append_metrics(self.run_dir, rec)
         p.epochs_logged, p.last, p.epoch_loss, p.epoch_steps = epoch, rec, 0.0, 0
         p.epoch_correct, p.epoch_time = 0, 0.0
         self.save()
@@ -376,42 +369,8 @@ class _Run:
 
 # --------------------------------------------------------------------------- loop helpers
 
-def _check_data_order(progress: Progress, epoch, gen):
-    """Record the data-order generator of this epoch; on resume, check it is the same."""
-    info, _ = rng_state(gen)
-    saved = progress.data_rng
-    if saved is not None and saved["epoch"] == epoch and saved["state"] != info["state"]:
-        raise ValueError("the training data differ from those the checkpoint was trained on "
-                         "(the data order does not match); resume with the same data")
-    progress.data_rng = {"epoch": epoch, "state": info["state"]}
-
-
-def _check_finite_params(model, step):
-    xp = array_module(model.flat_params)
-    if bool(xp.isfinite(model.flat_params).all()):             # one read
-        return
-    for name, p in model.params.items():
-        if not bool(xp.isfinite(p).all()):
-            raise TrainingDiverged(f"parameter {name} is not finite after step {step}; not "
-                                   "saving it over the last good checkpoint")
-
-
-def _diverged_message(what, value, step, progress: Progress, ckpt_path):
-    saved = progress.saved_step
-    kept = (f"the last good checkpoint {ckpt_path} (step {saved}) is kept" if saved is not None
-            else "no checkpoint had been saved yet")
-    return (f"{what} is {value} at step {step + 1} (epoch {progress.epochs_logged + 1}); training "
-            f"stopped, {kept}. Try a lower --lr or --clip-grad.")
-
-
-def _recorded_warmup(run_dir, cfg, steps_per_epoch, total) -> Warmup:
-    """The warmup config.json recorded for the run (a resume keeps it, whatever rule picks
-    the warmup of new runs); runs recorded without it used the whole of warmup_epochs."""
-    recorded = read_run_info(run_dir).get("warmup_steps")
-    if recorded is None:
-        recorded = (cfg.warmup_steps if cfg.warmup_steps is not None
-                    else round(cfg.warmup_epochs * steps_per_epoch))
-    return Warmup(min(total, int(recorded)))
+def _silent(*args, **kwargs):
+    """What a rank other than 0 prints."""
 
 
 __all__ = ["RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "Schedule", "TrainConfig",
