@@ -14,11 +14,13 @@ values in channels-last order.  The convolution is then one product ``cols @ W``
 kernel flattened to W (k*k*C, F), and the result (B*Ho*Wo, F) already is the NHWC output.
 On the CPU, im2col and the product run a few images at a time, as many as fit their columns
 in about CHUNK_BYTES, so that the product reads columns still in the processor's cache; the
-columns the backward pass needs are written on into one array, others go to one scratch chunk.
+columns are not kept for the backward pass (9x the input for a 3x3 kernel), which makes them
+again from the padded input it keeps, a chunk at a time.
 
 Backward, with d = dout as (B*Ho*Wo, F):
 
-    dweight = cols^T d   (k*k*C, F)        dbias = column sums of d
+    dweight = cols^T d = sum over chunks of cols_chunk^T d_chunk   (k*k*C, F)
+    dbias = column sums of d
 
 and dx in one of two ways:
 
@@ -38,7 +40,7 @@ CHUNK_BYTES = 1 << 20     # the columns of one chunk of images: about a core's L
 
 
 class ConvCache(NamedTuple):
-    cols: object          # im2col of the input (B*Ho*Wo, k*k*C)
+    xpad: object          # the input with its padding (B, H + 2p, W + 2p, C)
     weight: object        # (F, C, k, k)
     x_shape: tuple        # (B, H, W, C)
     stride: int
@@ -75,23 +77,42 @@ def im2col(xpad, k, stride, out=None):
     return out
 
 
-def conv_matmul(x, k, stride, padding, wmat, keep_cols=False):
-    """im2col(x padded) @ wmat, a chunk of images at a time: x (B, H, W, C), wmat (k*k*C, F)
-    -> (out (B*Ho*Wo, F), cols (B*Ho*Wo, k*k*C) if keep_cols else None)."""
-    xp = array_module(x)
-    B, H, W, C = x.shape
-    Ho, Wo = conv_output_size(H, k, stride, padding), conv_output_size(W, k, stride, padding)
-    rows, K = Ho * Wo, k * k * C                            # rows per image, columns
-    xpad = pad_hw(x, padding)
-    out = xp.empty((B * rows, wmat.shape[1]), dtype=x.dtype)
-    cols = xp.empty((B * rows, K), dtype=x.dtype) if keep_cols else None
-    n = B if is_cupy_array(x) else max(1, min(B, CHUNK_BYTES // (rows * K * x.itemsize)))
-    scratch = None if keep_cols else xp.empty((n * rows, K), dtype=x.dtype)
+def column_chunks(xpad, k, stride):
+    """Yield (rows, cols) a chunk of images at a time: rows, the slice of the output rows
+    (B*Ho*Wo in all) of the chunk's images; cols, their im2col (rows, k*k*C), in one scratch
+    array that the next chunk overwrites.  One chunk on CuPy."""
+    xp = array_module(xpad)
+    B, Hp, Wp, C = xpad.shape
+    n_rows = conv_output_size(Hp, k, stride, 0) * conv_output_size(Wp, k, stride, 0)
+    K = k * k * C
+    n = B if is_cupy_array(xpad) else max(1, min(B, CHUNK_BYTES // (n_rows * K * xpad.itemsize)))
+    scratch = xp.empty((n * n_rows, K), dtype=xpad.dtype)
     for b0 in range(0, B, n):
-        part = slice(b0 * rows, min(b0 + n, B) * rows)              # the chunk's rows
-        dest = cols[part] if keep_cols else scratch[:part.stop - part.start]
-        xp.matmul(im2col(xpad[b0:b0 + n], k, stride, dest), wmat, out=out[part])
-    return out, cols
+        rows = slice(b0 * n_rows, min(b0 + n, B) * n_rows)
+        yield rows, im2col(xpad[b0:b0 + n], k, stride, scratch[:rows.stop - rows.start])
+
+
+def conv_matmul(xpad, k, stride, wmat):
+    """im2col(xpad) @ wmat: xpad (B, Hp, Wp, C) padded, wmat (k*k*C, F) -> (B*Ho*Wo, F)."""
+    B, Hp, Wp, _ = xpad.shape
+    n_rows = conv_output_size(Hp, k, stride, 0) * conv_output_size(Wp, k, stride, 0)
+    xp = array_module(xpad)
+    out = xp.empty((B * n_rows, wmat.shape[1]), dtype=xpad.dtype)
+    for rows, cols in column_chunks(xpad, k, stride):
+        xp.matmul(cols, wmat, out=out[rows])
+    return out
+
+
+def conv_weight_grad(xpad, k, stride, d2):
+    """cols^T d2 with the columns made again: xpad (B, Hp, Wp, C), d2 (B*Ho*Wo, F)
+    -> (k*k*C, F)."""
+    xp = array_module(xpad)
+    K, F = k * k * xpad.shape[3], d2.shape[1]
+    total, part = xp.zeros((K, F), dtype=d2.dtype), xp.empty((K, F), dtype=d2.dtype)
+    for rows, cols in column_chunks(xpad, k, stride):
+        xp.matmul(cols.T, d2[rows], out=part)
+        total += part
+    return total
 
 
 def col2im(dcols, x_shape, k, stride, padding):
@@ -108,7 +129,8 @@ def col2im(dcols, x_shape, k, stride, padding):
 
 def conv2d_nhwc_forward(x, weight, bias=None, stride=1, padding=0, keep_cache=True):
     """x (B, H, W, C), weight (F, C, k, k), bias (F,) or None -> out (B, Ho, Wo, F), cache.
-    keep_cache=False: no backward follows (the cache is None, no columns are kept)."""
+    keep_cache=False: no backward follows (the cache is None).  Without padding the cache
+    holds x itself."""
     B, H, W, C = x.shape
     F, Cw, k, k2 = weight.shape
     if Cw != C or k != k2:
@@ -120,25 +142,27 @@ def conv2d_nhwc_forward(x, weight, bias=None, stride=1, padding=0, keep_cache=Tr
         raise ValueError(f"conv2d: a {k}x{k} kernel does not fit a {H}x{W} input "
                          f"with padding {padding}")
     wmat = weight.transpose(2, 3, 1, 0).reshape(k * k * C, F)       # (k*k*C, F), rows (u, v, c)
-    out, cols = conv_matmul(x, k, stride, padding, wmat, keep_cols=keep_cache)
+    xpad = pad_hw(x, padding)
+    out = conv_matmul(xpad, k, stride, wmat)                          # (B*Ho*Wo, F)
     if bias is not None:
         out += bias
-    cache = ConvCache(cols, weight, x.shape, stride, padding) if keep_cache else None
+    cache = ConvCache(xpad, weight, x.shape, stride, padding) if keep_cache else None
     return out.reshape(B, Ho, Wo, F), cache
 
 
 def conv2d_nhwc_backward(dout, cache, need_bias=True):
     """dout (B, Ho, Wo, F) -> (dx (B, H, W, C), dweight (F, C, k, k), dbias (F,) or None)."""
-    cols, weight, s, p = cache.cols, cache.weight, cache.stride, cache.padding
+    weight, s, p = cache.weight, cache.stride, cache.padding
     B, H, W, C = cache.x_shape
     F, _, k, _ = weight.shape
     Ho, Wo = dout.shape[1], dout.shape[2]
     d2 = dout.reshape(B * Ho * Wo, F)                                 # one row per position
-    dweight = (cols.T @ d2).reshape(k, k, C, F).transpose(3, 2, 0, 1)  # (F, C, k, k)
+    dweight = conv_weight_grad(cache.xpad, k, s, d2)                  # (k*k*C, F)
+    dweight = dweight.reshape(k, k, C, F).transpose(3, 2, 0, 1)      # (F, C, k, k)
     dbias = d2.sum(axis=0) if need_bias else None
     if s == 1 and p <= k - 1:               # a convolution of dout with the flipped kernel
         flipped = weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(k * k * F, C)
-        dx = conv_matmul(dout, k, 1, k - 1 - p, flipped)[0].reshape(B, H, W, C)
+        dx = conv_matmul(pad_hw(dout, k - 1 - p), k, 1, flipped).reshape(B, H, W, C)
     else:
         dcols = d2 @ weight.transpose(0, 2, 3, 1).reshape(F, k * k * C)
         dx = col2im(dcols.reshape(B, Ho, Wo, k, k, C), cache.x_shape, k, s, p)
