@@ -1,5 +1,6 @@
 """The convolutional stem (the ViT paper's hybrid input): conv2d (NCHW, and the channels-last
-pair under it, in chunks of images too) and ReLU against finite differences and a textbook loop, the stem inside the whole model, config and name checks.
+pair under it, in chunks of images too) and ReLU against finite differences and a textbook
+loop, the stem inside the whole model, config and name checks.
 (PyTorch agreement: tests/test_reference_torch.py.)"""
 
 import numpy as np
