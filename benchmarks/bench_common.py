@@ -89,5 +89,21 @@ def machine_line(threads, peak):
             f"{os.environ.get('MALLOC_TOP_PAD_')}")
 
 
+def timing_parser(description, configs):
+    """The command-line options every speed table takes (a script adds its own)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--configs", nargs="+", default=configs)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--infer-batch", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="0 = one per core")
+    ap.add_argument("--label", default="", help="a note for the table's heading")
+    ap.add_argument("--out", help="append the table to this markdown file")
+    return ap
+
+
 def load_after():
     return f"load average after {' '.join(f'{v:.2f}' for v in os.getloadavg())}"

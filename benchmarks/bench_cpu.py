@@ -31,7 +31,8 @@ import statistics
 import subprocess
 import sys
 
-from bench_common import gemm_peak, load_after, machine_line, restart_like_cli, time_calls
+from bench_common import (gemm_peak, load_after, machine_line, restart_like_cli, time_calls,
+                          timing_parser)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -157,17 +158,8 @@ def bench_config(name, args, peak):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", nargs="+", default=["cifar-nano", "cifar-tiny", "cifar-small"])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--infer-batch", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="0 = one per core")
+    ap = timing_parser(__doc__.splitlines()[0], ["cifar-nano", "cifar-tiny", "cifar-small"])
     ap.add_argument("--no-memory", dest="memory", action="store_false")
-    ap.add_argument("--label", default="", help="a note for the table's heading")
-    ap.add_argument("--out", help="append the table to this markdown file")
     ap.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:

@@ -25,7 +25,6 @@ thread (a shard: batch / cores images), the time each function spends in its own
 ndarray methods and NumPy functions (sum, pad, zeros, empty, ...) are listed on their own.
 """
 
-import argparse
 import cProfile
 import datetime
 import os
@@ -33,7 +32,8 @@ import pstats
 import statistics
 import sys
 
-from bench_common import ROOT, alternate, gemm_peak, load_after, machine_line, restart_like_cli
+from bench_common import (ROOT, alternate, gemm_peak, load_after, machine_line,
+                          restart_like_cli, timing_parser)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -175,17 +175,8 @@ def _fname(key):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", nargs="+", default=["resnet8", "resnet20"])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--infer-batch", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="0 = one per core")
+    ap = timing_parser(__doc__.splitlines()[0], ["resnet8", "resnet20"])
     ap.add_argument("--profile", metavar="CONFIG", help="only the per-function profile")
-    ap.add_argument("--label", default="", help="a note for the table's heading")
-    ap.add_argument("--out", help="append the table to this markdown file")
     args = ap.parse_args()
     from minivit.parallel import available_cores
     args.threads = args.threads or available_cores()
