@@ -27,31 +27,15 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import threading
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_common import (gemm_peak, load_after, machine_line, restart_like_cli, time_calls,
+                          timing_parser)
 
-
-def _restart_env():
-    """The environment the minivit command line gives itself (minivit/cli.py)."""
-    from minivit.cli import restart_env
-    env = restart_env(os.environ)
-    for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):    # NumPy's BLAS is OpenBLAS: leave
-        if v not in os.environ:                          # PyTorch's OpenMP threads alone
-            env.pop(v, None)
-    return env
-
-
-if __name__ == "__main__" and os.environ.get("_MINIVIT_BENCH_CHILD") is None:
-    sys.path.insert(0, ROOT)
-    env = {**_restart_env(), "_MINIVIT_BENCH_CHILD": "1",
-           "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+if __name__ == "__main__":
+    restart_like_cli()
 
 import numpy as np  # noqa: E402  (after the restart with one BLAS thread)
 
@@ -62,23 +46,6 @@ def forward_flops(cfg, batch):
     D, N, T, M = cfg.embed_dim, cfg.num_patches, cfg.num_patches + 1, cfg.mlp_dim
     per_block = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * M
     return batch * (2 * N * cfg.patch_dim * D + cfg.depth * per_block + 2 * D * cfg.num_classes)
-
-
-def gemm_peak(threads, n=2048, reps=3):
-    """FLOP/s of ``threads`` concurrent float32 n^3 GEMMs, one per thread (best of reps)."""
-    a = [np.random.default_rng(i).standard_normal((n, n), dtype=np.float32) for i in range(threads)]
-    out = [np.empty((n, n), np.float32) for _ in range(threads)]
-    best = 0.0
-    for _ in range(reps):
-        ts = [threading.Thread(target=np.matmul, args=(a[i], a[i]), kwargs={"out": out[i]})
-              for i in range(threads)]
-        t = time.perf_counter()
-        for th in ts:
-            th.start()
-        for th in ts:
-            th.join()
-        best = max(best, threads * 2 * n ** 3 / (time.perf_counter() - t))
-    return best
 
 
 # ---------------------------------------------------------------- the two libraries
@@ -138,15 +105,6 @@ class Torch:
 LIBS = {"minivit": Minivit, "torch": Torch}
 
 
-def time_calls(fn, steps):
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def peak_memory_child(lib, name, threads, batch):
     """In a fresh process: MB that two training steps add to ru_maxrss."""
     obj = LIBS[lib](name, threads)
@@ -200,17 +158,8 @@ def bench_config(name, args, peak):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", nargs="+", default=["cifar-nano", "cifar-tiny", "cifar-small"])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--infer-batch", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="0 = one per core")
+    ap = timing_parser(__doc__.splitlines()[0], ["cifar-nano", "cifar-tiny", "cifar-small"])
     ap.add_argument("--no-memory", dest="memory", action="store_false")
-    ap.add_argument("--label", default="", help="a note for the table's heading")
-    ap.add_argument("--out", help="append the table to this markdown file")
     ap.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -218,18 +167,11 @@ def main():
         return peak_memory_child(lib, name, int(threads), int(batch))
     from minivit.parallel import available_cores
     args.threads = args.threads or available_cores()
-    import torch
-    load = os.getloadavg()
     peak = gemm_peak(args.threads)
     head = (f"### {datetime.datetime.now():%Y-%m-%d %H:%M} {args.label}\n\n"
-            f"{platform.processor() or platform.machine()}, {args.threads} threads; "
-            f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; numpy {np.__version__}, "
-            f"torch {torch.__version__}; matmul peak {peak / 1e9:.1f} GFLOP/s ({args.threads} "
-            f"threads, float32 2048^3); training batch {args.batch}, inference batch "
+            f"{machine_line(args.threads, peak)}; training batch {args.batch}, inference batch "
             f"{args.infer_batch}; median of {args.rounds} rounds x {args.steps} calls, "
-            f"alternating; env OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} "
-            f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')} "
-            f"MALLOC_TOP_PAD_={os.environ.get('MALLOC_TOP_PAD_')}\n")
+            f"alternating\n")
     print(head, flush=True)
     cols = ("config", "minivit train img/s", "torch train img/s", "train ratio",
             "minivit infer img/s", "torch infer img/s", "infer ratio", "minivit peak %",
@@ -245,7 +187,7 @@ def main():
                 f"{r['torch MB']:.0f} |")
         lines.append(line)
         print(line, flush=True)
-    tail = f"\nload average after {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n"
+    tail = f"\n{load_after()}\n"
     print(tail)
     if args.out:
         with open(args.out, "a") as f:

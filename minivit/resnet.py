@@ -2,6 +2,11 @@
 (convolution by im2col, BatchNorm2d, ReLU, global average pooling, a linear head).  The
 architecture, names and initialisation are in minivit/resnet_config.py.
 
+Inside, the activations are channels last (B, H, W, C): the images are transposed once at the
+stem and the features are pooled from NHWC, so every convolution's im2col copies rows of
+contiguous channels and its matrix product gives the next layer's input without a transpose;
+the ReLU after a BatchNorm runs in place on the norm's output.
+
 It has the model API of the ViT: ``params`` / ``grads`` (torchvision names), ``forward(images,
 train)``, ``backward(dlogits)``, ``replica()``, ``clear_cache()``, ``num_params()``; and, unlike
 the ViT, ``buffers``: the BatchNorm running statistics, which training updates and evaluation
@@ -23,7 +28,7 @@ from typing import NamedTuple
 from minivit.backend import array_module, get_backend, host_rng, resolve_dtype
 from minivit.layers.batchnorm import (batchnorm2d_backward, batchnorm2d_forward,
                                       pool_batch_stats, update_running_stats)
-from minivit.layers.conv import conv2d_backward, conv2d_forward
+from minivit.layers.conv import conv2d_nhwc_backward, conv2d_nhwc_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.relu import relu_backward, relu_forward
 from minivit.model_base import ModelBase, check_images, check_param_shapes
@@ -36,21 +41,20 @@ class ConvBNCache(NamedTuple):
     conv_name: str        # e.g. "layer2.0.conv1"
     bn_name: str          # e.g. "layer2.0.bn1"
     conv: object          # ConvCache
-    bn: object            # BatchNormCache
-    relu: object          # mask of the ReLU after the norm, or None
+    bn: object            # BatchNormCache (with the ReLU after the norm, if any)
 
 
 class BlockCache(NamedTuple):
     first: ConvBNCache    # conv1, bn1, ReLU
     second: ConvBNCache   # conv2, bn2
     shortcut: object      # ConvBNCache of downsample.0 / .1, or None (identity)
-    relu: object          # mask of the ReLU after the residual add
+    relu: object          # ReLU cache of the residual add
 
 
 class ResNetCache(NamedTuple):
     stem: ConvBNCache
     blocks: list          # BlockCache per block
-    feature_shape: tuple  # (B, C, h, w) before global average pooling
+    feature_shape: tuple  # (B, h, w, C) before global average pooling
     fc: object            # linear cache
 
 
@@ -81,33 +85,28 @@ class ResNet(ModelBase):
         return r
 
     # ------------------------------------------------------------------ forward
-    def _conv_bn(self, x, conv, bn, stride, padding, train, stats, relu):
+    def _conv_bn(self, x, conv, bn, stride, padding, train, stats, relu, keep):
+        """x (B, H, W, C_in) -> (B, H', W', C_out): conv (no bias), BatchNorm, ReLU if relu."""
         p, b = self.params, self.buffers
-        w = p[f"{conv}.weight"]
-        xp = array_module(x)
-        y, conv_cache = conv2d_forward(x, w, xp.zeros(w.shape[0], dtype=x.dtype), stride,
-                                       padding)
+        y, conv_cache = conv2d_nhwc_forward(x, p[f"{conv}.weight"], None, stride, padding, keep)
         y, bn_cache, s = batchnorm2d_forward(y, p[f"{bn}.weight"], p[f"{bn}.bias"],
                                              b[f"{bn}.running_mean"], b[f"{bn}.running_var"],
-                                             train)
+                                             train, relu=relu)
         if s is not None:
             stats[bn] = s
-        mask = None
-        if relu:
-            y, mask = relu_forward(y)
-        return y, ConvBNCache(conv, bn, conv_cache, bn_cache, mask)
+        return y, ConvBNCache(conv, bn, conv_cache, bn_cache)
 
-    def _block(self, x, prefix, stride, down, train, stats):
+    def _block(self, x, prefix, stride, down, train, stats, keep):
         h, first = self._conv_bn(x, f"{prefix}.conv1", f"{prefix}.bn1", stride, 1, train,
-                                 stats, relu=True)
+                                 stats, True, keep)
         h, second = self._conv_bn(h, f"{prefix}.conv2", f"{prefix}.bn2", 1, 1, train, stats,
-                                  relu=False)
+                                  False, keep)
         shortcut, sc = x, None
         if down:
             shortcut, sc = self._conv_bn(x, f"{prefix}.downsample.0", f"{prefix}.downsample.1",
-                                         stride, 0, train, stats, relu=False)
-        out, mask = relu_forward(h + shortcut)
-        return out, BlockCache(first, second, sc, mask)
+                                         stride, 0, train, stats, False, keep)
+        out, relu = relu_forward(h + shortcut, inplace=True)          # on the new sum
+        return out, BlockCache(first, second, sc, relu)
 
     def forward(self, images, train=False, keep_cache=True, patch_dropout=True):
         """images (B, C, H, W) -> logits (B, num_classes).
@@ -117,12 +116,13 @@ class ResNet(ModelBase):
         keep_cache=False: no backward follows.  patch_dropout: a ViT option, no effect here."""
         self.check_images(images)
         stats = {}
-        x, stem = self._conv_bn(images, "conv1", "bn1", 1, 1, train, stats, relu=True)
+        x = images.transpose(0, 2, 3, 1)                                     # (B, H, W, C)
+        x, stem = self._conv_bn(x, "conv1", "bn1", 1, 1, train, stats, True, keep_cache)
         blocks = []
         for prefix, _, _, stride, down in self.stages:
-            x, cache = self._block(x, prefix, stride, down, train, stats)
+            x, cache = self._block(x, prefix, stride, down, train, stats, keep_cache)
             blocks.append(cache)
-        pooled = x.mean(axis=(2, 3))                                          # (B, C)
+        pooled = x.mean(axis=(1, 2))                                          # (B, C)
         logits, fc = linear_forward(pooled, self.params["fc.weight"], self.params["fc.bias"])
         self._cache = ResNetCache(stem, blocks, x.shape, fc) if keep_cache else None
         if train:
@@ -154,10 +154,8 @@ class ResNet(ModelBase):
 
     # ------------------------------------------------------------------ backward
     def _conv_bn_backward(self, dy, c: ConvBNCache, g: dict):
-        if c.relu is not None:
-            dy = relu_backward(dy, c.relu)
         dy, g[f"{c.bn_name}.weight"], g[f"{c.bn_name}.bias"] = batchnorm2d_backward(dy, c.bn)
-        dx, g[f"{c.conv_name}.weight"], _ = conv2d_backward(dy, c.conv)
+        dx, g[f"{c.conv_name}.weight"], _ = conv2d_nhwc_backward(dy, c.conv, need_bias=False)
         return dx
 
     def backward(self, dlogits):
@@ -165,9 +163,9 @@ class ResNet(ModelBase):
         c = self.pop_cache()
         g = {}
         dpooled, g["fc.weight"], g["fc.bias"] = linear_backward(dlogits, c.fc)
-        B, C, h, w = c.feature_shape
+        B, h, w, C = c.feature_shape
         xp = array_module(dlogits)
-        dx = xp.broadcast_to((dpooled / (h * w))[:, :, None, None], c.feature_shape)
+        dx = xp.broadcast_to((dpooled / (h * w))[:, None, None, :], c.feature_shape)
         for block in reversed(c.blocks):
             dsum = relu_backward(dx, block.relu)
             dh = self._conv_bn_backward(dsum, block.second, g)
@@ -175,9 +173,9 @@ class ResNet(ModelBase):
             dshort = dsum if block.shortcut is None else \
                 self._conv_bn_backward(dsum, block.shortcut, g)
             dx = dh + dshort
-        dimages = self._conv_bn_backward(dx, c.stem, g)
+        dimages = self._conv_bn_backward(dx, c.stem, g)                      # (B, H, W, C)
         self.store_grads(g)                                  # into the gradient buffer
-        return dimages
+        return dimages.transpose(0, 3, 1, 2)
 
     def __repr__(self):
         c = self.config

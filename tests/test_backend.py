@@ -44,8 +44,9 @@ def test_library_never_imports_torch_at_module_level():
 
 
 # The loops a layer may have: over the k x k offsets of a convolution kernel (each step copies
-# one strided slice of the whole batch) and over the layers of the convolutional stem.
-ALLOWED_LOOPS = {"conv.py": {"range(k)"},
+# one strided slice of the batch), over the cache-sized chunks of images of a convolution's
+# im2col and product (one chunk on CuPy), and over the layers of the convolutional stem.
+ALLOWED_LOOPS = {"conv.py": {"range(k)", "range(0, B, n)", "column_chunks(xpad, k, stride)"},
                  "batchnorm.py": {"shards"},          # pooling the threads' statistics
                  "conv_stem.py": {"convs", "reversed(cache.convs)"},
                  "encoder.py": {"enumerate(blocks)", "reversed(range(len(cache.blocks)))",

@@ -1,5 +1,6 @@
-"""BatchNorm2d (train and eval modes, running statistics, pooled shard statistics) and the
-soft-distillation KL loss: finite differences in float64 and agreement with PyTorch."""
+"""BatchNorm2d on channels-last arrays (train and eval modes, the fused ReLU, running
+statistics, pooled shard statistics) and the soft-distillation KL loss: finite differences in
+float64 and agreement with PyTorch."""
 
 import numpy as np
 import pytest
@@ -11,30 +12,31 @@ from minivit.layers.batchnorm import (BatchStats, batchnorm2d_backward, batchnor
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
 
 
-def _bn_inputs(xp, shape=(4, 3, 5, 5)):
-    C = shape[1]
+def _bn_inputs(xp, shape=(4, 5, 5, 3)):
+    C = shape[-1]
     return (randn(xp, *shape, seed=1) * 2 + 0.5, 1 + 0.1 * randn(xp, C, seed=2),
             0.1 * randn(xp, C, seed=3), 0.1 * randn(xp, C, seed=4),
             1 + 0.1 * abs(randn(xp, C, seed=5)))
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("train", [True, False])
-def test_batchnorm_gradients_finite_differences(xp, train):
+def test_batchnorm_gradients_finite_differences(xp, train, relu):
     x, w, b, rm, rv = _bn_inputs(xp)
-    check_layer(lambda x, w, b: batchnorm2d_forward(x, w, b, rm, rv, train)[:2],
+    check_layer(lambda x, w, b: batchnorm2d_forward(x, w, b, rm, rv, train, relu=relu)[:2],
                 batchnorm2d_backward, [x, w, b], ["x", "weight", "bias"])
 
 
 def test_batchnorm_training_normalises_each_channel(xp):
     x, w, b, rm, rv = _bn_inputs(xp)
     out, _, stats = batchnorm2d_forward(x, xp.ones(3), xp.zeros(3), rm, rv, True)
-    assert np.allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
-    assert np.allclose(out.var(axis=(0, 2, 3)), 1, atol=1e-4)
+    assert np.allclose(out.mean(axis=(0, 1, 2)), 0, atol=1e-12)
+    assert np.allclose(out.var(axis=(0, 1, 2)), 1, atol=1e-4)
     assert stats.count == 4 * 25
 
 
 def test_pooled_shard_stats_are_the_whole_batch_stats(xp):
-    x = _bn_inputs(xp, (7, 3, 2, 2))[0]
+    x = _bn_inputs(xp, (7, 2, 2, 3))[0]
     ones, zeros = xp.ones(3), xp.zeros(3)
     whole = batchnorm2d_forward(x, ones, zeros, zeros, ones, True)[2]
     shards = [batchnorm2d_forward(x[s], ones, zeros, zeros, ones, True)[2]
@@ -45,9 +47,11 @@ def test_pooled_shard_stats_are_the_whole_batch_stats(xp):
     assert rel_error(pooled.var, whole.var) < 1e-14
 
 
-def test_batchnorm_matches_torch_train_and_eval():
+@pytest.mark.parametrize("relu", [False, True])
+def test_batchnorm_matches_torch_train_and_eval(relu):
     torch = pytest.importorskip("torch")
     x, w, b, rm, rv = _bn_inputs(np)
+    nchw = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())     # noqa: E731
     bn = torch.nn.BatchNorm2d(3).double()
     with torch.no_grad():
         bn.weight.copy_(torch.from_numpy(w)), bn.bias.copy_(torch.from_numpy(b))
@@ -56,13 +60,13 @@ def test_batchnorm_matches_torch_train_and_eval():
     for train in (True, False):
         bn.train(train)
         bn.zero_grad()
-        xt = torch.from_numpy(x.copy()).requires_grad_(True)
-        yt = bn(xt)
-        (yt * torch.from_numpy(dout)).sum().backward()
-        out, cache, stats = batchnorm2d_forward(x, w, b, rm, rv, train)
+        xt = nchw(x).requires_grad_(True)
+        yt = torch.relu(bn(xt)) if relu else bn(xt)
+        (yt * nchw(dout)).sum().backward()
+        out, cache, stats = batchnorm2d_forward(x, w, b, rm, rv, train, relu=relu)
         dx, dw, db = batchnorm2d_backward(dout, cache)
-        assert rel_error(out, yt.detach().numpy()) < TOL_REF64
-        assert rel_error(dx, xt.grad.numpy()) < TOL_REF64
+        assert rel_error(out, yt.detach().numpy().transpose(0, 2, 3, 1)) < TOL_REF64
+        assert rel_error(dx, xt.grad.numpy().transpose(0, 2, 3, 1)) < TOL_REF64
         assert rel_error(dw, bn.weight.grad.numpy()) < TOL_REF64
         assert rel_error(db, bn.bias.grad.numpy()) < TOL_REF64
         if train:
@@ -80,8 +84,14 @@ def test_running_stats_update_makes_new_arrays():
 
 def test_batchnorm_refuses_a_single_value_per_channel():
     with pytest.raises(ValueError, match="more than one value"):
-        batchnorm2d_forward(np.ones((1, 2, 1, 1)), np.ones(2), np.zeros(2), np.zeros(2),
+        batchnorm2d_forward(np.ones((1, 1, 1, 2)), np.ones(2), np.zeros(2), np.zeros(2),
                             np.ones(2), True)
+
+
+def test_batchnorm_refuses_channels_first():
+    with pytest.raises(ValueError, match="channels last"):
+        batchnorm2d_forward(np.ones((2, 3, 4, 4)), np.ones(3), np.zeros(3), np.zeros(3),
+                            np.ones(3), True)
 
 
 @pytest.mark.parametrize("tau", [1.0, 3.0])

@@ -1,5 +1,6 @@
-"""The convolutional stem (the ViT paper's hybrid input): conv2d and ReLU against finite
-differences and a textbook loop, the stem inside the whole model, config and name checks.
+"""The convolutional stem (the ViT paper's hybrid input): conv2d (NCHW, and the channels-last
+pair under it, in chunks of images too) and ReLU against finite differences and a textbook
+loop, the stem inside the whole model, config and name checks.
 (PyTorch agreement: tests/test_reference_torch.py.)"""
 
 import numpy as np
@@ -12,7 +13,9 @@ from helpers import check_layer, randn
 from minivit.backend import to_numpy
 from minivit.config import ViTConfig
 from minivit.init import param_shapes
-from minivit.layers.conv import conv2d_backward, conv2d_forward, conv_output_size
+from minivit.layers import conv
+from minivit.layers.conv import (conv2d_backward, conv2d_forward, conv2d_nhwc_backward,
+                                 conv2d_nhwc_forward, conv_output_size)
 from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.relu import relu_backward, relu_forward
 from test_model import _whole_model_check
@@ -53,11 +56,44 @@ def test_conv2d_gradients(xp, B, C, F, k, stride, padding, H):
                 [x, w, b], names=["x", "weight", "bias"])
 
 
+@pytest.mark.parametrize("stride,padding,k", [(1, 1, 3), (2, 1, 3), (2, 0, 1), (1, 0, 1),
+                                            (1, 2, 3), (1, 1, 1)])
+@pytest.mark.parametrize("chunk_bytes", [conv.CHUNK_BYTES, 1])
+def test_conv2d_nhwc_gradients_sum_and_chunks(xp, monkeypatch, stride, padding, k, chunk_bytes):
+    """Channels last: the convolution sum, finite differences (the stride-1 backward as a
+    convolution, the others by col2im), the same numbers with one image per chunk
+    (chunk_bytes=1) and without a cache."""
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
+    x, w, b = randn(xp, 3, 5, 6, 2), randn(xp, 4, 2, k, k, seed=1), randn(xp, 4, seed=2)
+    out, _ = conv2d_nhwc_forward(x, w, b, stride, padding)
+    expect = _conv2d_loops(x.transpose(0, 3, 1, 2), w, b, stride, padding).transpose(0, 2, 3, 1)
+    assert np.allclose(to_numpy(out), expect, atol=1e-12)
+    bare, cache = conv2d_nhwc_forward(x, w, b, stride, padding, keep_cache=False)
+    assert cache is None and np.array_equal(to_numpy(bare), to_numpy(out))
+    check_layer(lambda x, w, b: conv2d_nhwc_forward(x, w, b, stride, padding),
+                conv2d_nhwc_backward, [x, w, b], names=["x", "weight", "bias"])
+
+
+def test_conv2d_nhwc_chunks_give_the_same_bits(monkeypatch):
+    g = np.random.default_rng(0)
+    x, w = g.standard_normal((5, 8, 8, 3), dtype=np.float32), g.standard_normal(
+        (4, 3, 3, 3), dtype=np.float32)
+    whole, cache = conv2d_nhwc_forward(x, w, None, 1, 1)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 2 * 64 * 27 * 4)           # two images a chunk
+    parts, cache2 = conv2d_nhwc_forward(x, w, None, 1, 1)
+    assert np.array_equal(whole, parts)
+    dout = g.standard_normal(whole.shape, dtype=np.float32)
+    for a, b in zip(conv2d_nhwc_backward(dout, cache), conv2d_nhwc_backward(dout, cache2)):
+        assert a is b is None or np.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_conv2d_rejects_mismatched_kernels(xp):
     with pytest.raises(ValueError, match="does not fit input"):
         conv2d_forward(randn(xp, 1, 3, 8, 8), randn(xp, 4, 2, 3, 3), randn(xp, 4), 1, 1)
     with pytest.raises(ValueError, match="does not fit a 2x2 input"):
         conv2d_forward(randn(xp, 1, 3, 2, 2), randn(xp, 4, 3, 3, 3), randn(xp, 4), 1, 0)
+    with pytest.raises(ValueError, match="channels last"):
+        conv2d_nhwc_forward(randn(xp, 1, 3, 8, 8), randn(xp, 4, 3, 3, 3), None, 1, 1)
 
 
 def test_relu_gradients_and_values(xp):

@@ -12,7 +12,9 @@ from minivit.layers.attention import (attention_backward, attention_core_backwar
                                       attention_core_forward, attention_forward)
 from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
 from minivit.layers.color_prediction import patch_ce_backward, patch_ce_forward
-from minivit.layers.conv import conv2d_backward, conv2d_forward
+from minivit.layers.batchnorm import batchnorm2d_backward, batchnorm2d_forward
+from minivit.layers.conv import (conv2d_backward, conv2d_forward, conv2d_nhwc_backward,
+                                 conv2d_nhwc_forward)
 from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.dropout import (drop_path_backward, drop_path_forward, dropout_backward,
                                     dropout_forward)
@@ -79,6 +81,17 @@ def _cases(g, dt):
                     dy, mlp_forward(x, w1, b1, w2, b2, "erf", 0.1, rng(), True)[1])),
         "conv2d": ([r(B, 3, 8, 8), r(4, 3, 3, 3), r(4), r(B, 4, 4, 4)],
                    lambda x, w, b, dy: conv2d_backward(dy, conv2d_forward(x, w, b, 2, 1)[1])),
+        "conv2d nhwc": ([r(B, 8, 8, 3), r(4, 3, 3, 3), r(B, 8, 8, 4)],
+                        lambda x, w, dy: conv2d_nhwc_backward(
+                            dy, conv2d_nhwc_forward(x, w, None, 1, 1)[1])),
+        "batchnorm2d relu": ([r(B, 4, 4, 3), r(3), r(3), r(3), r(3) ** 2 + 0.5, r(B, 4, 4, 3)],
+                             lambda x, w, b, rm, rv, dy: batchnorm2d_backward(
+                                 dy, batchnorm2d_forward(x, w, b, rm, rv, True, relu=True)[1])),
+        "batchnorm2d eval": ([r(B, 4, 4, 3), r(3), r(3), r(3), r(3) ** 2 + 0.5, r(B, 4, 4, 3)],
+                             lambda x, w, b, rm, rv, dy: batchnorm2d_backward(
+                                 dy, batchnorm2d_forward(x, w, b, rm, rv, False)[1])),
+        "relu in place on a copy": ([x3, dy3], lambda x, dy: relu_backward(
+            dy, relu_forward(x.copy(), inplace=True)[1])),
         "conv_stem": ([r(B, 3, 8, 8), r(4, 3, 3, 3), r(4), r(D, 4, 1, 1), r(D), r(B, 16, D)],
                       lambda x, cw, cb, w, b, dy: conv_stem_backward(
                           dy, conv_stem_forward(x, [(cw, cb)], w, b)[1])),
@@ -153,3 +166,23 @@ def test_model_forward_backward_leaves_inputs_and_params_alone(dtype, overrides)
     assert dlogits.tobytes() == keep_dlogits.tobytes()
     for k, v in model.params.items():
         assert v.tobytes() == keep_params[k].tobytes(), k
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_resnet_forward_backward_leaves_inputs_params_and_buffers_alone(dtype):
+    from minivit.resnet import create_resnet
+    model = create_resnet("resnet8", seed=0, dtype=dtype, widths=(4, 8, 8), image_size=8)
+    images = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(dtype)
+    keep_images = images.copy()
+    keep = {k: v.copy() for k, v in {**model.params, **model.buffers}.items()}
+    buffers = dict(model.buffers)                 # the arrays the update must not write into
+    _, dlogits = cross_entropy(model.forward(images, train=True), np.array([1, 2, 3, 0]))
+    keep_dlogits = dlogits.copy()
+    model.backward(dlogits)
+    model.forward(images, train=False, keep_cache=False)
+    assert images.tobytes() == keep_images.tobytes()
+    assert dlogits.tobytes() == keep_dlogits.tobytes()
+    for k, v in model.params.items():
+        assert v.tobytes() == keep[k].tobytes(), k
+    for k, v in buffers.items():
+        assert v.tobytes() == keep[k].tobytes(), k

@@ -1,11 +1,18 @@
 """Batch normalisation over the channels of an image batch (Ioffe & Szegedy 2015), as
-PyTorch's ``nn.BatchNorm2d``.
+PyTorch's ``nn.BatchNorm2d``, on channels-last (NHWC) arrays: the B * H * W values of a
+channel are one column of the input seen as a matrix (n, C).
 
 Training: each channel is normalised by the mean and (biased) variance of the batch,
-over the B * H * W values it has; evaluation: by the running statistics instead.
+over the n = B * H * W values it has; evaluation: by the running statistics instead.
 
-    mu_c = mean_{b,i,j} x[b, c, i, j]           var_c = mean (x - mu_c)^2      (biased)
+    mu_c = mean_{b,i,j} x[b, i, j, c]           var_c = mean (x - mu_c)^2      (biased)
     xhat = (x - mu_c) / sqrt(var_c + eps)       out = weight_c xhat + bias_c
+
+The variance is taken of the centred values (two passes, not E[x^2] - mu^2, which loses
+digits in float32 when |mu| >> std); the centred array is normalised in place into xhat.  In
+evaluation the affine map is folded into one scale and shift, out = x s + (bias - mu s) with
+s = weight / sqrt(var + eps).  ``relu=True`` applies the ReLU that follows in place on the
+output (its backward masks dout by out > 0 first).
 
 Running statistics (buffers, not parameters: no gradient, no weight decay), updated after each
 training forward with momentum m (PyTorch's convention, m = 0.1) and the *unbiased* variance:
@@ -16,9 +23,10 @@ The update is its own function (``update_running_stats``), so that a batch split
 (minivit.parallel) can first pool the shards' statistics (``pool_batch_stats``) into those of
 the whole batch and update once, in a fixed order.
 
-Backward of training mode (n = B H W values per channel), with g = dout * weight:
+Backward of training mode, with g = dout * weight:
 
     dx = (g - mean(g) - xhat mean(g xhat)) / sqrt(var + eps)
+       = (dout - dbias / n - xhat dweight / n) * weight / sqrt(var + eps)
     dweight = sum dout xhat          dbias = sum dout
 
 In evaluation mode mu and var are constants: dx = g / sqrt(running_var + eps).
@@ -27,6 +35,7 @@ In evaluation mode mu and var are constants: dx = g / sqrt(running_var + eps).
 from typing import NamedTuple
 
 from minivit.backend import array_module
+from minivit.layers.relu import relu_backward
 
 EPS = 1e-5
 MOMENTUM = 0.1
@@ -39,58 +48,83 @@ class BatchStats(NamedTuple):
 
 
 class BatchNormCache(NamedTuple):
-    xhat: object          # (B, C, H, W) normalised input
+    x: object             # (n, C) the input as a matrix
+    xhat: object          # (n, C) normalised input (training); None in evaluation
+    mean: object          # (C,) the mean it was normalised by
     inv_std: object       # (C,) 1 / sqrt(var + eps)
     weight: object        # (C,)
+    out: object           # (n, C) the output of the fused ReLU, or None without one
     train: bool           # batch statistics (True) or running statistics (False)
 
 
-def _channel(v):
-    return v.reshape(1, -1, 1, 1)
+def channel_sums(x2):
+    """x2 (n, C) -> (C,) column sums, as one matrix-vector product (on a tall, narrow matrix
+    several times faster than x2.sum(axis=0))."""
+    return array_module(x2).ones(x2.shape[0], dtype=x2.dtype) @ x2
 
 
-def batchnorm2d_forward(x, weight, bias, running_mean, running_var, train=True, eps=EPS):
-    """x (B, C, H, W), weight / bias / running stats (C,) -> (out, cache, stats).
+def _channel_dots(a, b):
+    """(n, C), (n, C) -> (C,): sum_n a * b, without the product as a temporary."""
+    return array_module(a).einsum("nc,nc->c", a, b)
+
+
+def batchnorm2d_forward(x, weight, bias, running_mean, running_var, train=True, eps=EPS,
+                        relu=False):
+    """x (B, H, W, C) channels last, weight / bias / running stats (C,) -> (out (B, H, W, C),
+    cache, stats).
 
     stats: the batch's BatchStats in training (for update_running_stats), None in evaluation.
-    The running statistics are only read here."""
+    The running statistics are only read here; relu=True: out = max(out, 0)."""
     xp = array_module(x)
-    B, C, H, W = x.shape
-    if weight.shape != (C,):
+    C = x.shape[-1]
+    if x.ndim != 4 or weight.shape != (C,):
         raise ValueError(f"batchnorm2d: weight {tuple(weight.shape)} does not fit input "
-                         f"{tuple(x.shape)}; expected ({C},)")
+                         f"{tuple(x.shape)}; expected channels last (B, H, W, C) and weight "
+                         f"({C},)")
+    x2 = x.reshape(-1, C)                                    # (n, C), n = B * H * W
+    n = x2.shape[0]
     if train:
-        n = B * H * W
         if n < 2:
             raise ValueError(f"batchnorm2d in training needs more than one value per channel, "
                              f"got input {tuple(x.shape)}")
-        mean = x.mean(axis=(0, 2, 3))
-        centred = x - _channel(mean)
-        var = (centred * centred).mean(axis=(0, 2, 3))
+        mean = channel_sums(x2) / n
+        xhat = x2 - mean                                     # centred, a new array
+        var = _channel_dots(xhat, xhat) / n
         stats = BatchStats(mean, var, n)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        xhat *= inv_std                                      # normalised in place
+        out = xhat * weight
+        out += bias
     else:
-        mean, var, stats = running_mean, running_var, None
-        centred = x - _channel(mean)
-    inv_std = 1.0 / xp.sqrt(var + eps)
-    xhat = centred * _channel(inv_std)
-    out = xhat * _channel(weight) + _channel(bias)
-    return out, BatchNormCache(xhat, inv_std, weight, train), stats
+        mean, stats, xhat = running_mean, None, None
+        inv_std = 1.0 / xp.sqrt(running_var + eps)
+        scale = weight * inv_std
+        out = x2 * scale
+        out += bias - mean * scale
+    if relu:
+        xp.maximum(out, 0, out=out)
+    cache = BatchNormCache(x2, xhat, mean, inv_std, weight, out if relu else None, train)
+    return out.reshape(x.shape), cache, stats
 
 
 def batchnorm2d_backward(dout, cache):
-    """dout (B, C, H, W) -> (dx, dweight (C,), dbias (C,))."""
-    xhat, inv_std = cache.xhat, cache.inv_std
-    dbias = dout.sum(axis=(0, 2, 3))
-    dweight = (dout * xhat).sum(axis=(0, 2, 3))
-    g = dout * _channel(cache.weight)
+    """dout (B, H, W, C) -> (dx (B, H, W, C), dweight (C,), dbias (C,))."""
+    C = dout.shape[-1]
+    d = dout.reshape(-1, C)                                  # (n, C)
+    if cache.out is not None:                                # the fused ReLU
+        d = relu_backward(d, cache.out)
+    n = d.shape[0]
+    xhat = cache.xhat if cache.train else (cache.x - cache.mean) * cache.inv_std
+    dbias = channel_sums(d)
+    dweight = _channel_dots(d, xhat)
+    scale = cache.weight * cache.inv_std
     if not cache.train:
-        return g * _channel(inv_std), dweight, dbias
-    B, C, H, W = dout.shape
-    n = B * H * W
-    mean_g = g.mean(axis=(0, 2, 3))
-    mean_gx = (g * xhat).mean(axis=(0, 2, 3))
-    dx = (g - _channel(mean_g) - xhat * _channel(mean_gx)) * _channel(inv_std)
-    return dx, dweight, dbias
+        return (d * scale).reshape(dout.shape), dweight, dbias
+    dx = xhat * (-dweight / n)                               # a new array, then in place
+    dx += d
+    dx -= dbias / n
+    dx *= scale
+    return dx.reshape(dout.shape), dweight, dbias
 
 
 def pool_batch_stats(shards):
