@@ -178,6 +178,13 @@ def main():
             "torch peak %", "minivit step MB", "torch step MB")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     print("\n".join(lines), flush=True)
+
+    def keep(text):                 # --out: each row as it comes (a cut run keeps its rows)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(text)
+
+    keep(head + "\n" + "\n".join(lines) + "\n")
     for name in args.configs:
         r = bench_config(name, args, peak)
         line = (f"| {name} | {r['minivit train']:.1f} | {r['torch train']:.1f} | "
@@ -185,13 +192,11 @@ def main():
                 f"{r['torch infer']:.1f} | {r['minivit infer'] / r['torch infer']:.2f}x | "
                 f"{r['minivit peak%']:.0f}% | {r['torch peak%']:.0f}% | {r['minivit MB']:.0f} | "
                 f"{r['torch MB']:.0f} |")
-        lines.append(line)
         print(line, flush=True)
+        keep(line + "\n")
     tail = f"\n{load_after()}\n"
     print(tail)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(head + "\n" + "\n".join(lines) + "\n" + tail + "\n")
+    keep(tail + "\n")
 
 
 if __name__ == "__main__":
