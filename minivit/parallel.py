@@ -28,6 +28,7 @@ Only for NumPy: on CuPy one GPU already runs the whole batch in parallel.
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -215,7 +216,8 @@ class ShardGenerator:
     Layers draw masks batch axis first (``rng.random((B_s, ...), dtype)``).  The k-th draw of
     a step is ``default_rng([seed, k]).random((B, ...))[start:start + B_s]``: image i gets the
     same numbers whether it is in a shard of 64 or of 128, so a step is the same function
-    for any number of threads (each thread draws the whole batch's numbers, and keeps its rows).
+    for any number of threads.  A shard skips the numbers of the rows before its own (the
+    generator's ``advance``) and draws only its rows.
     The draws are made on the host; on CuPy (a batch split over processes) its rows are
     copied to the device.
     """
@@ -230,9 +232,21 @@ class ShardGenerator:
                              f"got shape {shape} for images {self.start}.. of {self.batch}")
         gen = make_rng([self.seed, self.draws], host_xp())
         self.draws += 1
-        whole = gen.random((self.batch,) + shape[1:], dtype=dtype)
-        rows = whole[self.start:self.start + shape[0]]
+        _skip_uniforms(gen, self.start * math.prod(shape[1:]), dtype)   # the earlier rows'
+        rows = gen.random(shape, dtype=dtype)
         return rows if get_backend() == "numpy" else to_device(rows)
+
+
+def _skip_uniforms(gen, n: int, dtype) -> None:
+    """Move NumPy's PCG64 ``gen`` past ``n`` uniform draws of ``dtype`` without making them:
+    each float64 takes one 64-bit output, each float32 one half of one (low half first).
+    What follows is what ``gen.random`` would give after drawing those n numbers."""
+    if host_xp().dtype(dtype).itemsize == 8:
+        gen.bit_generator.advance(n)
+        return
+    gen.bit_generator.advance(n // 2)
+    if n % 2:
+        gen.random(1, dtype=dtype)
 
 
 def _classify_shard(replica, images, targets, smoothing, weight, patch_dropout=True):

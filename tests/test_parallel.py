@@ -267,6 +267,19 @@ def test_every_thread_count_draws_the_same_masks(threads):
     assert s1 == st                                  # one seed a step, whatever the split
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("row", [(), (3,), (4, 5), (7, 3)], ids=str)
+def test_a_shard_draws_exactly_its_rows_of_the_whole_batch(dtype, row):
+    """Skipping the earlier rows' numbers (the generator's advance; half a 64-bit output per
+    float32, odd counts included) gives the rows of a draw for the whole batch, bit for bit."""
+    B = 9
+    whole = np.random.default_rng([11, 0]).random((B,) + row, dtype=dtype)
+    for start in range(B):
+        for b in range(1, B - start + 1):
+            rows = P.ShardGenerator(11, start, B).random((b,) + row, dtype=dtype)
+            assert rows.dtype == whole.dtype and np.array_equal(rows, whole[start:start + b])
+
+
 def test_a_shard_generator_draws_over_the_batch_axis_only():
     whole = P.ShardGenerator(5, 0, 6).random((6, 4))
     assert np.array_equal(P.ShardGenerator(5, 2, 6).random((3, 4)), whole[2:5])
