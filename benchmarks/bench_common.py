@@ -107,3 +107,21 @@ def timing_parser(description, configs):
 
 def load_after():
     return f"load average after {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+
+
+def emit(args, text):
+    """Print ``text`` and, with --out, append it to that file at once (a cut run keeps
+    what it measured)."""
+    print(text, flush=True)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text + "\n")
+
+
+def start_table(args, title, peak, columns, infer="inference"):
+    """The heading (date, machine, batches, rounds) and the header of a markdown table."""
+    import datetime
+    emit(args, f"### {datetime.datetime.now():%Y-%m-%d %H:%M} {title}\n\n"
+               f"{machine_line(args.threads, peak)}; training batch {args.batch}, {infer} batch "
+               f"{args.infer_batch}; median of {args.rounds} rounds x {args.steps} calls, "
+               f"alternating\n\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))

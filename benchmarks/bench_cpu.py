@@ -24,15 +24,14 @@ allocations alike (Linux only).
 """
 
 import argparse
-import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
 
-from bench_common import (gemm_peak, load_after, machine_line, restart_like_cli, time_calls,
-                          timing_parser)
+from bench_common import (emit, gemm_peak, load_after, restart_like_cli, start_table,
+                          time_calls, timing_parser)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -168,23 +167,10 @@ def main():
     from minivit.parallel import available_cores
     args.threads = args.threads or available_cores()
     peak = gemm_peak(args.threads)
-    head = (f"### {datetime.datetime.now():%Y-%m-%d %H:%M} {args.label}\n\n"
-            f"{machine_line(args.threads, peak)}; training batch {args.batch}, inference batch "
-            f"{args.infer_batch}; median of {args.rounds} rounds x {args.steps} calls, "
-            f"alternating\n")
-    print(head, flush=True)
-    cols = ("config", "minivit train img/s", "torch train img/s", "train ratio",
-            "minivit infer img/s", "torch infer img/s", "infer ratio", "minivit peak %",
-            "torch peak %", "minivit step MB", "torch step MB")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    print("\n".join(lines), flush=True)
-
-    def keep(text):                 # --out: each row as it comes (a cut run keeps its rows)
-        if args.out:
-            with open(args.out, "a") as f:
-                f.write(text)
-
-    keep(head + "\n" + "\n".join(lines) + "\n")
+    start_table(args, args.label, peak,
+                ("config", "minivit train img/s", "torch train img/s", "train ratio",
+                 "minivit infer img/s", "torch infer img/s", "infer ratio", "minivit peak %",
+                 "torch peak %", "minivit step MB", "torch step MB"))
     for name in args.configs:
         r = bench_config(name, args, peak)
         line = (f"| {name} | {r['minivit train']:.1f} | {r['torch train']:.1f} | "
@@ -192,11 +178,8 @@ def main():
                 f"{r['torch infer']:.1f} | {r['minivit infer'] / r['torch infer']:.2f}x | "
                 f"{r['minivit peak%']:.0f}% | {r['torch peak%']:.0f}% | {r['minivit MB']:.0f} | "
                 f"{r['torch MB']:.0f} |")
-        print(line, flush=True)
-        keep(line + "\n")
-    tail = f"\n{load_after()}\n"
-    print(tail)
-    keep(tail + "\n")
+        emit(args, line)
+    emit(args, f"\n{load_after()}\n")
 
 
 if __name__ == "__main__":

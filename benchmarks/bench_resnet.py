@@ -26,13 +26,12 @@ ndarray methods and NumPy functions (sum, pad, zeros, empty, ...) are listed on 
 """
 
 import cProfile
-import datetime
 import os
 import pstats
 import statistics
 import sys
 
-from bench_common import (ROOT, alternate, gemm_peak, load_after, machine_line,
+from bench_common import (ROOT, alternate, emit, gemm_peak, load_after, start_table,
                           restart_like_cli, timing_parser)
 
 if __name__ == "__main__":
@@ -181,33 +180,19 @@ def main():
     from minivit.parallel import available_cores
     args.threads = args.threads or available_cores()
     if args.profile:
-        text = profile(args.profile, args)
-    else:
-        peak = gemm_peak(args.threads)
-        head = (f"### {datetime.datetime.now():%Y-%m-%d %H:%M} ResNet {args.label}\n\n"
-                f"{machine_line(args.threads, peak)}; training batch {args.batch}, evaluation "
-                f"batch {args.infer_batch}; median of {args.rounds} rounds x {args.steps} "
-                f"calls, alternating\n")
-        print(head, flush=True)
-        cols = ("config", "minivit train img/s", "torch train img/s", "train ratio",
-                "minivit eval img/s", "torch eval img/s", "eval ratio", "minivit GFLOP/s")
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        print("\n".join(lines), flush=True)
-        for name in args.configs:
-            r = bench_config(name, args)
-            line = (f"| {name} | {r['minivit train']:.1f} | {r['torch train']:.1f} | "
-                    f"{r['minivit train'] / r['torch train']:.2f}x | {r['minivit infer']:.1f} "
-                    f"| {r['torch infer']:.1f} | {r['minivit infer'] / r['torch infer']:.2f}x "
-                    f"| {r['gflops']:.1f} |")
-            lines.append(line)
-            print(line, flush=True)
-        text = head + "\n" + "\n".join(lines) + f"\n\n{load_after()}\n"
-        print(f"\n{load_after()}")
-    if args.profile:
-        print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n")
+        emit(args, profile(args.profile, args))
+        return
+    start_table(args, f"ResNet {args.label}", gemm_peak(args.threads),
+                ("config", "minivit train img/s", "torch train img/s", "train ratio",
+                 "minivit eval img/s", "torch eval img/s", "eval ratio", "minivit GFLOP/s"),
+                infer="evaluation")
+    for name in args.configs:
+        r = bench_config(name, args)
+        emit(args, f"| {name} | {r['minivit train']:.1f} | {r['torch train']:.1f} | "
+                   f"{r['minivit train'] / r['torch train']:.2f}x | {r['minivit infer']:.1f} "
+                   f"| {r['torch infer']:.1f} | {r['minivit infer'] / r['torch infer']:.2f}x "
+                   f"| {r['gflops']:.1f} |")
+    emit(args, f"\n{load_after()}\n")
 
 
 if __name__ == "__main__":
