@@ -75,6 +75,22 @@ def alternate(calls, rounds, steps):
     return rates
 
 
+def train_and_infer_rates(libs, args):
+    """libs: {name: a library's model with data(batch), train_step(x, y), infer(x)}.  Warm
+    each up, then time its training step and its inference in turn (``alternate``):
+    {"<name> train" / "<name> infer": median images/s over the rounds}."""
+    data = {k: (libs[k].data(args.batch), libs[k].data(args.infer_batch)) for k in libs}
+    for k in libs:                                   # warm-up: page in, build the pools
+        for _ in range(args.warmup):
+            libs[k].train_step(*data[k][0])
+            libs[k].infer(data[k][1][0])
+    calls = {}
+    for k in libs:
+        calls[f"{k} train"] = (lambda k=k: libs[k].train_step(*data[k][0]), args.batch)
+        calls[f"{k} infer"] = (lambda k=k: libs[k].infer(data[k][1][0]), args.infer_batch)
+    return {k: statistics.median(v) for k, v in alternate(calls, args.rounds, args.steps).items()}
+
+
 def machine_line(threads, peak):
     """The table's first line: processor, threads, load, versions, GEMM peak, environment."""
     import numpy as np

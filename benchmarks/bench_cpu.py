@@ -26,12 +26,11 @@ allocations alike (Linux only).
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 
 from bench_common import (emit, gemm_peak, load_after, restart_like_cli, start_table,
-                          time_calls, timing_parser)
+                          timing_parser, train_and_infer_rates)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -134,22 +133,10 @@ def bench_config(name, args, peak):
     from minivit.config import get_config
     cfg = get_config(name)
     libs = {k: LIBS[k](name, args.threads) for k in LIBS}
-    data = {k: (libs[k].data(args.batch), libs[k].data(args.infer_batch)) for k in libs}
-    for k in libs:                                   # warm-up: page in, build the pools
-        for _ in range(args.warmup):
-            libs[k].train_step(*data[k][0])
-            libs[k].infer(data[k][1][0])
-    train = {k: [] for k in libs}
-    infer = {k: [] for k in libs}
-    for _ in range(args.rounds):                     # alternate the libraries
-        for k in libs:
-            train[k].append(args.batch / time_calls(lambda: libs[k].train_step(*data[k][0]), args.steps))
-            infer[k].append(args.infer_batch / time_calls(lambda: libs[k].infer(data[k][1][0]), args.steps))
+    rates = train_and_infer_rates(libs, args)
     flops = 3 * forward_flops(cfg, args.batch)
-    row = {"config": name}
+    row = {"config": name, **rates}
     for k in libs:
-        row[f"{k} train"] = statistics.median(train[k])
-        row[f"{k} infer"] = statistics.median(infer[k])
         row[f"{k} peak%"] = 100.0 * flops / args.batch * row[f"{k} train"] / peak
         row[f"{k} MB"] = peak_memory(k, name, args.threads, args.batch) if args.memory else float("nan")
     del libs

@@ -28,11 +28,10 @@ ndarray methods and NumPy functions (sum, pad, zeros, empty, ...) are listed on 
 import cProfile
 import os
 import pstats
-import statistics
 import sys
 
-from bench_common import (ROOT, alternate, emit, gemm_peak, load_after, start_table,
-                          restart_like_cli, timing_parser)
+from bench_common import (ROOT, emit, gemm_peak, load_after, start_table,
+                          restart_like_cli, timing_parser, train_and_infer_rates)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -113,17 +112,7 @@ LIBS = {"minivit": Minivit, "torch": Torch}
 
 def bench_config(name, args):
     libs = {k: LIBS[k](name, args.threads) for k in LIBS}
-    data = {k: (libs[k].data(args.batch), libs[k].data(args.infer_batch)) for k in libs}
-    for k in libs:                                   # warm-up: page in, build the pools
-        for _ in range(args.warmup):
-            libs[k].train_step(*data[k][0])
-            libs[k].infer(data[k][1][0])
-    calls = {}
-    for k in libs:
-        calls[f"{k} train"] = (lambda k=k: libs[k].train_step(*data[k][0]), args.batch)
-        calls[f"{k} infer"] = (lambda k=k: libs[k].infer(data[k][1][0]), args.infer_batch)
-    rates = alternate(calls, args.rounds, args.steps)
-    row = {k: statistics.median(v) for k, v in rates.items()}
+    row = train_and_infer_rates(libs, args)
     row["gflops"] = train_flops(libs["minivit"].model.config, 1) * row["minivit train"] / 1e9
     libs["minivit"].dp.close()
     return row
