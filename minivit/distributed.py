@@ -46,6 +46,7 @@ from pathlib import Path
 from minivit.backend import host_xp, to_numpy
 from minivit.errors import UserError
 from minivit.parallel import shard_slices
+from minivit.resnet_config import RESNET_CONFIGS
 from minivit.train_config import SESSION_FIELDS
 
 np = host_xp()
@@ -116,7 +117,7 @@ def check_rank_split(ranks, cfg) -> None:
         raise UserError(f"the global batch of {cfg.batch_size} does not split over "
                         f"{ranks.size} ranks; give a --batch-size that is a multiple of "
                         f"{ranks.size}")
-    if cfg.model.startswith("resnet"):
+    if cfg.model in RESNET_CONFIGS:
         raise UserError(f"{cfg.model} has BatchNorm statistics, which each rank would keep "
                         "apart; train it on one rank")
 
