@@ -306,16 +306,20 @@ def _query_rows(attn, grid, num_prefix_tokens, head, what):
     return attn, p, grid_hw
 
 
-def cls_attention_map(attn, grid, num_prefix_tokens: int = 1, head=None):
-    """What the class token attends to, as an image-shaped map: (B, gh, gw).
+def cls_attention_map(attn, grid, num_prefix_tokens: int = 1, head=None, token: int = 0):
+    """What the class token (or prefix token ``token``: 1 is a distilled model's distillation
+    token) attends to, as an image-shaped map: (B, gh, gw).
 
     attn: a rollout (B, T, T) from ``attention_rollout``, or one layer's attention probabilities
     (B, heads, T, T), of which ``head`` (an int) is taken, or the mean over heads (head=None).
-    The result is row 0 (the class token's query), columns of the patch keys, reshaped to the
-    patch grid; it is not renormalised (it sums to one minus the weight on prefix tokens).
+    The result is row ``token`` (the class token's query for 0), columns of the patch keys,
+    reshaped to the patch grid; it is not renormalised (it sums to one minus the weight on
+    prefix tokens).
     """
     a, p, (gh, gw) = _query_rows(attn, grid, num_prefix_tokens, head, "cls_attention_map")
-    return a[:, 0, p:].reshape(a.shape[0], gh, gw)
+    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < p:
+        raise ValueError(f"token must be a prefix token's index in 0..{p - 1}, got {token!r}")
+    return a[:, token, p:].reshape(a.shape[0], gh, gw)
 
 
 def pooled_attention_map(attn, grid, pool: str = "token", num_prefix_tokens: int = 1,
@@ -336,13 +340,14 @@ def pooled_attention_map(attn, grid, pool: str = "token", num_prefix_tokens: int
 
 # --------------------------------------------------------------------------- running a model
 
-def capture_attention(model, images, batch_size: int = 100):
+def capture_attention(model, images, batch_size: int = 100, split_heads: bool = False):
     """Run ``model`` on images in evaluation mode and keep every layer's attention.
 
     images: float (B, C, H, W) in the model's dtype (normalised, e.g. ``minivit.data.normalize``),
     on the host or the device.  Returns (logits (B, K), [attention (B, heads, T, T)] * depth),
     on the active backend; batches of ``batch_size`` go through ``model.forward(...,
-    return_attention=True)`` and are concatenated.
+    return_attention=True)`` and are concatenated.  split_heads=True (a distilled model):
+    logits (2, B, K), the class head's and the distillation head's.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -356,10 +361,11 @@ def capture_attention(model, images, batch_size: int = 100):
     logits, attn = [], None
     for start in range(0, len(images), batch_size):
         lg, at = model.forward(images[start:start + batch_size], train=False,
-                               return_attention=True, keep_cache=False)   # no backward follows
+                               return_attention=True, keep_cache=False,   # no backward follows
+                               split_heads=split_heads)
         logits.append(lg)
         attn = [[a] for a in at] if attn is None else [acc + [a] for acc, a in zip(attn, at)]
-    return xp.concatenate(logits), [xp.concatenate(a) for a in attn]
+    return xp.concatenate(logits, axis=-2), [xp.concatenate(a) for a in attn]
 
 
 def confident_mistakes(logits, labels, k: int = 8):

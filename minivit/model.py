@@ -109,9 +109,10 @@ class VisionTransformer(ModelBase):
         return array_module(p["cls_token"]).concatenate([p["cls_token"], p["dist_token"]], axis=1)
 
     def forward(self, images, train=False, return_attention=False, keep_cache=True,
-                patch_dropout=True):
+                patch_dropout=True, split_heads=False):
         """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block].
-        A distilled model in training returns (2, B, num_classes): class head, distillation head.
+        A distilled model in training returns (2, B, num_classes): class head, distillation head;
+        in evaluation the mean of the two, or both (2, B, num_classes) with split_heads=True.
 
         keep_cache=False: no backward will follow (evaluation), so the activations are not kept.
         patch_dropout=False: skip patch dropout in training (no draw), as if patch_drop_rate
@@ -119,6 +120,9 @@ class VisionTransformer(ModelBase):
         """
         self.check_images(images)
         cfg, p = self.config, self.params
+        if split_heads and not cfg.distilled:
+            raise ValueError("split_heads=True needs a distilled model (two heads); this one "
+                             "has one head")
         rng = self.rng if train else None
         # (1) patches -> tokens, class token, position embeddings
         x, pe_cache = self.embed_patches(images)                              # (B, N, D)
@@ -135,7 +139,7 @@ class VisionTransformer(ModelBase):
         # (4) final LayerNorm, pool (class token or mean of patch tokens), head
         z, norm_cache = layernorm_forward(z, p["norm.weight"], p["norm.bias"])   # (B, T, D)
         if cfg.distilled:
-            logits, cache = self._distilled_heads(z, train)
+            logits, cache = self._distilled_heads(z, train or split_heads)
             self._cache = ViTCache(pe_cache, pos_drop, patch_drop, enc, norm_cache, z.shape,
                                    *cache) if keep_cache else None
             return (logits, enc.probs) if return_attention else logits
@@ -148,12 +152,13 @@ class VisionTransformer(ModelBase):
 
     __call__ = forward
 
-    def _distilled_heads(self, z, train):
-        """z (B, T, D) after the final norm -> (logits, the cache fields of the heads)."""
+    def _distilled_heads(self, z, separate):
+        """z (B, T, D) after the final norm -> (logits: (2, B, K) if separate, else the mean of
+        the heads (B, K); the cache fields of the heads)."""
         p = self.params
         cls, head = linear_forward(z[:, 0], p["head.weight"], p["head.bias"])
         dist, dist_head = linear_forward(z[:, 1], p["head_dist.weight"], p["head_dist.bias"])
-        if train:
+        if separate:
             return array_module(z).stack([cls, dist]), (None, head, dist_head, False)
         return (cls + dist) / 2, (None, head, dist_head, True)
 

@@ -70,6 +70,15 @@ def test_cls_attention_map_takes_row_zero_over_the_patch_grid():
     assert A.cls_attention_map(rollout, (2, 3)).shape == (2, 2, 3)
 
 
+def test_cls_attention_map_of_the_distillation_token_takes_row_one():
+    rng = np.random.default_rng(3)
+    attn = random_attention(rng, 2, 3, 2 + 4)           # class and distillation token, grid 2 x 2
+    dist = A.cls_attention_map(attn, 2, num_prefix_tokens=2, head=0, token=1)
+    np.testing.assert_array_equal(dist.reshape(2, 4), attn[:, 0, 1, 2:])
+    cls = A.cls_attention_map(attn, 2, num_prefix_tokens=2, head=0)
+    np.testing.assert_array_equal(cls.reshape(2, 4), attn[:, 0, 0, 2:])
+
+
 # --------------------------------------------------------------------------- attention distance
 
 def brute_force_mean_pairwise_distance(g, P):
@@ -207,6 +216,7 @@ def test_confident_mistakes_orders_by_true_class_probability():
     (lambda: A.cls_attention_map(np.zeros((1, 17, 17)), 4, num_prefix_tokens=0), "class token"),
     (lambda: A.cls_attention_map(np.zeros((1, 2, 17, 17)), 4, head=2), "head"),
     (lambda: A.cls_attention_map(np.zeros((17, 17)), 4), "rollout"),
+    (lambda: A.cls_attention_map(np.zeros((1, 17, 17)), 4, token=1), r"token must be .* 0\.\.0"),
     (lambda: A.patch_embedding_pca(np.zeros((8, 3, 4))), r"\(D, C, P, P\)"),
     (lambda: A.patch_embedding_pca(np.zeros((8, 3, 4, 2))), "square"),
     (lambda: A.patch_embedding_pca(np.zeros((8, 3, 2, 2)), k=9), r"k must be an int in 1\.\.8"),

@@ -71,6 +71,21 @@ def test_eval_logits_are_the_mean_of_the_two_heads(xp):
     assert rel_error(model.forward(images, keep_cache=False), (both[0] + both[1]) / 2) < 1e-15
 
 
+def test_split_heads_returns_both_heads_in_evaluation(xp):
+    from minivit.analysis import capture_attention
+    model = _model(xp)
+    images = randn(xp, 3, 3, 8, 8, seed=4)
+    both = model.forward(images, train=True, keep_cache=False)
+    split = model.forward(images, split_heads=True, keep_cache=False)
+    assert split.shape == (2, 3, 5)
+    assert rel_error(split, both) < 1e-15
+    logits, attn = capture_attention(model, images, batch_size=2, split_heads=True)
+    assert logits.shape == (2, 3, 5) and rel_error(logits, both) < 1e-15
+    assert attn[0].shape == (3, 2, 4 + 2, 4 + 2)
+    with pytest.raises(ValueError, match="needs a distilled model"):
+        minivit.create_model("cifar-nano", dtype="float64", **TINY).forward(images, split_heads=True)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_distilled_model_matches_torch(train):
     torch = pytest.importorskip("torch")
