@@ -110,6 +110,18 @@ def test_a_shard_is_the_ranks_rows_of_the_batch():
     assert s.smoothing == 0.1 and Ranks().size == 1
 
 
+def test_a_resnet_on_several_ranks_is_refused_before_it_starts():
+    from types import SimpleNamespace
+
+    from minivit.distributed import check_rank_split
+    from minivit.train_config import TrainConfig
+    two = SimpleNamespace(size=2, rank=0)                 # what check_rank_split reads of Ranks
+    check_rank_split(two, TrainConfig(model="cifar-nano", batch_size=8))
+    for name in ("resnet8", "resnet20"):
+        with pytest.raises(UserError, match=f"{name} has BatchNorm statistics.*one rank"):
+            check_rank_split(two, TrainConfig(model=name, batch_size=8))
+
+
 # --------------------------------------------------------------------------- 2 ranks
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 2e-4)])
 @pytest.mark.parametrize("mpi", [pytest.param(0, marks=needs_mpi)], ids=[""])
