@@ -1,0 +1,357 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Distillation: a second token that learns from a teacher
+#
+# A ViT has no convolution's bias towards local, translation-equivariant features, so on a
+# medium-sized data set it falls behind a ResNet of the same cost. DeiT (Touvron et al. 2021,
+# *Training data-efficient image transformers & distillation through attention*) lets a
+# convnet *teacher* pass its answers to the ViT *student* through a second learned token:
+#
+# 1. the **distillation token** sits beside the class token (T = N + 2) and has its own head;
+# 2. in training, the class head learns from the **labels**, the distillation head from the
+#    **teacher's** answer on the very same augmented image;
+# 3. at test time the two heads' logits are averaged.
+#
+# Here we take apart the two models `minivit train` made on CIFAR-10 (section 6 gives the
+# commands): a ResNet-14 teacher and a cifar-nano student distilled from it with DeiT's
+# *hard* distillation, both committed with their runs in `results/`. The code is
+# `minivit/model.py` (the two tokens and heads), `minivit/distillation.py` (the objective) and
+# `minivit/layers/distill.py` (the soft variant's KL loss).
+
+# %%
+import json
+
+from _setup import TRAINED_RUN, shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
+FAST, OUT, ASSETS, save = walkthrough("07_distillation")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import minivit
+from minivit import analysis as A
+from minivit.backend import rng as make_rng, to_device, to_numpy
+from minivit.data import normalize, random_crop_flip
+from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
+from minivit.layers.loss import cross_entropy_device
+from minivit.resnet import create_resnet
+
+RESULTS = TRAINED_RUN.parent
+TEACHER_RUN = RESULTS / "teacher-resnet14-12ep"
+STUDENT_RUN = RESULTS / "cifar-nano-distilled-hard-15ep"
+print("fast mode" if FAST else "full mode", "| figures in", shown(OUT))
+
+
+def load_or_stand_in(run, make):
+    """The committed model of ``run``; in fast mode an untrained stand-in if it is missing."""
+    path = run / "model.safetensors"
+    if path.is_file():
+        return minivit.load(path), "trained"
+    if not FAST:
+        raise FileNotFoundError(f"{path} not found: run the commands of section 6, or run with "
+                                "MINIVIT_FAST=1")
+    print(f"{path.name} of {run.name} not found; fast mode: an untrained stand-in")
+    return make(), "untrained stand-in"
+
+
+teacher, t_kind = load_or_stand_in(TEACHER_RUN, lambda: create_resnet("resnet8"))
+student, s_kind = load_or_stand_in(STUDENT_RUN, lambda: minivit.create_model(
+    "cifar-nano", seed=1, depth=2, embed_dim=32, mlp_dim=64, distilled=True))
+print("teacher:", t_kind, teacher)
+print("student:", s_kind, student)
+
+sample = np.load(ASSETS / "cifar10_sample.npz")
+names = [str(n) for n in sample["label_names"]]
+mean, std = sample["mean"], sample["std"]
+
+
+def prepare(u8, dtype="float32"):
+    return normalize(to_device(u8), mean, std, dtype)
+
+
+# %% [markdown]
+# ## 1. Two tokens, two heads
+#
+# The patch tokens $x_p^i E$ are the same as in walkthrough 01. In front of them go two
+# learned vectors: the class token (index 0) and the distillation token (index 1), and the
+# position embedding covers both (timm's `VisionTransformerDistilled` names: `cls_token`,
+# `dist_token`, `pos_embed`, `head`, `head_dist`):
+#
+# $$z_0 = [\,x_\text{class};\ x_\text{dist};\ x_p^1 E; \dots; x_p^N E\,] + E_\text{pos},
+#   \qquad E_\text{pos} \in \mathbb{R}^{(N+2) \times D}.$$
+#
+# Both tokens go through every block and attend to the patches and to each other. After the
+# final LayerNorm, the head reads token 0 and `head_dist` reads token 1. In training the model
+# returns both heads' logits, (2, B, K); in evaluation their mean, (B, K), as timm does;
+# `split_heads=True` returns both in evaluation too.
+
+# %%
+cfg = student.config
+x = prepare(sample["x"][:4])
+both = to_numpy(student.forward(x, split_heads=True, keep_cache=False))       # (2, B, K)
+avg = to_numpy(student.forward(x, keep_cache=False))                          # (B, K)
+print("pos_embed", tuple(student.params["pos_embed"].shape), "= (1, N + 2, D) with N =",
+      cfg.grid_size ** 2)
+print("cls_token", tuple(student.params["cls_token"].shape), "| dist_token",
+      tuple(student.params["dist_token"].shape))
+print("head.weight", tuple(student.params["head.weight"].shape), "| head_dist.weight",
+      tuple(student.params["head_dist.weight"].shape))
+print("split heads", both.shape, "| evaluation", avg.shape)
+assert student.params["pos_embed"].shape[1] == cfg.grid_size ** 2 + 2
+assert both.shape == (2, 4, cfg.num_classes) and np.allclose(avg, both.mean(axis=0), atol=1e-6)
+extra = sum(student.params[k].size for k in ("dist_token", "head_dist.weight", "head_dist.bias"))
+print(f"the distillation token costs {extra + cfg.embed_dim:,} parameters "
+      f"(token, its position embedding, head) of {student.num_params():,}")
+
+# %% [markdown]
+# ## 2. What each head learns
+#
+# For a batch of augmented images $x$ with labels $y$, the teacher (in evaluation mode, a
+# constant: no gradient reaches it) answers $y_t = \arg\max_k \text{teacher}(x)_k$. DeiT's
+# *hard* distillation, its best variant, trains
+#
+# $$L = \tfrac12\, \text{CE}(\text{cls}(x), y) + \tfrac12\, \text{CE}(\text{dist}(x), y_t).$$
+#
+# *Soft* distillation (Hinton et al. 2015) instead pulls the distillation head's softened
+# distribution towards the teacher's, with temperature $\tau$ and weight $\lambda$:
+#
+# $$L = (1-\lambda)\,\text{CE}(\text{cls}, y) + \lambda \tau^2\,
+#   \text{KL}\big(\text{softmax}(t/\tau)\ \|\ \text{softmax}(\text{dist}/\tau)\big),
+#   \qquad \frac{\partial L_\text{KL}}{\partial\,\text{dist}} = \frac{\lambda\tau}{B}(q - p).$$
+#
+# The gradient with respect to the logits has two slices, one per head: the class head's comes
+# only from the labels, the distillation head's only from the teacher. They meet in the
+# encoder, which both tokens share; that is where the teacher's knowledge enters the
+# features the class token reads too.
+
+# %%
+gen = make_rng(0)
+x_aug = random_crop_flip(to_device(sample["x"][:16]), gen)          # the crop the student sees
+xb, yb = prepare(x_aug), to_device(sample["y"][:16])
+teacher_logits = teacher.forward(xb, train=False, keep_cache=False)              # (B, K)
+y_t = teacher_logits.argmax(axis=1)
+logits = student.forward(xb, train=True, patch_dropout=False)                     # (2, B, K)
+ce_cls, d_cls = cross_entropy_device(logits[0], yb, 0.1)       # the labels, smoothed as in the run
+ce_dist, d_dist = cross_entropy_device(logits[1], y_t)          # the teacher's argmax
+hard = (ce_cls + ce_dist) / 2
+dlogits = np.stack([to_numpy(d_cls) / 2, to_numpy(d_dist) / 2])                   # (2, B, K)
+student.backward(to_device(dlogits))
+print(f"hard: CE(cls, y) {float(ce_cls):.3f}, CE(dist, teacher) {float(ce_dist):.3f}, "
+      f"loss {float(hard):.3f}")
+print("teacher's answer differs from the label on", int((to_numpy(y_t) != sample["y"][:16]).sum()),
+      "of 16 augmented images")
+kl, kl_cache = soft_distillation_forward(logits[1], teacher_logits, tau=3.0)
+d_soft = to_numpy(soft_distillation_backward(0.1, kl_cache))
+print(f"soft (tau 3, lambda 0.1): KL {float(kl):.4f}; its gradient on dist rows sums to "
+      f"{abs(d_soft.sum(axis=1)).max():.1e} (q - p sums to zero)")
+print("gradient reaching dist_token", f"{float(np.abs(to_numpy(student.grads['dist_token'])).sum()):.3e}",
+      "| cls_token", f"{float(np.abs(to_numpy(student.grads['cls_token'])).sum()):.3e}")
+assert abs(d_soft.sum(axis=1)).max() < 1e-6
+
+# %% [markdown]
+# ## 3. Where the teacher and the labels disagree
+#
+# The distillation head's targets are not the labels. On clean training images a good teacher
+# agrees with them almost always, but the student sees random crops and flips, and on a crop
+# that lost the object, or on a truly ambiguous image, the teacher may answer something else.
+# DeiT argues this is useful: the teacher's label follows what is *in the crop*. Here the
+# teacher labels training images under the same crop and flip as in training (in fast mode,
+# the 64 sample test images).
+
+# %%
+if FAST:
+    train_u8, train_y = sample["x"], sample["y"]
+else:
+    from minivit.data import load_cifar10
+    try:
+        data = load_cifar10(val_size=5000)
+        train_u8, train_y = data.train_x[:10000], data.train_y[:10000]
+        print("CIFAR-10 found: the first 10,000 training images")
+    except FileNotFoundError:
+        train_u8, train_y = sample["x"], sample["y"]
+        print("CIFAR-10 not found: the 64 sample images")
+
+
+def predict(model, u8, batch=500, **kw):
+    return np.concatenate([to_numpy(model.forward(prepare(u8[i:i + batch]), keep_cache=False, **kw))
+                           for i in range(0, len(u8), batch)], axis=-2)
+
+
+clean = predict(teacher, train_u8).argmax(1)
+crops_u8 = to_numpy(random_crop_flip(to_device(train_u8), make_rng(1)))
+cropped = predict(teacher, crops_u8).argmax(1)
+print(f"teacher agrees with the label on {100 * (clean == train_y).mean():.1f}% of the clean "
+      f"images, on {100 * (cropped == train_y).mean():.1f}% of their random crops")
+wrong = np.flatnonzero(cropped != train_y)[:12]
+fig, axes = plt.subplots(2, 6, figsize=(10, 4.2))
+for ax, i in zip(axes.flat, wrong):
+    ax.imshow(crops_u8[i].transpose(1, 2, 0))
+    ax.set_title(f"label {names[train_y[i]]}\nteacher {names[cropped[i]]}", fontsize=8)
+for ax in axes.flat:
+    ax.axis("off")
+fig.suptitle("crops the student trains on where the teacher's answer (its distillation "
+             "target) is not the label", fontsize=10)
+fig.tight_layout()
+save(fig, "01_disagreements")
+pairs = {}
+for a, b in zip(train_y[wrong.tolist()], cropped[wrong.tolist()]):
+    pairs[(names[a], names[b])] = pairs.get((names[a], names[b]), 0) + 1
+print("label -> teacher among those shown:", dict(sorted(pairs.items(), key=lambda kv: -kv[1])))
+
+# %% [markdown]
+# What the rendered run shows (full mode, the committed models): this teacher (78.90% on the
+# test split) disagrees with the label on 18.5% of the clean training images, and the random
+# crops barely change that (81.5% -> 81.1% agreement). The disagreements shown are mostly the
+# teacher's own confusions, cat/dog and bird/frog, not crops that lost the object: with a
+# teacher no better than the student could become, the distillation head's targets are
+# largely the labels plus the teacher's mistakes.
+
+# %% [markdown]
+# ## 4. The trained student's two heads
+#
+# Each head alone is a classifier. DeiT reports that the distillation head does a little
+# better than the class head, and their average better still, and that the two heads end up
+# close but not identical. We score the class head, the distillation head and their mean on
+# the test set, and how often each agrees with the teacher.
+
+# %%
+test_u8, test_y = sample["x"], sample["y"]
+if not FAST:
+    from minivit.data.cifar_format import TEST_FILE, read_batch
+    from minivit.data.download import find_cifar10
+    try:
+        test_u8, test_y = read_batch(find_cifar10() / TEST_FILE)
+        print("CIFAR-10 test set found:", test_u8.shape)
+    except FileNotFoundError:
+        print("CIFAR-10 not found: the 64 sample images")
+heads = predict(student, test_u8, split_heads=True)                       # (2, n, K)
+t_pred = predict(teacher, test_u8).argmax(1)
+preds = {"class head": heads[0].argmax(1), "distillation head": heads[1].argmax(1),
+         "mean of the heads": heads.mean(0).argmax(1)}
+rows = [("teacher", t_pred)] + list(preds.items())
+print(f"{'':>18}  accuracy  agrees with teacher   (n = {len(test_y):,})")
+for label, p in rows:
+    print(f"{label:>18}  {100 * (p == test_y).mean():7.2f}%  {100 * (p == t_pred).mean():8.2f}%")
+print(f"the two heads agree on {100 * (preds['class head'] == preds['distillation head']).mean():.1f}%"
+      " of the images")
+
+fig, ax = plt.subplots(figsize=(6, 3.2))
+acc = [100 * (p == test_y).mean() for _, p in rows]
+ax.barh([r[0] for r in rows][::-1], acc[::-1], color=["C0", "C1", "C2", "C3"][::-1])
+for i, v in enumerate(acc[::-1]):
+    ax.text(v + 0.3, i, f"{v:.2f}%", va="center", fontsize=9)
+ax.set_xlim(min(acc) - 5, max(acc) + 4)
+ax.set_xlabel(f"test accuracy (%), {len(test_y):,} images")
+fig.tight_layout()
+save(fig, "02_heads")
+
+# %% [markdown]
+# In the rendered run the heads agree on 95% of the test images and score within 0.6 points
+# of each other (class head 73.26%, distillation head 72.69%, their mean 73.21%); each agrees
+# with the teacher on only about 75% of the images, less than with the labels: the student
+# did not become a copy of the teacher.
+
+# %% [markdown]
+# ## 5. The two tokens' attention
+#
+# The two tokens start as different learned vectors; DeiT found their cosine similarity low at
+# the input (0.06) and high after the last block (0.93): similar but not the same, since
+# they aim at similar but different targets. We look at what each token's query attends to in
+# the last block, and at the attention rollout (walkthrough 03) to each token over all
+# blocks: rows 0 and 1 of the attention matrices, over the patch keys.
+
+# %%
+def cosine(a, b):
+    a, b = to_numpy(a).ravel(), to_numpy(b).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+print(f"cosine(cls_token, dist_token) = {cosine(student.params['cls_token'], student.params['dist_token']):.3f}"
+      " (as learned, before the position embedding)")
+print(f"cosine(head.weight, head_dist.weight) = "
+      f"{cosine(student.params['head.weight'], student.params['head_dist.weight']):.3f}")
+
+n_show = 4 if FAST else 6
+xs = prepare(sample["x"][:n_show])
+_, attn = A.capture_attention(student, xs)
+g = cfg.grid_size
+R = A.attention_rollout(attn)
+maps = {"class token, last block": A.cls_attention_map(attn[-1], g, 2, token=0),
+        "distillation token, last block": A.cls_attention_map(attn[-1], g, 2, token=1),
+        "class token, rollout": A.cls_attention_map(R, g, 2, token=0),
+        "distillation token, rollout": A.cls_attention_map(R, g, 2, token=1)}
+fig, axes = plt.subplots(n_show, 5, figsize=(9, 1.9 * n_show))
+for r in range(n_show):
+    axes[r, 0].imshow(sample["x"][r].transpose(1, 2, 0))
+    axes[r, 0].set_title(names[sample["y"][r]], fontsize=8)
+    for c, (label, m) in enumerate(maps.items(), start=1):
+        axes[r, c].imshow(to_numpy(m[r]), cmap="magma")
+        if r == 0:
+            axes[r, c].set_title(label.replace(", ", "\n"), fontsize=8)
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout()
+save(fig, "03_attention")
+
+# how alike the two tokens' maps are, image by image, per block (mean over heads)
+_, attn_all = A.capture_attention(student, prepare(test_u8[:256]))
+for i, a in enumerate(attn_all):
+    c = to_numpy(A.cls_attention_map(a, g, 2, token=0)).reshape(len(a), -1)
+    d = to_numpy(A.cls_attention_map(a, g, 2, token=1)).reshape(len(a), -1)
+    corr = np.mean([np.corrcoef(ci, di)[0, 1] for ci, di in zip(c, d)])
+    w = to_numpy(a[:, :, 0, 1]).mean()
+    print(f"block {i + 1}: correlation of the two tokens' patch maps {corr:+.2f}; "
+          f"the class token's weight on the distillation token {w:.3f}")
+
+# %% [markdown]
+# In the rendered run the two tokens look at the same patches: their maps (averaged over
+# the heads) correlate 0.98 to 1.00 in every block, image by image, and the rollouts are
+# nearly the same picture. The two outputs differ elsewhere: each token carries its own
+# residual stream, which starts from a different learned vector (cosine 0.32), and the two
+# heads are alike only in part (cosine 0.83). Neither token pays much attention to the other
+# (the class token gives the distillation token 0.4-1.4% of its weight).
+
+# %% [markdown]
+# ## 6. Does it pay? The real comparison
+#
+# The commands (CIFAR-10 at `path/to/cifar-10-batches-py`), each run committed in `results/`
+# with its metrics, config and curves:
+#
+# ```bash
+# minivit train --config resnet14 --epochs 12 --run-dir runs/teacher-resnet14-12ep
+# minivit train --epochs 15 --teacher runs/teacher-resnet14-12ep --run-dir runs/cifar-nano-distilled-hard-15ep
+# minivit train --epochs 15 --set pool=token --run-dir runs/cifar-nano-token-15ep
+# minivit eval runs/RUN --split test
+# ```
+#
+# The table below reads the committed runs (`eval-test.json`, `metrics.jsonl`); the results
+# report (`results/README.md`, section 5) says what they show.
+
+# %%
+def run_summary(name):
+    """-> (test accuracy, epochs, minutes of training) of a committed run, or None."""
+    run = RESULTS / name
+    if not (run / "eval-test.json").is_file():
+        return None
+    test_acc = json.loads((run / "eval-test.json").read_text())["accuracy"]
+    epochs = json.loads((run / "config.json").read_text())["train"]["epochs"]
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    return test_acc, epochs, last["elapsed"] / 60
+
+
+for name in ("teacher-resnet14-12ep", "cifar-nano-distilled-hard-15ep", "cifar-nano-token-15ep",
+             "cifar-nano-pd50-15ep-um1"):
+    s = run_summary(name)
+    print(f"{name:>32}: " + ("not in results/" if s is None else
+                             f"test {100 * s[0]:.2f}%, {s[1]} epochs, {s[2]:.1f} min"))
