@@ -183,9 +183,16 @@ else:
         print("CIFAR-10 not found: the 64 sample images")
 
 
-def predict(model, u8, batch=500, **kw):
-    return np.concatenate([to_numpy(model.forward(prepare(u8[i:i + batch]), keep_cache=False, **kw))
-                           for i in range(0, len(u8), batch)], axis=-2)
+def predict(model, u8):
+    """Logits (n, K) of uint8 images, every core (minivit.predict_logits)."""
+    return to_numpy(minivit.predict_logits(model, prepare(u8)))
+
+
+def both_heads(model, u8, batch=500):
+    """The class and distillation heads' logits (2, n, K), a batch at a time."""
+    return np.concatenate([to_numpy(model.forward(prepare(u8[i:i + batch]), split_heads=True,
+                                                  keep_cache=False))
+                           for i in range(0, len(u8), batch)], axis=1)
 
 
 clean = predict(teacher, train_u8).argmax(1)
@@ -235,7 +242,7 @@ if not FAST:
         print("CIFAR-10 test set found:", test_u8.shape)
     except FileNotFoundError:
         print("CIFAR-10 not found: the 64 sample images")
-heads = predict(student, test_u8, split_heads=True)                       # (2, n, K)
+heads = both_heads(student, test_u8)                                      # (2, n, K)
 t_pred = predict(teacher, test_u8).argmax(1)
 preds = {"class head": heads[0].argmax(1), "distillation head": heads[1].argmax(1),
          "mean of the heads": heads.mean(0).argmax(1)}
