@@ -36,6 +36,7 @@ from minivit.errors import UserError
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
 LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
 DEFAULT_TIMEOUT = 300.0
+ABORT_GRACE = 1.0              # seconds between the error line and MPI_Abort
 INSTALL_HINT = 'pip install -e ".[mpi]"'
 
 
@@ -131,6 +132,7 @@ class Ranks:
 
     def abort(self, message: str):
         print(f"minivit: error: {message}", file=sys.stderr, flush=True)
+        time.sleep(ABORT_GRACE)     # let the launcher forward the line before it kills the job
         self.comm.Abort(1)
         raise SystemExit(1)                     # not reached: Abort ends the process
 

@@ -208,7 +208,8 @@ def test_a_rank_that_never_answers_stops_the_others_after_the_timeout(tmp_path, 
                        env={**env(), "MINIVIT_MPI_TIMEOUT": "2"}, capture_output=True,
                        text=True, timeout=100)
     assert r.returncode != 0 and time.monotonic() - start < 60
-    assert "rank 0: no answer from the other ranks for 2 s in the gradient sum" in r.stderr
+    assert "rank 0: no answer from the other ranks for 2 s in the gradient sum" in r.stderr, \
+        (r.returncode, r.stdout, r.stderr)
 
 
 @pytest.mark.parametrize("mpi", [pytest.param(0, marks=needs_mpi)], ids=[""])
