@@ -186,26 +186,42 @@ def test_split_mae_batch_gives_the_whole_batch_loss_and_gradients(norm_pix_loss)
         assert rel_error(grads[k], whole.grads[k]) < 1e-12, k
 
 
+BLAS = "blas"        # expected: one BLAS thread per replica, and malloc's settings
+MALLOC = "malloc"    # expected: malloc's settings only
+
+
 @pytest.mark.parametrize("argv, env, expected", [
-    (["train"], {}, True),
-    (["train", "--threads", "2"], {}, True),
-    (["train", "--threads", "1"], {}, False),
-    (["train"], {"OPENBLAS_NUM_THREADS": "4"}, False),        # the user chose
-    (["--backend", "cupy", "train"], {}, False),
-    (["predict", "m.safetensors", "x.png"], {}, False),       # no threads there
-    (["pretrain", "--threads", "3"], {}, True),
+    (["train"], {}, BLAS),
+    (["train", "--threads", "2"], {}, BLAS),
+    (["train", "--threads", "1"], {}, MALLOC),                 # BLAS keeps its threads
+    (["train"], {"OPENBLAS_NUM_THREADS": "4"}, MALLOC),        # the user chose
+    (["eval", "m.safetensors"], {"MALLOC_TOP_PAD_": "0"}, BLAS),   # the user's value kept
+    (["--backend", "cupy", "train"], {}, None),
+    (["predict", "m.safetensors", "x.png"], {}, None),         # no threads there
+    (["pretrain", "--threads", "3"], {}, BLAS),
 ])
 def test_the_command_line_restarts_with_one_blas_thread_only_when_it_splits_batches(
         argv, env, expected, monkeypatch):
     from minivit import cli
-    for v in cli.BLAS_THREAD_VARS + ("MINIVIT_BACKEND",):
+    for v in (*cli.BLAS_THREAD_VARS, *cli.MALLOC_VARS, "MINIVIT_BACKEND"):
         monkeypatch.delenv(v, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(P, "available_cores", lambda: 2)
     parser, _ = cli.build_parser()
     args, _ = parser.parse_known_args(argv)
-    assert cli._wants_one_blas_thread(args) is expected
+    settings = cli._restart_settings(args)
+    if expected is None:
+        assert settings is None
+        return
+    wanted = {k: v for k, v in cli.MALLOC_VARS.items() if k not in env}
+    if expected == BLAS:
+        wanted.update({v: "1" for v in cli.BLAS_THREAD_VARS})
+    assert settings == wanted
+    # once restarted with them, it does not restart again
+    for k, v in settings.items():
+        monkeypatch.setenv(k, v)
+    assert cli._restart_settings(args) is None
 
 
 @pytest.mark.slow
@@ -216,7 +232,8 @@ def test_the_restarted_command_line_trains(tmp_path):
     from minivit.data.synthetic import write_cifar10_like
     data = write_cifar10_like(tmp_path / "data", n_train_per_batch=20, n_test=10)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                        "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_TRIM_THRESHOLD_")}
     cmd = [sys.executable, "-m", "minivit.cli", "train", "--data-dir", str(data), "--run-dir",
            str(tmp_path / "run"), "--batch-size", "16", "--val-size", "20", "--steps", "2",
            "--threads", "2", "--no-progress", "--set", "embed_dim=16", "--set", "depth=1",
