@@ -17,18 +17,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import alternate, emit, load_after, restart_like_cli, timing_parser  # noqa: E402
 
-RECIPE = {"pool": "mean", "patch_drop_rate": 0.5}
 SHAPES = ["", "mlp_dim=512", "depth=8", "depth=8,mlp_dim=384", "embed_dim=192,num_heads=6",
           "patch_drop_rate=0.75", "patch_drop_rate=0"]
 
 
 def parse_shape(text):
-    """'depth=8,mlp_dim=384' -> {'depth': 8, 'mlp_dim': 384} (numbers as numbers)."""
-    out = {}
-    for item in filter(None, text.split(",")):
-        key, value = item.split("=", 1)
-        out[key] = float(value) if "." in value else int(value) if value.isdigit() else value
-    return out
+    """'depth=8,mlp_dim=384' -> {'depth': 8, 'mlp_dim': 384}, each value read as ``--set``
+    reads it."""
+    from minivit.commands.train import _parse_value
+    return {k: _parse_value(v) for k, _, v in
+            (item.partition("=") for item in text.split(",") if item)}
 
 
 def main():
@@ -37,8 +35,10 @@ def main():
                     "(repeatable; the recipe itself is always first)")
     args = ap.parse_args()
     restart_like_cli()
+    import datetime
     import numpy as np
     import minivit
+    from minivit.train_config import RECIPE_MODEL_OVERRIDES as RECIPE
     from minivit.backend import to_device
     from minivit.parallel import DataParallel, resolve_threads
 
@@ -65,7 +65,6 @@ def main():
     before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     rates = {k: statistics.median(v) for k, v in
              alternate(calls, args.rounds, args.steps).items()}
-    import datetime
     base = rates["the recipe"]
     emit(args, f"### {datetime.datetime.now():%Y-%m-%d %H:%M} training step of model shapes, "
                f"{args.configs[0]} + {RECIPE}, batch {args.batch}, {threads} thread(s), median "

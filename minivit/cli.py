@@ -134,13 +134,10 @@ def _restart_settings(args) -> dict | None:
     return missing or None
 
 
-def restart_env(environ, one_blas_thread: bool = True) -> dict:
-    """``environ`` with what the command line restarts itself with: malloc's settings (the
-    user's own values kept) and, with ``one_blas_thread``, BLAS limited to one thread."""
-    env = {**MALLOC_VARS, **environ}
-    if one_blas_thread:
-        env.update({v: "1" for v in BLAS_THREAD_VARS})
-    return env
+def restart_env(environ) -> dict:
+    """``environ`` with what the command line restarts itself with when it splits batches:
+    malloc's settings (the user's own values kept) and BLAS limited to one thread."""
+    return {**MALLOC_VARS, **environ, **{v: "1" for v in BLAS_THREAD_VARS}}
 
 
 def _restart(settings: dict):
