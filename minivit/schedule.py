@@ -51,6 +51,14 @@ class Schedule:
     def patch_dropout_at(self, step: int) -> bool:
         return step < self.total - self.unmasked
 
+    def same_start(self, other: "Schedule", steps: int) -> bool:
+        """Steps 0..steps-1 have the same learning rate and patch dropout in both schedules:
+        both still warming up over the same steps (the warmup's ramp does not depend on the
+        run's length) and neither's unmasked tail begun."""
+        return (self.warmup == other.warmup and steps <= self.warmup
+                and (self.lr, self.min_lr) == (other.lr, other.min_lr)
+                and steps <= self.total - self.unmasked and steps <= other.total - other.unmasked)
+
 
 def epoch_order(seed: int, epoch: int, n: int):
     """The shuffled training order of one epoch: a pure function of (seed, epoch).

@@ -9,12 +9,21 @@ time already spent included, and from then on the run *is* a ``--steps`` run of 
 steps: config.json records the plan, a resume keeps it, and ``--steps N`` with the same seed
 trains the same run bit for bit (the warmup follows from N by the same rule).
 
-The total stays fixed: if the steps turn out slower than measured, the run still trains
-all of them, and the final line says the budget and the time it took.
+The plan aims at the budget less a reserve (``RESERVE``, 4%) for the host's drift.  A probe of
+two seconds can still be off by 5-10% (caches, the host's load), so after the first epoch
+the run fits its length once more (``refit_plan``) from that epoch's wall time: its steps and
+its evaluation, scaled from the probe's costs where the epoch did not show them (the
+unmasked step).  While the first epoch is inside the warmup and the unmasked tail has not
+begun, every step so far is the same in a run of either length, so the re-fitted run is
+still exactly a ``--steps`` run (train.py checks this, and keeps the first plan when it does
+not hold).  config.json records both plans.  A run resumed before the end of its first epoch
+keeps the first plan.  From then on the total stays fixed: if the steps turn out slower, the
+run still trains all of them, and the final line says the budget and the time it took.
 
     shape = run_shape(cfg, steps_per_epoch, unmasked_steps, data)
     plan = plan_run(cfg.time_budget, shape, step, evaluate, save, elapsed)   # the timing
     plan.steps, plan.epochs, plan.line()   # 13338, 38, "time budget 60 min: measured ..."
+    plan = refit_plan(plan, shape, EpochTiming(351, 60.1, 2.3, 351), elapsed=65.0)  # or None
     fit_budget(60, spent=6.0, costs=Costs(0.21, 0.41, 0.3, 0.1), shape=shape)   # no timing
 """
 
@@ -34,6 +43,7 @@ from minivit.io.rundir import CONFIG_FILE, read_run_info, update_run_info
 MASKED_PROBE = (2, 10, 2.0, 200)
 UNMASKED_PROBE = (1, 4, 1.0, 100)
 EVAL_PROBE = (1, 1, 0.5, 20)
+RESERVE = 0.04              # the plans aim at 96% of the budget
 
 
 class TimeBudgetTooShort(UserError):
@@ -86,13 +96,21 @@ class BudgetPlan:
     spent_seconds: float        # the run's time before its first step (the timing included)
     estimate_seconds: float     # predicted wall time of the whole run
     elapsed_seconds: float | None = None    # the wall time it took (set when it is done)
+    # set when the length was fitted again after the first epoch (refit_plan):
+    refit_step: int | None = None           # the step it was fitted at
+    first_steps: int | None = None          # the probe's plan: its steps,
+    first_step_seconds: float | None = None             # its cost of a step
+    first_estimate_seconds: float | None = None         # and its predicted wall time
 
     def line(self) -> str:
         """The line a run prints when it fixes its length."""
         unmasked = (f" ({self.unmasked_step_seconds:.3g} s unmasked)"
                     if self.unmasked_step_seconds != self.step_seconds else "")
         cap = ", the --epochs limit (more would fit)" if self.capped else ""
-        return (f"time budget {self.minutes:g} min: measured {self.step_seconds:.3g} s/step"
+        when = "" if self.refit_step is None else (
+            f" (again after step {self.refit_step}, from its wall time; the probe's "
+            f"{self.first_step_seconds:.3g} s/step gave {self.first_steps} steps)")
+        return (f"time budget {self.minutes:g} min{when}: measured {self.step_seconds:.3g} s/step"
                 f"{unmasked}, {self.steps} steps = {_epochs(self.epochs)}{cap}; estimated "
                 f"{self.estimate_seconds / 60:.1f} min (repeat exactly with --steps "
                 f"{self.steps})")
@@ -150,9 +168,9 @@ def plan_run(minutes: float, shape: RunShape, step, evaluate, save, elapsed,
 
 
 def fit_budget(minutes: float, spent: float, costs: Costs, shape: RunShape) -> BudgetPlan:
-    """The most whole epochs (1 to shape.max_epochs) that fit in ``minutes`` after ``spent``
-    seconds; TimeBudgetTooShort when not even one does."""
-    budget = 60 * minutes - spent
+    """The most whole epochs (1 to shape.max_epochs) that fit in ``minutes`` less the reserve
+    after ``spent`` seconds; TimeBudgetTooShort when not even one does."""
+    budget = 60 * minutes * (1 - RESERVE) - spent
 
     def fits(e):
         return shape.seconds(e, costs) <= budget
@@ -170,6 +188,40 @@ def fit_budget(minutes: float, spent: float, costs: Costs, shape: RunShape) -> B
     return BudgetPlan(minutes, lo * shape.steps_per_epoch, lo,
                       lo == shape.max_epochs and fits(lo + 1), costs.step, costs.unmasked_step,
                       costs.eval_batch, costs.save, spent, spent + shape.seconds(lo, costs))
+
+
+@dataclass(frozen=True)
+class EpochTiming:
+    """The wall time of a run's first epoch, as the loop measured it."""
+    steps: int                  # the steps it timed (the epoch's, all with patch dropout)
+    steps_seconds: float        # their wall time, from the first step to the last one's end
+    eval_seconds: float         # the epoch's evaluation (validation and test passes)
+    step: int                   # the run's step after them
+
+
+def refit_plan(plan: BudgetPlan, shape: RunShape, timing: EpochTiming,
+               elapsed: float) -> BudgetPlan | None:
+    """``plan`` fitted again from the first epoch's wall time, ``elapsed`` seconds into the
+    run (None when not even one epoch fits any more: the first plan stays).
+
+    The step's cost is the epoch's; the unmasked step's and the evaluation batch's are the
+    probe's, scaled by how far the epoch's steps and evaluation were from the probe's; the
+    save's is the probe's.  The time not in the epoch's steps and evaluation (the probes, the
+    first plan's save) counts as spent."""
+    step = timing.steps_seconds / timing.steps
+    batches = shape.test_batches + (shape.val_batches if shape.eval_every == 1 else 0)
+    probed_eval = batches * plan.eval_batch_seconds
+    eval_scale = timing.eval_seconds / probed_eval if probed_eval > 0 else 1.0
+    costs = Costs(step, plan.unmasked_step_seconds * step / plan.step_seconds,
+                  plan.eval_batch_seconds * eval_scale, plan.save_seconds)
+    spent = elapsed - timing.steps_seconds - timing.eval_seconds
+    try:
+        new = fit_budget(plan.minutes, spent, costs, shape)
+    except TimeBudgetTooShort:
+        return None
+    return dataclasses.replace(new, refit_step=timing.step, first_steps=plan.steps,
+                               first_step_seconds=plan.step_seconds,
+                               first_estimate_seconds=plan.estimate_seconds)
 
 
 def run_shape(cfg, steps_per_epoch: int, unmasked_steps: int, data) -> RunShape:
@@ -225,6 +277,7 @@ def record_elapsed(plan: BudgetPlan | None, run_dir, elapsed: float) -> str:
     return "; " + plan.report()
 
 
-__all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "MASKED_PROBE", "RunShape",
-           "TimeBudgetTooShort", "UNMASKED_PROBE", "eval_probe", "fit_budget", "plan_run",
-           "record_elapsed", "record_plan", "recorded_plan", "run_shape", "time_calls", "undone"]
+__all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "EpochTiming", "MASKED_PROBE", "RESERVE",
+           "RunShape", "TimeBudgetTooShort", "UNMASKED_PROBE", "eval_probe", "fit_budget",
+           "plan_run", "record_elapsed", "record_plan", "recorded_plan", "refit_plan",
+           "run_shape", "time_calls", "undone"]

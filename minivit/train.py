@@ -19,7 +19,8 @@ The objective (minivit/objectives.py) is ``Classification`` (cross-entropy on th
 ``Pretraining`` (``objective="mae"`` / ``"mpp"``); the loop only sees ``step``, ``evaluate``
 and ``save_model``.  The files of a run directory are those of minivit/io/rundir.py; the
 checkpoint (params, optimizer state, generators, ``Progress``) is minivit/checkpoint.py.  A
-``time_budget`` run fixes its length before the first step (minivit/time_budget.py).
+``time_budget`` run fixes its length before the first step and once more after the first
+epoch (minivit/time_budget.py).
 
 Everything random is either a pure function of (seed, epoch) or drawn from a generator whose
 state the checkpoint stores, so ``resume`` continues bit for bit (tests/test_train.py trains
@@ -60,8 +61,8 @@ from minivit.loop_checks import (TrainingDiverged, check_data_order, check_finit
 from minivit.parallel import resolve_threads
 from minivit.schedule import Schedule, epoch_order
 from minivit.step_window import StepWindow, read_every_for_backend
-from minivit.time_budget import (eval_probe, plan_run, record_elapsed, record_plan,
-                                 recorded_plan, run_shape, undone)
+from minivit.time_budget import (EpochTiming, eval_probe, plan_run, record_elapsed,
+                                 record_plan, recorded_plan, refit_plan, run_shape, undone)
 from minivit.train_config import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig,
                                   choose_warmup, load_train_config)
 
@@ -142,6 +143,7 @@ class _Run:
         self.unmasked_tail = round(cfg.unmasked_epochs * steps_per_epoch) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
         self.plan = recorded_plan(self.run_dir) if resume and cfg.time_budget else None
+        self.refit_due = None                        # (step, clock) while a re-fit is to come
         total = self.plan.steps if self.plan else None if cfg.time_budget \
             else cfg.steps or cfg.epochs * steps_per_epoch
         self.schedule = self.fixed_schedule(total, resume) if total else None
@@ -210,6 +212,7 @@ class _Run:
             while True:
                 if self.progress.epochs_logged < sched.epochs_done(self.progress.step):
                     self.end_of_epoch()
+                    sched = self.schedule            # a time budget's length may be re-fitted
                 step = self.progress.step
                 if step >= sched.total:
                     break
@@ -270,14 +273,38 @@ class _Run:
             undone(self, lambda: (self.step(i, perm, None), self.window.read()),
                    dataclasses.replace(probe, unmasked=0 if masked else probe.total))
 
-        self.plan = plan_run(                   # the same clock on every rank
-            cfg.time_budget, run_shape(cfg, spe, self.unmasked_tail, data), step,
-            eval_probe(self.objective, data, cfg.eval_batch_size), self.save,
-            agreed_seconds(self.ranks, self.elapsed),
-            clock=agreed_seconds(self.ranks, time.perf_counter))
+        self.budget_shape = run_shape(cfg, spe, self.unmasked_tail, data)
+        self.budget_clock = clock = agreed_seconds(self.ranks, time.perf_counter)  # one clock
+        self.plan = plan_run(cfg.time_budget, self.budget_shape, step,            # for all ranks
+                             eval_probe(self.objective, data, cfg.eval_batch_size), self.save,
+                             agreed_seconds(self.ranks, self.elapsed), clock=clock)
         self.schedule = self.fixed_schedule(self.plan.steps, recorded=False)
         if self.root:
             record_plan(self.run_dir, self.plan, self.schedule)
+        self.refit_due = (self.progress.step, clock())
+
+    def refit_to_budget(self, steps_end: float) -> None:
+        """After the first epoch of a --time-budget run: its length fitted again from the
+        epoch's wall time (time_budget.refit_plan), where the steps so far are those of a
+        run of the new length (Schedule.same_start); otherwise the first plan stays."""
+        (start, t0), self.refit_due = self.refit_due, None
+        p = self.progress.step
+        timing = EpochTiming(p - start, steps_end - t0, self.budget_clock() - steps_end, p)
+        plan = refit_plan(self.plan, self.budget_shape, timing,
+                          agreed_seconds(self.ranks, self.elapsed)())
+        if plan is None:
+            return
+        first, warmup = self.schedule, self.warmup
+        schedule = self.fixed_schedule(plan.steps, recorded=False)       # sets self.warmup
+        if not first.same_start(schedule, p):
+            self.warmup = warmup
+            return
+        self.plan, self.schedule = plan, schedule
+        if self.root:
+            record_plan(self.run_dir, plan, schedule)
+        if self.bar is not None:
+            self.bar.total = schedule.total
+        self.say(f"  {plan.line()}")
 
     def step(self, step: int, perm, bar) -> None:
         """One optimizer step on the batch perm[i*B:(i+1)*B] of the step's epoch."""
@@ -330,6 +357,7 @@ class _Run:
     def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
         self.read_steps()
+        steps_end = self.budget_clock() if self.refit_due else None
         cfg, data, p, obj = self.cfg, self.data, self.progress, self.objective
         epoch, n_seen = p.epochs_logged + 1, p.epoch_steps * cfg.batch_size
         rec = {"epoch": epoch, "step": p.step,
@@ -358,6 +386,8 @@ class _Run:
             r = obj.evaluate(data.val_x, data.val_y, data.mean, data.std,    # also the raw
                              cfg.eval_batch_size)                            # weights
             rec["raw_val_loss"], rec["raw_val_acc"] = r["loss"], r["acc"]
+        if steps_end is not None:                    # --time-budget: the length once more
+            self.refit_to_budget(steps_end)
         rec["elapsed"] = self.elapsed()
         if self.root:
             append_metrics(self.run_dir, rec)

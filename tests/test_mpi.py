@@ -222,14 +222,16 @@ def test_the_time_limit_of_rank_0_stops_both_ranks_at_one_step(data, tmp_path, m
 
 @pytest.mark.parametrize("mpi", [pytest.param(0, marks=needs_mpi)], ids=[""])
 def test_a_time_budget_on_two_ranks_is_timed_on_one_clock(data, tmp_path, mpi):
-    """The ranks time the same probe steps (the clock is the slowest rank's) and fix the same
-    length; the steps run it names repeats it on 2 ranks; the weight average rides along."""
-    flags = ["--epochs", "3", "--threads", "1", "--ema", "0.9"]
+    """The ranks time the same probe steps and first epoch (the clock is the slowest rank's)
+    and fix the same length twice; the steps run it names repeats it on 2 ranks; the weight
+    average rides along."""
+    flags = ["--epochs", "3", "--threads", "1", "--ema", "0.9", "--warmup-steps", "5"]
     r = run(train_cmd(data, "budget", *flags, "--time-budget", "5"), tmp_path, ranks=2)
     assert r.returncode == 0, r.stderr
-    steps = re.findall(r"repeat exactly with --steps (\d+)", r.stdout)
-    assert len(steps) == 1 and r.stdout.count("; time budget 5 min") == 1, r.stdout
-    again = run(train_cmd(data, "steps", *flags, "--steps", steps[0]), tmp_path, ranks=2)
+    steps = re.findall(r"repeat exactly with --steps (\d+)", r.stdout)   # the probe's, the
+    assert len(steps) == 2 and r.stdout.count("; time budget 5 min") == 1, r.stdout   # epoch's
+    assert r.stdout.count("(again after step 5, from its wall time") == 1, r.stdout
+    again = run(train_cmd(data, "steps", *flags, "--steps", steps[1]), tmp_path, ranks=2)
     assert again.returncode == 0, again.stderr
     a, b = params(tmp_path / "budget"), params(tmp_path / "steps")
     assert all(np.array_equal(a[k], b[k]) for k in a)
