@@ -24,8 +24,8 @@ SHAPES = ["", "mlp_dim=512", "depth=8", "depth=8,mlp_dim=384", "embed_dim=192,nu
 def parse_shape(text):
     """'depth=8,mlp_dim=384' -> {'depth': 8, 'mlp_dim': 384}, each value read as ``--set``
     reads it."""
-    from minivit.commands.train import _parse_value
-    return {k: _parse_value(v) for k, _, v in
+    from minivit.commands.train import parse_value
+    return {k: parse_value(v) for k, _, v in
             (item.partition("=") for item in text.split(",") if item)}
 
 

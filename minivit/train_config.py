@@ -3,7 +3,8 @@
     cfg = TrainConfig(model="cifar-nano", epochs=10, run_dir="runs/nano")   # validated
     cfg = load_train_config("runs/nano")          # what a run directory's config.json says
 
-The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 1).
+The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 10): the
+model and its training, and a length of one hour (``length_defaults``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
 # tokens (a distilled ViT needs pool "token").
 DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled": True}
 DISTILL_KINDS = ("hard", "soft")
+# The run's length when none is given: classification fits the whole epochs it can in an hour
+# (the README's CPU recipe, results/README.md section 10), pre-training trains 38 epochs.
+RECIPE_TIME_BUDGET = 60.0           # minutes
+BUDGET_MAX_EPOCHS = 100             # a time budget's cap when --epochs is not given
+PRETRAIN_EPOCHS = 38
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
@@ -48,8 +54,10 @@ class TrainConfig:
                                             # None: RECIPE_MODEL_OVERRIDES to classify, {} to
                                             # pre-train. A dict replaces them all.
     dtype: str = "float32"
-    # schedule: `steps` (if set) replaces `epochs`; warmup_steps (if set) replaces warmup_epochs
-    epochs: int = 38                        # the CPU recipe: 60 min on 2 cores (README)
+    # schedule: `steps` (if set) replaces `epochs`; warmup_steps (if set) replaces warmup_epochs.
+    # A classification run given none of epochs, steps, time_budget is the CPU recipe's hour:
+    # time_budget RECIPE_TIME_BUDGET, at most BUDGET_MAX_EPOCHS (see length_defaults).
+    epochs: int | None = None               # None: see length_defaults
     steps: int | None = None
     time_budget: float | None = None        # minutes: train the whole epochs that fit, at
                                             # most `epochs` (minivit/time_budget.py)
@@ -100,6 +108,8 @@ class TrainConfig:
     distill_lambda: float = 0.1             # soft: weight of the KL term (DeiT's 0.1)
 
     def __post_init__(self):
+        self.epochs, self.time_budget = length_defaults(self.epochs, self.steps,
+                                                        self.time_budget, self.objective)
         if self.model_overrides is None:
             self.model_overrides = (
                 {} if self.model in RESNET_CONFIGS or self.objective != "classify" else
@@ -256,6 +266,19 @@ class Warmup:
     warning: str = ""       # "" or a one-line warning about an explicit --warmup-steps
 
 
+def length_defaults(epochs, steps, time_budget, objective: str) -> tuple:
+    """(epochs, time_budget) with the defaults filled in.  The length given wins: ``steps``,
+    else ``epochs`` (exactly, or as a time budget's cap when ``time_budget`` is given too);
+    a time budget alone trains at most BUDGET_MAX_EPOCHS; nothing given is the recipe's hour
+    (RECIPE_TIME_BUDGET) for classification and PRETRAIN_EPOCHS for pre-training."""
+    if epochs is None and steps is None and time_budget is None and objective == "classify":
+        time_budget = RECIPE_TIME_BUDGET
+    if epochs is None:
+        epochs = PRETRAIN_EPOCHS if objective != "classify" and time_budget is None \
+            else BUDGET_MAX_EPOCHS
+    return epochs, time_budget
+
+
 def choose_warmup(cfg: TrainConfig, steps_per_epoch: int, total: int) -> Warmup:
     """The warmup of a new run of ``total`` steps.
 
@@ -290,6 +313,6 @@ def load_train_config(run_dir) -> TrainConfig:
     return TrainConfig.from_dict({**OLD_RUN_DEFAULTS, **d["train"]})
 
 
-__all__ = ["DISTILL_KINDS", "DISTILL_MODEL_OVERRIDES", "OLD_RUN_DEFAULTS",
-           "RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "TrainConfig", "Warmup", "choose_warmup",
-           "load_train_config"]
+__all__ = ["BUDGET_MAX_EPOCHS", "DISTILL_KINDS", "DISTILL_MODEL_OVERRIDES", "OLD_RUN_DEFAULTS",
+           "PRETRAIN_EPOCHS", "RECIPE_MODEL_OVERRIDES", "RECIPE_TIME_BUDGET", "SESSION_FIELDS",
+           "TrainConfig", "Warmup", "choose_warmup", "length_defaults", "load_train_config"]

@@ -17,7 +17,8 @@ import sys
 from minivit.errors import UserError
 from minivit.config import CONFIGS
 from minivit.resnet_config import RESNET_CONFIGS
-from minivit.train_config import DISTILL_MODEL_OVERRIDES
+from minivit.train_config import (BUDGET_MAX_EPOCHS, DISTILL_MODEL_OVERRIDES, PRETRAIN_EPOCHS,
+                                  RECIPE_TIME_BUDGET)
 from minivit.train import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
                            resume, train)
 
@@ -83,13 +84,19 @@ def add_arguments(parser, classify: bool = True):
                             "architecture is the checkpoint's")
 
     o = parser.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, help=f"default {D.epochs}")
+    o.add_argument("--epochs", type=int,
+                   help="train exactly N epochs (with --time-budget: at most N; default: "
+                        + (f"as many as fit in {RECIPE_TIME_BUDGET:g} minutes, at most "
+                           f"{BUDGET_MAX_EPOCHS})" if classify else f"{PRETRAIN_EPOCHS})"))
     o.add_argument("--steps", type=int, help="total optimizer steps; replaces --epochs")
     o.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="fit the run to this wall-clock time: time a few steps first, then "
                         "train the whole epochs that fit, evaluations and saves included (at "
-                        "most --epochs); config.json records the steps chosen, and --steps N "
-                        "repeats the run exactly")
+                        f"most --epochs, or {BUDGET_MAX_EPOCHS}), fitted again after the first "
+                        "epoch; config.json records the steps chosen, and --steps N repeats "
+                        "the run exactly" + (f" (default {RECIPE_TIME_BUDGET:g} when neither "
+                                             "--epochs nor --steps is given)" if classify
+                                             else ""))
     o.add_argument("--batch-size", type=int, help=f"default {D.batch_size}")
     o.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {D.lr})")
     o.add_argument("--min-lr", type=float, help=f"final cosine learning rate (default {D.min_lr})")
@@ -150,7 +157,7 @@ def add_arguments(parser, classify: bool = True):
                    help="no progress bar")
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
     """'4' -> 4, '0.1' -> 0.1, 'true' -> True, 'mean' -> 'mean'."""
     try:
         return json.loads(text)
@@ -164,7 +171,7 @@ def _model_overrides(args) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = _parse_value(value.strip())
+        overrides[key.strip()] = parse_value(value.strip())
     for flag, field in MODEL_FLAGS.items():
         value = getattr(args, flag, None)          # None: not given, or not a flag of this command
         if value is not None:
