@@ -296,3 +296,25 @@ def test_the_length_given_wins_over_the_recipe_s_hour():
     assert T.TrainConfig.from_dict(T.TrainConfig().to_dict()) == T.TrainConfig()
     with pytest.raises(ValueError, match="give it or --steps, not both"):
         T.TrainConfig(steps=20, time_budget=10)
+
+
+def test_a_resumed_run_keeps_the_length_fitted_after_its_first_epoch(data_dir, tmp_path,
+                                                                    clock, capsys):
+    run = tmp_path / "run"
+    clock.run_steps_slower = 1.5
+    assert T.train(budget_cfg(data_dir, run, warmup_steps=5, max_steps=12))["total_steps"] == 25
+    clock.run_steps_slower = 0.25                # faster now: the length stays
+    result = T.resume(run)
+    assert result["status"] == "done" and result["step"] == result["total_steps"] == 25
+    assert "resuming at step 12" in capsys.readouterr().out
+    assert info(run)["time_budget"]["refit_step"] == 5
+    T.train(all_rngs_on(data_dir, tmp_path / "steps", epochs=20, steps=25, warmup_steps=5))
+    assert_same_run(run, tmp_path / "steps")
+
+
+def test_a_run_resumed_inside_its_first_epoch_keeps_the_first_plan(data_dir, tmp_path, clock):
+    run = tmp_path / "run"
+    clock.run_steps_slower = 1.5                 # a re-fit would choose 25 steps
+    assert T.train(budget_cfg(data_dir, run, warmup_steps=5, max_steps=3))["total_steps"] == 35
+    assert T.resume(run)["total_steps"] == 35
+    assert info(run)["time_budget"]["refit_step"] is None
