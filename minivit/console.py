@@ -28,4 +28,8 @@ def plural(n, word: str, words: str | None = None) -> str:
     return f"{text} {word if n == 1 else (words or word + 's')}"
 
 
-__all__ = ["plural", "progress_bar"]
+def silent(*args, **kwargs):
+    """What a process prints where it must not print (an MPI rank other than 0)."""
+
+
+__all__ = ["plural", "progress_bar", "silent"]

@@ -34,6 +34,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from minivit.checkpoint import Snapshot
 from minivit.errors import UserError
@@ -199,6 +200,21 @@ class EpochTiming:
     step: int                   # the run's step after them
 
 
+@dataclass(frozen=True)
+class FirstEpoch:
+    """Where a run's first epoch began, to time it for ``refit_plan``: the run's shape, the
+    clock every rank agrees on, and the step and time its steps started at."""
+    shape: RunShape
+    clock: Callable[[], float]
+    step: int
+    start: float
+
+    def timing(self, step: int, steps_end: float) -> EpochTiming:
+        """The epoch's timing at ``step``, its steps having ended at ``steps_end``."""
+        return EpochTiming(step - self.step, steps_end - self.start, self.clock() - steps_end,
+                           step)
+
+
 def refit_plan(plan: BudgetPlan, shape: RunShape, timing: EpochTiming,
                elapsed: float) -> BudgetPlan | None:
     """``plan`` fitted again from the first epoch's wall time, ``elapsed`` seconds into the
@@ -277,7 +293,7 @@ def record_elapsed(plan: BudgetPlan | None, run_dir, elapsed: float) -> str:
     return "; " + plan.report()
 
 
-__all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "EpochTiming", "MASKED_PROBE", "RESERVE",
+__all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "EpochTiming", "FirstEpoch", "MASKED_PROBE", "RESERVE",
            "RunShape", "TimeBudgetTooShort", "UNMASKED_PROBE", "eval_probe", "fit_budget",
            "plan_run", "record_elapsed", "record_plan", "recorded_plan", "refit_plan",
            "run_shape", "time_calls", "undone"]

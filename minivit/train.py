@@ -39,7 +39,7 @@ from pathlib import Path
 from minivit.backend import host_rng, rng
 from minivit.checkpoint import (Progress, Snapshot, load_checkpoint, save_checkpoint,
                                 stop_on_sigterm)
-from minivit.console import plural, progress_bar
+from minivit.console import plural, progress_bar, silent
 from minivit.data.cifar10 import load_cifar10
 from minivit.evaluation import eval_report
 from minivit.io.files import write_json
@@ -61,8 +61,8 @@ from minivit.loop_checks import (TrainingDiverged, check_data_order, check_finit
 from minivit.parallel import resolve_threads
 from minivit.schedule import Schedule, epoch_order
 from minivit.step_window import StepWindow, read_every_for_backend
-from minivit.time_budget import (EpochTiming, eval_probe, plan_run, record_elapsed,
-                                 record_plan, recorded_plan, refit_plan, run_shape, undone)
+from minivit.time_budget import (FirstEpoch, eval_probe, plan_run, record_elapsed, record_plan,
+                                 recorded_plan, refit_plan, run_shape, undone)
 from minivit.train_config import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig,
                                   choose_warmup, load_train_config)
 
@@ -143,7 +143,7 @@ class _Run:
         self.unmasked_tail = round(cfg.unmasked_epochs * steps_per_epoch) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
         self.plan = recorded_plan(self.run_dir) if resume and cfg.time_budget else None
-        self.refit_due = None                        # (step, clock) while a re-fit is to come
+        self.refit_due = None                        # a FirstEpoch while a re-fit is to come
         total = self.plan.steps if self.plan else None if cfg.time_budget \
             else cfg.steps or cfg.epochs * steps_per_epoch
         self.schedule = self.fixed_schedule(total, resume) if total else None
@@ -189,7 +189,7 @@ class _Run:
                         cfg.min_lr)
 
     def loop(self) -> dict:
-        cfg, self.bar, self.say = self.cfg, None, print if self.root else _silent
+        cfg, self.bar, self.say = self.cfg, None, print if self.root else silent
         self.steps_log = StepsLog(self.run_dir) if self.root else NoStepsLog()
         perm, perm_epoch, snapshot, status = None, None, None, "done"
         stop = Stop(self.ranks, stop_on_sigterm)    # `kill PID` stops the run as Ctrl-C does
@@ -249,7 +249,7 @@ class _Run:
         p, total = self.progress, self.schedule and self.schedule.total
         if p.saved_step != p.step:
             self.save(status)
-        say = print if self.root else _silent
+        say = print if self.root else silent
         if status == "done":
             budget = record_elapsed(self.plan, self.run_dir, self.elapsed()) if self.root else ""
             say(f"minivit {self.prog}: done, {plural(p.step, 'step')}; model saved to "
@@ -273,24 +273,23 @@ class _Run:
             undone(self, lambda: (self.step(i, perm, None), self.window.read()),
                    dataclasses.replace(probe, unmasked=0 if masked else probe.total))
 
-        self.budget_shape = run_shape(cfg, spe, self.unmasked_tail, data)
-        self.budget_clock = clock = agreed_seconds(self.ranks, time.perf_counter)  # one clock
-        self.plan = plan_run(cfg.time_budget, self.budget_shape, step,            # for all ranks
+        shape = run_shape(cfg, spe, self.unmasked_tail, data)
+        clock = agreed_seconds(self.ranks, time.perf_counter)    # one clock for all ranks
+        self.plan = plan_run(cfg.time_budget, shape, step,
                              eval_probe(self.objective, data, cfg.eval_batch_size), self.save,
                              agreed_seconds(self.ranks, self.elapsed), clock=clock)
         self.schedule = self.fixed_schedule(self.plan.steps, recorded=False)
         if self.root:
             record_plan(self.run_dir, self.plan, self.schedule)
-        self.refit_due = (self.progress.step, clock())
+        self.refit_due = FirstEpoch(shape, clock, self.progress.step, clock())
 
     def refit_to_budget(self, steps_end: float) -> None:
         """After the first epoch of a --time-budget run: its length fitted again from the
         epoch's wall time (time_budget.refit_plan), where the steps so far are those of a
         run of the new length (Schedule.same_start); otherwise the first plan stays."""
-        (start, t0), self.refit_due = self.refit_due, None
+        epoch1, self.refit_due = self.refit_due, None
         p = self.progress.step
-        timing = EpochTiming(p - start, steps_end - t0, self.budget_clock() - steps_end, p)
-        plan = refit_plan(self.plan, self.budget_shape, timing,
+        plan = refit_plan(self.plan, epoch1.shape, epoch1.timing(p, steps_end),
                           agreed_seconds(self.ranks, self.elapsed)())
         if plan is None:
             return
@@ -357,7 +356,7 @@ class _Run:
     def end_of_epoch(self) -> None:
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
         self.read_steps()
-        steps_end = self.budget_clock() if self.refit_due else None
+        steps_end = self.refit_due.clock() if self.refit_due else None
         cfg, data, p, obj = self.cfg, self.data, self.progress, self.objective
         epoch, n_seen = p.epochs_logged + 1, p.epoch_steps * cfg.batch_size
         rec = {"epoch": epoch, "step": p.step,
@@ -395,12 +394,6 @@ class _Run:
         p.epoch_correct, p.epoch_time = 0, 0.0
         self.save()
         self.say(format_record(rec, self.schedule.total))
-
-
-# --------------------------------------------------------------------------- loop helpers
-
-def _silent(*args, **kwargs):
-    """What a rank other than 0 prints."""
 
 
 __all__ = ["RECIPE_MODEL_OVERRIDES", "SESSION_FIELDS", "Schedule", "TrainConfig",
