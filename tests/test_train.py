@@ -161,7 +161,7 @@ def test_the_recipe_model_overrides_are_defaults_that_flags_add_to(data_dir, tmp
 
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORTED_RUN = ROOT / "results" / "cifar-nano-pd50-38ep-um1"     # the README's default run
+REPORTED_RUN = ROOT / "results" / "cifar-nano-tb60-s0"     # the README's default run (seed 0)
 
 
 def test_the_defaults_are_the_reported_cpu_run():
@@ -177,8 +177,9 @@ def test_the_defaults_are_the_reported_cpu_run():
 
 def test_the_reported_run_s_committed_model_is_trained():
     """results/<the default run>/model.safetensors is the model of its config.json, and it
-    classifies the committed sample of 64 CIFAR-10 test images as a trained model does (53 of
-    them when it was committed; chance is about 6)."""
+    classifies the committed sample of 64 CIFAR-10 test images as a trained model does (55 of
+    them when it was committed; chance is about 6); its recorded test accuracy is the
+    README's, at least 82%, in a run that kept to its one-hour budget."""
     reported = json.loads((REPORTED_RUN / "config.json").read_text())
     model = load(REPORTED_RUN / "model.safetensors")
     assert model.config.to_dict() == {"distilled": False, **reported["model"]}
@@ -187,7 +188,9 @@ def test_the_reported_run_s_committed_model_is_trained():
     result = evaluate(model, sample["x"], sample["y"], sample["mean"], sample["std"])
     assert result["n"] == 64 and result["acc"] >= 0.75
     reported_test = json.loads((REPORTED_RUN / "eval-test.json").read_text())
-    assert reported_test["n"] == 10000 and reported_test["accuracy"] >= 0.80
+    assert reported_test["n"] == 10000 and reported_test["accuracy"] >= 0.82
+    plan = reported["time_budget"]
+    assert plan["minutes"] == 60 and plan["elapsed_seconds"] <= 60 * 60
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
