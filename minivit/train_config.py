@@ -35,7 +35,7 @@ RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
 DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled": True}
 DISTILL_KINDS = ("hard", "soft")
 # The run's length when none is given: classification fits the whole epochs it can in an hour
-# (the README's CPU recipe, results/README.md section 10), pre-training trains 38 epochs.
+# (the README's CPU recipe, results/README.md section 9), pre-training trains 38 epochs.
 RECIPE_TIME_BUDGET = 60.0           # minutes
 BUDGET_MAX_EPOCHS = 100             # a time budget's cap when --epochs is not given
 PRETRAIN_EPOCHS = 38
