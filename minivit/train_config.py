@@ -3,7 +3,7 @@
     cfg = TrainConfig(model="cifar-nano", epochs=10, run_dir="runs/nano")   # validated
     cfg = load_train_config("runs/nano")          # what a run directory's config.json says
 
-The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 10): the
+The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 9): the
 model and its training, and a length of one hour (``length_defaults``).
 """
 

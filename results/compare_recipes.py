@@ -1,0 +1,40 @@
+"""Draw results/recipe-hour-vs-38ep.png: validation accuracy against wall time for the one-hour
+recipe (results/cifar-nano-tb60-s0, -s1: ``minivit train``, a 60-minute time budget) and the
+recipe it replaced (results/cifar-nano-pd50-38ep-um1 and its seed 1: 38 epochs).
+
+    python results/compare_recipes.py
+"""
+import json
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+HERE = Path(__file__).resolve().parent
+RUNS = [("cifar-nano-tb60-s0", "one-hour budget, seed 0 (2026-12-06)", "C0", "-"),
+        ("cifar-nano-tb60-s1", "one-hour budget, seed 1 (2026-12-06)", "C0", "--"),
+        ("cifar-nano-pd50-38ep-um1", "38 epochs, seed 0 (2026-11-23)", "C1", "-"),
+        ("cifar-nano-pd50-38ep-um1-seed1", "38 epochs, seed 1 (2026-11-23)", "C1", "--")]
+
+
+def val_acc(run):
+    rows = [json.loads(line) for line in open(HERE / run / "metrics.jsonl")]
+    return [r["elapsed"] / 60 for r in rows], [100 * r["val_acc"] for r in rows]
+
+
+fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
+for run, label, color, style in RUNS:
+    if (HERE / run / "metrics.jsonl").is_file():
+        x, y = val_acc(run)
+        ax.plot(x, y, style, color=color, lw=1.2, label=label)
+ax.axvline(60, color="0.6", lw=0.8)
+ax.set_xlabel("wall time (minutes, each run on its day's host)")
+ax.set_ylabel("validation accuracy (%)")
+ax.set_ylim(30, 85)
+ax.grid(alpha=0.3)
+ax.legend(loc="lower right", fontsize=8)
+ax.set_title("cifar-nano on CIFAR-10, 2 CPU cores: the one-hour recipe and the 38-epoch one",
+             fontsize=9)
+fig.savefig(HERE / "recipe-hour-vs-38ep.png", dpi=110)
+print("wrote", HERE / "recipe-hour-vs-38ep.png")
