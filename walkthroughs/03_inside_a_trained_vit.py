@@ -30,8 +30,9 @@
 # `minivit inspect CHECKPOINT --image IMG...` makes the paper's versions of them from the
 # command line (section 8).
 #
-# The trained model is the one `minivit train` makes with its default recipe (walkthrough 04),
-# committed with its run in `results/cifar-nano-pd50-38ep-um1/`: cifar-nano (811,146
+# The trained model is one that `minivit train` made with its recipe (walkthrough 04) for 38
+# epochs, the default length until 2026-12-06, committed with its run in
+# `results/cifar-nano-pd50-38ep-um1/`: cifar-nano (811,146
 # parameters) trained from scratch on CIFAR-10 on a 2-core CPU on 2026-11-23, 38 epochs in
 # 60 minutes, with mean pooling (the head reads the mean of the 64 patch tokens, not a class
 # token) and patch dropout 0.5 (each training image kept a random half of its patch tokens;

@@ -18,8 +18,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent                # walkthroughs/
 ASSETS = HERE / "assets"                              # the CIFAR-10 sample
-# the model `minivit train` makes with its default recipe (mean pooling, patch dropout 0.5,
-# 38 epochs, 80.24% test), committed with its run in results/: walkthroughs 01 and 03 look at it
+# the model of the recipe `minivit train` ran by default until 2026-12-06 (mean pooling, patch
+# dropout 0.5, 38 epochs, 80.24% test), committed with its run in results/: walkthroughs 01
+# and 03 look at it
 TRAINED_RUN = HERE.parent / "results" / "cifar-nano-pd50-38ep-um1"
 TRAINED_MODEL = TRAINED_RUN / "model.safetensors"
 DPI = 80
