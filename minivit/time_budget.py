@@ -293,7 +293,7 @@ def record_elapsed(plan: BudgetPlan | None, run_dir, elapsed: float) -> str:
     return "; " + plan.report()
 
 
-__all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "EpochTiming", "FirstEpoch", "MASKED_PROBE", "RESERVE",
-           "RunShape", "TimeBudgetTooShort", "UNMASKED_PROBE", "eval_probe", "fit_budget",
-           "plan_run", "record_elapsed", "record_plan", "recorded_plan", "refit_plan",
-           "run_shape", "time_calls", "undone"]
+__all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "EpochTiming", "FirstEpoch", "MASKED_PROBE",
+           "RESERVE", "RunShape", "TimeBudgetTooShort", "UNMASKED_PROBE", "eval_probe",
+           "fit_budget", "plan_run", "record_elapsed", "record_plan", "recorded_plan",
+           "refit_plan", "run_shape", "time_calls", "undone"]
