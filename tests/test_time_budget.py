@@ -79,8 +79,10 @@ def clock(monkeypatch):
 
 
 def budget_cfg(data_dir, run_dir, **kw):
-    """Every generator in use, patch dropout with an unmasked last epoch, at most 20 epochs."""
-    return all_rngs_on(data_dir, run_dir, **{"epochs": 20, "time_budget": BUDGET, **kw})
+    """Every generator in use, patch dropout with an unmasked last epoch, at most 20 epochs,
+    validation after every epoch (the arithmetic of the fake clock's plans counts on it)."""
+    return all_rngs_on(data_dir, run_dir,
+                       **{"epochs": 20, "time_budget": BUDGET, "eval_every": 1, **kw})
 
 
 def info(run_dir):
@@ -208,7 +210,11 @@ def test_the_flag_and_its_errors(data_dir, tmp_path, clock, capsys):
     assert len(err) == 1 and "time budget 0.05 min is too short" in err[0]
     assert not (run / R.CHECKPOINT_FILE).exists()                # so the same dir can be used
     assert main(flags + ["--time-budget", str(BUDGET)]) == 0
-    assert info(run)["train"]["time_budget"] == BUDGET and info(run)["total_steps"] == 35
+    # validating every 5 epochs (a time budget's default), 8 epochs fit where 7 do with a
+    # validation after every epoch (test_a_budget_run_fixes_its_steps_from_the_measured_clock)
+    recorded = info(run)
+    assert recorded["train"]["time_budget"] == BUDGET and recorded["total_steps"] == 40
+    assert recorded["train"]["eval_every"] == 5
     assert main(["train", "--resume", str(run), "--time-budget", "9"]) == 2
     assert "--time-budget cannot be changed" in capsys.readouterr().err
     for bad, message in ((["--time-budget", "0"], "time-budget must be a positive number"),
@@ -318,3 +324,14 @@ def test_a_run_resumed_inside_its_first_epoch_keeps_the_first_plan(data_dir, tmp
     assert T.train(budget_cfg(data_dir, run, warmup_steps=5, max_steps=3))["total_steps"] == 35
     assert T.resume(run)["total_steps"] == 35
     assert info(run)["time_budget"]["refit_step"] is None
+
+
+def test_a_time_budget_validates_every_few_epochs_unless_told():
+    from minivit.train_config import BUDGET_EVAL_EVERY
+    assert BUDGET_EVAL_EVERY == 5
+    assert T.TrainConfig().eval_every == BUDGET_EVAL_EVERY                 # the recipe's hour
+    assert T.TrainConfig(epochs=10, time_budget=30).eval_every == BUDGET_EVAL_EVERY
+    assert T.TrainConfig(epochs=10).eval_every == 1                       # a run by epochs
+    assert T.TrainConfig(steps=100).eval_every == 1
+    assert T.TrainConfig(time_budget=30, eval_every=1).eval_every == 1    # told
+    assert T.TrainConfig(time_budget=30, eval_every=0).eval_every == 0

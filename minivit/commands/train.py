@@ -17,8 +17,8 @@ import sys
 from minivit.errors import UserError
 from minivit.config import CONFIGS
 from minivit.resnet_config import RESNET_CONFIGS
-from minivit.train_config import (BUDGET_MAX_EPOCHS, DISTILL_MODEL_OVERRIDES, PRETRAIN_EPOCHS,
-                                  RECIPE_TIME_BUDGET)
+from minivit.train_config import (BUDGET_EVAL_EVERY, BUDGET_MAX_EPOCHS, DISTILL_MODEL_OVERRIDES,
+                                  PRETRAIN_EPOCHS, RECIPE_TIME_BUDGET)
 from minivit.train import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
                            resume, train)
 
@@ -133,7 +133,8 @@ def add_arguments(parser, classify: bool = True):
     d.add_argument("--val-size", type=int,
                    help=f"training images held out for validation (default {D.val_size})")
     d.add_argument("--eval-every", type=int,
-                   help="evaluate on val every N epochs, 0 = never (default 1)")
+                   help="evaluate on val every N epochs and after the last, 0 = never "
+                        f"(default 1; {BUDGET_EVAL_EVERY} with a time budget)")
     d.add_argument("--eval-test", action="store_const", const=True,
                    help="also evaluate on the test set each epoch")
     d.add_argument("--eval-batch-size", type=int, help=f"default {D.eval_batch_size}")
