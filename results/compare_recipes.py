@@ -14,10 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
-RUNS = [("cifar-nano-hour-s0", "one-hour budget, seed 0 (2026-12-06, 04:00)", "C0", "-"),
-        ("cifar-nano-hour-s1", "one-hour budget, seed 1 (2026-12-06, 05:00)", "C0", "--"),
-        ("cifar-nano-tb60-s0", "the same, validating every epoch, seed 0 (01:40)", "C2", "-"),
-        ("cifar-nano-tb60-s1", "the same, validating every epoch, seed 1 (02:40)", "C2", "--"),
+RUNS = [("cifar-nano-hour-s0", "one-hour budget, seed 0 (2026-12-06)", "C0", "-"),
+        ("cifar-nano-hour-s1", "one-hour budget, seed 1 (2026-12-06)", "C0", "--"),
+        ("cifar-nano-tb60-s0", "the same, validating every epoch, seed 0 (2026-12-06)", "C2", "-"),
+        ("cifar-nano-tb60-s1", "the same, validating every epoch, seed 1 (2026-12-06)", "C2", "--"),
         ("cifar-nano-pd50-38ep-um1", "38 epochs, seed 0 (2026-11-23)", "C1", "-"),
         ("cifar-nano-pd50-38ep-um1-seed1", "38 epochs, seed 1 (2026-11-23)", "C1", "--")]
 
