@@ -35,7 +35,7 @@ RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
 DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled": True}
 DISTILL_KINDS = ("hard", "soft")
 # The run's length when none is given: classification fits the whole epochs it can in an hour
-# (the README's CPU recipe, results/README.md section 9), pre-training trains 38 epochs.
+# (the README's CPU recipe, results/README.md sections 9-10), pre-training trains 38 epochs.
 RECIPE_TIME_BUDGET = 60.0           # minutes
 BUDGET_MAX_EPOCHS = 100             # a time budget's cap when --epochs is not given
 # A time-budgeted run validates every BUDGET_EVAL_EVERY epochs (and after the last) unless
@@ -322,5 +322,5 @@ def load_train_config(run_dir) -> TrainConfig:
 
 __all__ = ["BUDGET_EVAL_EVERY", "BUDGET_MAX_EPOCHS", "DISTILL_KINDS", "DISTILL_MODEL_OVERRIDES",
            "OLD_RUN_DEFAULTS", "PRETRAIN_EPOCHS", "RECIPE_MODEL_OVERRIDES", "RECIPE_TIME_BUDGET",
-           "SESSION_FIELDS",
-           "TrainConfig", "Warmup", "choose_warmup", "length_defaults", "load_train_config"]
+           "SESSION_FIELDS", "TrainConfig", "Warmup", "choose_warmup", "length_defaults",
+           "load_train_config"]
