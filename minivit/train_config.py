@@ -3,8 +3,9 @@
     cfg = TrainConfig(model="cifar-nano", epochs=10, run_dir="runs/nano")   # validated
     cfg = load_train_config("runs/nano")          # what a run directory's config.json says
 
-The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 9): the
-model and its training, and a length of one hour (``length_defaults``).
+The defaults are the CPU recipe of ``minivit train`` (results/README.md, section 10): the
+model and its training, a length of one hour (``length_defaults``) and, on a time budget,
+validation every ``BUDGET_EVAL_EVERY`` epochs.
 """
 
 from __future__ import annotations
