@@ -102,7 +102,19 @@ def machine_line(threads, peak):
             f"({threads} threads, float32 2048^3); env OPENBLAS_NUM_THREADS="
             f"{os.environ.get('OPENBLAS_NUM_THREADS')} MALLOC_MMAP_THRESHOLD_="
             f"{os.environ.get('MALLOC_MMAP_THRESHOLD_')} MALLOC_TOP_PAD_="
-            f"{os.environ.get('MALLOC_TOP_PAD_')}")
+            f"{os.environ.get('MALLOC_TOP_PAD_')} OPENBLAS_CORETYPE="
+            f"{os.environ.get('OPENBLAS_CORETYPE')}; NumPy's BLAS kernels: {blas_kernels()}")
+
+
+def blas_kernels():
+    """The kernels NumPy's OpenBLAS runs ("SkylakeX": AVX-512, "Haswell": AVX2), which it picks
+    from the CPU unless OPENBLAS_CORETYPE names them (threadpoolctl tells; "?" without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "?"
+    return ", ".join(sorted({i.get("architecture", "?") for i in threadpool_info()
+                             if i.get("internal_api") == "openblas"})) or "?"
 
 
 def timing_parser(description, configs):

@@ -4,6 +4,8 @@ Leading dimensions (batch, tokens) are flattened into one, so every product is a
 matrix multiply (one BLAS GEMM: NumPy's stacked/broadcast matmul is far slower on the CPU).
 """
 
+from minivit.layers.sums import column_sum
+
 
 def linear_forward(x, weight, bias=None):
     """x (..., in), weight (out, in), bias (out,) -> y (..., out).  cache = (x, weight, has_bias)."""
@@ -23,6 +25,6 @@ def linear_backward(dy, cache):
     dy2 = dy.reshape(-1, out_features)            # (M, out)
     x2 = x.reshape(-1, in_features)               # (M, in)
     dweight = dy2.T @ x2                          # (out, in)
-    dbias = dy2.sum(axis=0) if has_bias else None
+    dbias = column_sum(dy2) if has_bias else None
     dx = (dy2 @ weight).reshape(x.shape)          # (..., in)
     return dx, dweight, dbias
