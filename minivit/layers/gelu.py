@@ -15,9 +15,8 @@ import math
 from typing import NamedTuple
 
 from minivit.backend import array_module
-from minivit.special import erf
+from minivit.special import normal_cdf
 
-SQRT_2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 TANH_C = 0.044715
@@ -29,20 +28,11 @@ class GELUCache(NamedTuple):
     aux: object           # erf: Phi(x); tanh: t = tanh(u)   (...)
 
 
-def _phi_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF: a new array."""
-    cdf = x * (1.0 / SQRT_2)                                     # new array; in place below
-    erf(cdf, out=cdf)
-    cdf += 1.0
-    cdf *= 0.5
-    return cdf
-
-
 def gelu_forward(x, approximate="erf"):
     """x (...) -> (y (...), GELUCache)."""
     xp = array_module(x)
     if approximate == "erf":
-        cdf = _phi_cdf(x)
+        cdf = normal_cdf(x)                                      # Phi(x) = (1 + erf(x / sqrt 2)) / 2
         return x * cdf, GELUCache("erf", x, cdf)                 # gelu(x) = x Phi(x)
     if approximate == "tanh":
         t = xp.tanh(SQRT_2_OVER_PI * (x + TANH_C * x * x * x))
