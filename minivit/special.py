@@ -63,7 +63,8 @@ from __future__ import annotations
 import contextlib
 
 from minivit.backend import array_module, cupy_special, is_cupy_array
-from minivit.special_tables import (ERF32_TANH, ERX32, ERX64, PA32, PA64, PP32, PP64, QA32, QA64, QQ32, QQ64,
+from minivit.special_float32 import erf_float32, normal_cdf_float32
+from minivit.special_tables import (ERX32, ERX64, PA32, PA64, PP32, PP64, QA32, QA64, QQ32, QQ64,
                                     RA32, RA64, RB32, RB64, SA32, SA64, SB32, SB64, from_bits32,
                                     from_bits64)
 
@@ -290,79 +291,15 @@ def erf_fdlibm(x):
     return y.reshape(shape)
 
 
-# --------------------------------------------------------------------------------
-# float32: tanh of a polynomial, few passes
-# --------------------------------------------------------------------------------
-
-_SATURATE32 = 4.5  # erf = 1.0 in float32 from x = 3.92; any tanh(u(4.5) = 14.7) is 1.0
-_INV_SQRT_2 = 0.7071067811865476
-
-
-def _erf32_block(x, out, z, t, cdf=False):
-    """out = erf(x) for a 1-d float32 block (cdf: Phi(x) = (1 + erf(x / sqrt 2)) / 2);
-    z, t: scratch of the same size.
-
-        a = clip(x, -4.5, 4.5),  z = a^2,  erf(x) ~= tanh(a R(z))     (special_tables.ERF32_TANH)
-
-    Every operation writes into ``out``, ``z`` or ``t``: 3 + 2 * 6 passes and one tanh (a fast
-    vectorised NumPy ufunc) over a block that stays in the CPU cache, no temporaries (cdf:
-    three more).  nan stays nan (clip keeps it), +-inf -> +-1, the sign of zero is kept."""
+def normal_cdf(x, out=None):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, into ``out`` (as for
+    :func:`erf`) or a new array: for float32 NumPy in one blocked pass (:func:`erf_float32`'s,
+    within 4e-7 of the exact value), for every other dtype and on CuPy through :func:`erf`."""
     xp = array_module(x)
-    if cdf:
-        xp.multiply(x, _INV_SQRT_2, out=out)
-        xp.clip(out, -_SATURATE32, _SATURATE32, out=out)               # a = x / sqrt 2, clipped
-    else:
-        xp.clip(x, -_SATURATE32, _SATURATE32, out=out)                 # a
-    xp.multiply(out, out, out=z)                                       # z = a^2
-    _horner_into(z, ERF32_TANH, t, xp)                                 # t = R(z)
-    out *= t                                                           # u = a R(a^2)
-    xp.tanh(out, out=out)                                              # erf ~= tanh(u)
-    if cdf:
-        out *= 0.5
-        out += 0.5                                                     # Phi = (1 + erf) / 2
-
-
-def _horner_into(z, coeffs, out, xp):
-    """out = coeffs[0] + coeffs[1] z + ... (in place, coeffs of length >= 2)."""
-    xp.multiply(z, coeffs[-1], out=out)
-    out += coeffs[-2]
-    for c in reversed(coeffs[:-2]):
-        out *= z
-        out += c
-
-
-def erf_float32(x, out=None):
-    """erf of a float32 array (any shape), as tanh(x R(x^2)): within 8 float32 ulp of the exact
-    value (3.3 measured, absolute error < 5e-7; tests/test_special.py samples every range,
-    subnormals, +-inf, nan).  Into ``out`` when given (C-contiguous float32 of x's shape, ``x``
-    itself allowed), else into a new array."""
-    return _blocked32(x, out, cdf=False)
-
-
-def _blocked32(x, out, cdf):
-    """NumPy: blocks of ``_BLOCK`` elements, each pass in the CPU cache; CuPy: one piece."""
-    xp = array_module(x)
-    flat = xp.ascontiguousarray(x).reshape(-1)
-    y = xp.empty_like(flat) if out is None else out.reshape(-1)
-    n = flat.size
-    block = _BLOCK if getattr(xp, "errstate", None) else max(n, 1)     # NumPy: blocks
-    z, t = xp.empty(min(n, block), flat.dtype), xp.empty(min(n, block), flat.dtype)
-    errstate = getattr(xp, "errstate", None)
-    with errstate(under="ignore") if errstate else contextlib.nullcontext():   # subnormal x
-        for start in range(0, n, block):                                      # -> z = x^2 = 0
-            k = min(start + block, n) - start
-            _erf32_block(flat[start:start + k], y[start:start + k], z[:k], t[:k], cdf)
-    return y.reshape(x.shape) if out is None else out
-
-
-def normal_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, as a new array: for float32
-    NumPy in one blocked pass (:func:`erf_float32`'s, within 4e-7 of the exact value), for
-    every other dtype and on CuPy through :func:`erf`."""
-    xp = array_module(x)
-    if not is_cupy_array(x) and x.dtype == xp.dtype("float32") and x.dtype.isnative:
-        return _blocked32(x, None, cdf=True)
-    cdf = erf(x * _INV_SQRT_2)                                  # new array; in place below
+    if not is_cupy_array(x) and x.dtype == xp.dtype("float32") and x.dtype.isnative and (
+            out is None or (out.dtype == x.dtype and out.flags.c_contiguous)):
+        return normal_cdf_float32(x, out)
+    cdf = erf(x * 0.7071067811865476, out=out)                       # erf(x / sqrt 2), in place below
     cdf += 1.0
     cdf *= 0.5
     return cdf

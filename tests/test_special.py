@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minivit import special, special_tables
+from minivit import special, special_float32, special_tables
 from minivit.special import erf_fdlibm, erf_float32, erf_numpy
 
 
@@ -264,7 +264,7 @@ def test_float32_fast_erf_is_odd_blocked_and_leaves_its_input_alone(monkeypatch)
     whole = erf_float32(x)
     assert _same_bits(x, keep)
     assert _same_bits(erf_float32(-x), -whole)
-    monkeypatch.setattr(special, "_BLOCK", 256)                     # 15 blocks, last partial
+    monkeypatch.setattr(special_float32, "_BLOCK32", 256)                   # 15 blocks, last partial
     assert _same_bits(erf_float32(x), whole)
     assert _same_bits(erf_float32(x.T), whole.T)                    # non-contiguous input
 
@@ -293,7 +293,7 @@ def test_normal_cdf_float32_is_within_4e7_of_the_exact_value_and_blocked_alike(m
     assert y.min() >= 0.0 and y.max() <= 1.0
     assert list(normal_cdf(np.float32([np.inf, -np.inf]))) == [1.0, 0.0]
     assert np.isnan(normal_cdf(np.float32([np.nan]))).all()
-    monkeypatch.setattr(special, "_BLOCK", 256)                     # many blocks, one partial
+    monkeypatch.setattr(special_float32, "_BLOCK32", 256)                   # many blocks, one partial
     assert _same_bits(normal_cdf(x), y)
 
 
