@@ -166,6 +166,35 @@ def test_softmax_gradients_and_rows(xp, B, K):
     assert rel_error(p, p_shift) < 1e-13
 
 
+@given(B=small, K=st.integers(1, 9), N=st.integers(1, 4))
+def test_softmax_down_the_columns_is_the_row_softmax_transposed(xp, B, K, N):
+    x = randn(xp, B, 2, K, N, seed=7, scale=4.0)
+    check_layer(lambda x: softmax_forward(x, axis=-2),
+                lambda dp, p: softmax_backward(dp, p, axis=-2), [x])
+    p, _ = softmax_forward(x, axis=-2)
+    p_rows, _ = softmax_forward(x.swapaxes(-1, -2))
+    assert rel_error(p, p_rows.swapaxes(-1, -2)) < 1e-14
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 5, 8, 17, 33, 65])
+def test_column_max_by_halving_is_numpys_maximum(xp, K):
+    from minivit.layers.softmax import _column_max
+    x = randn(xp, 3, 2, K, 7, seed=K)
+    assert bool((_column_max(x) == x.max(axis=-2, keepdims=True)).all())
+    x[1, 0, K // 2, 3] = float("nan")
+    m = _column_max(x)
+    assert bool(xp.isnan(m[1, 0, 0, 3])) and int(xp.isnan(m).sum()) == 1
+
+
+def test_sums_as_matrix_vector_products_match_numpys(xp):
+    from minivit.layers.sums import column_sum, row_mean, sum_over
+    x = randn(xp, 4, 3, 5, 6, seed=8)
+    for axis in (-1, -2, 0, 1):
+        assert rel_error(sum_over(x, axis), x.sum(axis=axis, keepdims=True)) < 1e-14
+    assert rel_error(row_mean(x), x.mean(axis=-1, keepdims=True)) < 1e-14
+    assert rel_error(column_sum(x), x.reshape(-1, 6).sum(axis=0)) < 1e-14
+
+
 def test_softmax_is_stable_for_huge_inputs(xp):
     p, _ = softmax_forward(xp.asarray([[1000.0, 1000.0, -1000.0], [1e300, 0.0, -1e300]]))
     assert bool(xp.isfinite(p).all())

@@ -30,14 +30,14 @@ def _column_max(x):
     m = xp.maximum(x[..., :half, :], x[..., half:2 * half, :])       # new array (..., K/2, N)
     if K % 2:
         xp.maximum(m[..., :1, :], x[..., K - 1:, :], out=m[..., :1, :])
-    while m.shape[-2] > 1:                         # in place on m from here on
-        K = m.shape[-2]
-        half = K // 2
+    rows = half
+    for _ in range(rows.bit_length() - 1):         # halve m in place until one row is left
+        half = rows // 2
         xp.maximum(m[..., :half, :], m[..., half:2 * half, :], out=m[..., :half, :])
-        if K % 2:
-            xp.maximum(m[..., :1, :], m[..., K - 1:, :], out=m[..., :1, :])
-        m = m[..., :half, :]
-    return m
+        if rows % 2:
+            xp.maximum(m[..., :1, :], m[..., rows - 1:rows, :], out=m[..., :1, :])
+        rows = half
+    return m[..., :1, :]
 
 
 def _max_over(x, axis):
