@@ -210,6 +210,11 @@ save(fig, "01_gelu_derivative")
 # $\bar S$ being the softmax backward of section 1, row by row (`softmax_backward`).
 #
 # All heads and all images go through the same batched matrix products, shapes (B, h, T, d).
+# The code computes the scores transposed, $S^\top = s\, k q^\top$ (keys down, queries across),
+# and takes the softmax down each column: the same numbers, but on a CPU a maximum and a sum
+# over the rows of a column are elementwise passes over whole contiguous rows, much faster
+# than NumPy's reductions along rows of 65 numbers. So the code reads $\bar v = (A^\top)\bar O$,
+# $\bar A^\top = v \bar O^\top$, $\bar q = s\,(\bar S^\top)^\top k$ and $\bar k = s\,\bar S^\top q$.
 # (The linear maps around it, `qkv` and `proj`, are `linear_backward`: $\bar W = \bar y^\top x$,
 # $\bar b = \sum \bar y$, $\bar x = \bar y W$.) PyTorch's reference here is
 # `scaled_dot_product_attention`.
