@@ -114,13 +114,14 @@ def test_gelu(xp, dtype, approximate, torch_name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_softmax(xp, dtype):
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_softmax(xp, dtype, axis):
     x = randn(xp, 3, 4, 9, dtype=dtype, scale=5.0)
-    p, cache = softmax_forward(x)
+    p, cache = softmax_forward(x, axis=axis)
     dp = randn(xp, *p.shape, seed=1, dtype=dtype)
-    dx = softmax_backward(dp, cache)
+    dx = softmax_backward(dp, cache, axis=axis)
     tx = leaf(x)
-    tp = F.softmax(tx, dim=-1)
+    tp = F.softmax(tx, dim=axis)
     tp.backward(to_torch(dp))
     assert_close(p, tp, dtype, "softmax")
     assert_close(dx, tx.grad, dtype, "softmax backward")
