@@ -1,6 +1,7 @@
 """Draw results/recipe-hour-vs-38ep.png: validation accuracy against wall time for the one-hour
 recipe (results/cifar-nano-hour-s0, -s1: ``minivit train``, a 60-minute time budget that
-validates every 5 epochs), its first version (results/cifar-nano-tb60-s0, -s1: validation
+validates every 5 epochs; -avx512-s0: the same with NumPy's AVX-512 BLAS kernels and the faster
+layers of that afternoon), its first version (results/cifar-nano-tb60-s0, -s1: validation
 after every epoch) and the recipe they replaced (results/cifar-nano-pd50-38ep-um1 and its
 seed 1: 38 epochs).
 
@@ -14,7 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
-RUNS = [("cifar-nano-hour-s0", "one-hour budget, seed 0 (2026-12-06)", "C0", "-"),
+RUNS = [("cifar-nano-hour-avx512-s0", "one-hour budget, AVX-512 BLAS, seed 0 (2026-12-06)", "C3", "-"),
+        ("cifar-nano-hour-s0", "one-hour budget, seed 0 (2026-12-06)", "C0", "-"),
         ("cifar-nano-hour-s1", "one-hour budget, seed 1 (2026-12-06)", "C0", "--"),
         ("cifar-nano-tb60-s0", "the same, validating every epoch, seed 0 (2026-12-06)", "C2", "-"),
         ("cifar-nano-tb60-s1", "the same, validating every epoch, seed 1 (2026-12-06)", "C2", "--"),
