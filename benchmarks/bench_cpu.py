@@ -21,6 +21,11 @@ adds: each library in a fresh subprocess, the resident high-water mark (VmHWM, r
 resident size with /proc/self/clear_refs once the model, optimizer state and batch exist)
 after two steps minus the resident size before them -- so it counts NumPy's and PyTorch's
 allocations alike (Linux only).
+
+The table's heading names the kernels NumPy's OpenBLAS ran: it picks them from the CPU unless
+OPENBLAS_CORETYPE is set (some machines set it to an older core; to measure what a user's
+NumPy does there, unset it for the one command: ``env -u OPENBLAS_CORETYPE -u
+OPENBLAS_L2_SIZE python3 benchmarks/bench_cpu.py``).
 """
 
 import argparse
