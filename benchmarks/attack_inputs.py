@@ -11,7 +11,7 @@ this script writes.  The outcome is classified from the exit status and stderr:
     traceback          any other exit status with a Python traceback
     crash              killed by a signal (segfault, out of memory) or a timeout
 
-The CIFAR-10 payloads are the ones of tests/test_data.py (read from its parametrize lists).
+The CIFAR-10 payloads are the ones of tests/data/test_cifar10.py (read from its parametrize lists).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import minivit  # noqa: E402
-from minivit.config import ViTConfig  # noqa: E402
+from minivit.models.vit_config import ViTConfig  # noqa: E402
 from minivit.data.synthetic import write_cifar10_like  # noqa: E402
 from minivit.io import files as F  # noqa: E402
 from minivit.io import rundir as R  # noqa: E402
@@ -189,7 +189,7 @@ def model_cases(tmp: Path):
                    "Transformer/encoderblock_999999999/LayerNorm_0/scale": np.ones(16)})
     cases.append(("official .npz", "2 KB, encoderblock_999999999", p, False))
     p = tmp / "official.npz"
-    minivit.convert.export_official_npz(minivit.create_model(CFG, seed=0), p)
+    minivit.io.official_npz.export_official_npz(minivit.create_model(CFG, seed=0), p)
     cases.append(("official .npz", "valid export", p, True))
 
     p = tmp / "bomb.npz"

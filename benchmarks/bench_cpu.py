@@ -4,10 +4,10 @@
     python3 benchmarks/bench_cpu.py --configs cifar-nano --rounds 3 --out results.md
 
 minivit runs as its command line runs it: data parallel over one thread per core
-(minivit.parallel.DataParallel) with one-threaded BLAS each -- this script starts itself again
+(minivit.parallel.threads.DataParallel) with one-threaded BLAS each -- this script starts itself again
 with OPENBLAS_NUM_THREADS=1 (and the malloc settings of minivit/cli.py) before NumPy loads.
 PyTorch runs eager on the CPU with torch.set_num_threads(cores), the model built by
-minivit/reference_torch.py (fused attention, exact GELU).
+minivit/reference/torch_twin.py (fused attention, exact GELU).
 
 * training step: forward, cross-entropy, backward, AdamW update, float32, batch 128;
 * inference: logits of a batch of 256 (minivit.predict_logits; torch under no_grad).
@@ -55,7 +55,7 @@ def forward_flops(cfg, batch):
 class Minivit:
     def __init__(self, name, threads):
         import minivit
-        from minivit.parallel import DataParallel
+        from minivit.parallel.threads import DataParallel
         self.model = minivit.create_model(name, seed=0)
         self.dp = DataParallel(self.model, threads)
         self.opt = minivit.AdamW(self.model.params, lr=1e-3)
@@ -81,8 +81,8 @@ class Minivit:
 class Torch:
     def __init__(self, name, threads):
         import torch
-        from minivit.config import get_config
-        from minivit.reference_torch import TorchViT
+        from minivit.models.vit_config import get_config
+        from minivit.reference.torch_twin import TorchViT
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         self.torch = torch
@@ -135,7 +135,7 @@ def peak_memory(lib, name, threads, batch):
 
 
 def bench_config(name, args, peak):
-    from minivit.config import get_config
+    from minivit.models.vit_config import get_config
     cfg = get_config(name)
     libs = {k: LIBS[k](name, args.threads) for k in LIBS}
     rates = train_and_infer_rates(libs, args)
@@ -156,7 +156,7 @@ def main():
     if args.memory_child:
         lib, name, threads, batch = args.memory_child
         return peak_memory_child(lib, name, int(threads), int(batch))
-    from minivit.parallel import available_cores
+    from minivit.parallel.threads import available_cores
     args.threads = args.threads or available_cores()
     peak = gemm_peak(args.threads)
     start_table(args, args.label, peak,

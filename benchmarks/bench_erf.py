@@ -21,10 +21,10 @@ import time
 import numpy as np
 
 try:
-    from minivit.special import erf_numpy
+    from minivit.erf.fdlibm import erf_numpy
 except ImportError:  # run from a checkout that is not pip-installed
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from minivit.special import erf_numpy
+    from minivit.erf.fdlibm import erf_numpy
 
 try:
     from scipy.special import erf as scipy_erf

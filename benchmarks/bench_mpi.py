@@ -6,8 +6,8 @@ and a model of the step time on N machines.
     python benchmarks/bench_mpi.py --model-only             # the scaling model alone
 
 One step = forward, cross-entropy, backward of this rank's B/N images (one thread per rank,
-minivit.parallel.DataParallel with ``rows``), the allreduce of the flat float32 gradients
-(minivit.mpi.Ranks.sum_), clipping and AdamW: what ``mpirun -n N minivit train`` runs.  The
+minivit.parallel.threads.DataParallel with ``rows``), the allreduce of the flat float32 gradients
+(minivit.parallel.mpi.Ranks.sum_), clipping and AdamW: what ``mpirun -n N minivit train`` runs.  The
 median of the timed steps, after warm-up steps, launched with ``mpiexec -n N``.
 
 The scaling model: on N machines a step costs T1/N (each computes B/N images at the speed
@@ -36,9 +36,9 @@ def worker(args):
     import numpy as np
 
     import minivit
-    from minivit.mpi import connect
-    from minivit.optim import clip_flat_grads
-    from minivit.parallel import DataParallel
+    from minivit.parallel.mpi import connect
+    from minivit.training.optim import clip_flat_grads
+    from minivit.parallel.threads import DataParallel
     ranks = connect()
     B = args.batch
     b = B // ranks.size

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402  (after the restart with one BLAS thread)
 
 def train_flops(cfg, batch):
     """Multiply-add FLOPs of a training step (forward + backward = 3 x forward)."""
-    from minivit.resnet_config import stages
+    from minivit.models.resnet_config import stages
     size = cfg.image_size
     flops = 2 * size * size * cfg.widths[0] * cfg.in_chans * 9
     for _, c_in, c_out, stride, down in stages(cfg):
@@ -55,8 +55,8 @@ def train_flops(cfg, batch):
 class Minivit:
     def __init__(self, name, threads):
         import minivit
-        from minivit.parallel import DataParallel
-        from minivit.resnet import create_resnet
+        from minivit.parallel.threads import DataParallel
+        from minivit.models.resnet import create_resnet
         self.model = create_resnet(name, seed=0)
         self.dp = DataParallel(self.model, threads)
         self.opt = minivit.AdamW(self.model.params, lr=1e-3)
@@ -81,7 +81,7 @@ class Torch:
     def __init__(self, name, threads):
         import torch
         sys.path.insert(0, os.path.join(ROOT, "tests"))
-        from minivit.resnet_config import get_resnet_config
+        from minivit.models.resnet_config import get_resnet_config
         from torch_resnet import TorchResNet
         torch.set_num_threads(threads)
         torch.manual_seed(0)
@@ -166,7 +166,7 @@ def main():
     ap = timing_parser(__doc__.splitlines()[0], ["resnet8", "resnet20"])
     ap.add_argument("--profile", metavar="CONFIG", help="only the per-function profile")
     args = ap.parse_args()
-    from minivit.parallel import available_cores
+    from minivit.parallel.threads import available_cores
     args.threads = args.threads or available_cores()
     if args.profile:
         emit(args, profile(args.profile, args))

@@ -38,9 +38,9 @@ def main():
     import datetime
     import numpy as np
     import minivit
-    from minivit.train_config import RECIPE_MODEL_OVERRIDES as RECIPE
+    from minivit.training.config import RECIPE_MODEL_OVERRIDES as RECIPE
     from minivit.backend import to_device
-    from minivit.parallel import DataParallel, resolve_threads
+    from minivit.parallel.threads import DataParallel, resolve_threads
 
     shapes = [""] + [s for s in (args.shape or SHAPES) if s]
     threads = resolve_threads(args.threads)

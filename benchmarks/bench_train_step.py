@@ -8,7 +8,7 @@
 
 One step = forward, cross-entropy, backward, AdamW update, in float32.  Prints a table of
 images per second (median of the timed steps, after warm-up steps): minivit for each thread
-count (minivit.parallel.DataParallel; 0 = one per core), PyTorch with its default threads.
+count (minivit.parallel.threads.DataParallel; 0 = one per core), PyTorch with its default threads.
 """
 
 import argparse
@@ -19,7 +19,7 @@ import numpy as np
 
 import minivit
 from minivit.backend import set_backend, synchronize, to_device
-from minivit.parallel import DataParallel, resolve_threads
+from minivit.parallel.threads import DataParallel, resolve_threads
 
 
 def time_minivit(name, batch, steps, warmup, overrides, threads=1):
@@ -49,7 +49,7 @@ def _time_steps(model, dp, batch, steps, warmup):
 def time_mae(name, batch, steps, warmup, threads=1):
     """One MAE pre-training step (75% masked, the default CIFAR decoder): images per second."""
     from minivit.layers.masking import masking_noise
-    from minivit.mae import create_mae
+    from minivit.models.mae import create_mae
     mae = create_mae(name, seed=0)
     opt = minivit.AdamW(mae.params, lr=1e-3)
     c = mae.config.encoder
@@ -77,7 +77,7 @@ def time_mae(name, batch, steps, warmup, threads=1):
 
 def time_torch(model, batch, steps, warmup, device):
     import torch
-    from minivit.reference_torch import TorchViT
+    from minivit.reference.torch_twin import TorchViT
     tm = TorchViT(model.config, fused_attn=True).to(device)
     opt = torch.optim.AdamW(tm.parameters(), lr=1e-3)
     c = model.config

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from minivit.special import erf_fdlibm, erf_float32  # noqa: E402
+from minivit.erf.fdlibm import erf_fdlibm, erf_float32  # noqa: E402
 
 
 def fit(degree, iterations=200):

@@ -133,10 +133,10 @@ def time_step(config: str, batch: int, steps: int, warmup: int, torch_too: bool,
 def train_and_resume(work: str, steps: int, batch: int, overrides: dict) -> None:
     """A straight run of `steps` steps and one stopped halfway and resumed: same model bits?"""
     import numpy as np
-    import minivit.train as T
+    import minivit.training.loop as T
     from minivit.backend import set_backend, to_numpy
     from minivit.data.synthetic import write_cifar10_like
-    from minivit.serialization import load
+    from minivit.io.serialization import load
     set_backend("cupy")
     data = write_cifar10_like(Path(work) / "cifar", n_train_per_batch=max(16 * batch, 20),
                               n_test=20)
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
                                          "8" if dry else "128"), 150)
     res = check.json_lines(o)
     check.results["resume"] = res[0] if res else "no result (see the log)"
-    tests = ["tests/test_cupy_parity.py", "tests/test_backend.py"] if dry else []
+    tests = ["tests/backend/test_cupy_parity.py", "tests/backend/test_backend.py"] if dry else []
     check.run("pytest-cupy", [sys.executable, "-m", "pytest", "-m", "cupy", "-x", "-q",
                               "-p", "no:cacheprovider", *tests], max(check.left() - 5, 0),
               {"MINIVIT_CUPY_STANDIN": "1"} if dry else None)

@@ -9,16 +9,16 @@
 """
 
 from minivit.backend import get_backend, get_xp, set_backend, to_device, to_numpy
-from minivit.checks import rel_error
-from minivit.config import CONFIGS, ViTConfig, count_params, get_config
-from minivit.convert import export_official_npz
-from minivit.evaluation import predict_logits
+from minivit.reference.numerical import rel_error
+from minivit.models.vit_config import CONFIGS, ViTConfig, count_params, get_config
+from minivit.io.official_npz import export_official_npz
+from minivit.analysis.evaluation import predict_logits
 from minivit.layers.loss import cross_entropy
-from minivit.model import VisionTransformer, create_model
-from minivit.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
-from minivit.resample import resample_pos_embed
-from minivit.schedule import warmup_cosine
-from minivit.serialization import load, load_official_npz, load_optimizer, save, save_optimizer
+from minivit.models.vit import VisionTransformer, create_model
+from minivit.training.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
+from minivit.models.resample import resample_pos_embed
+from minivit.training.schedule import warmup_cosine
+from minivit.io.serialization import load, load_official_npz, load_optimizer, save, save_optimizer
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,7 @@
 """The one place that picks the array backend: NumPy (CPU) or CuPy (NVIDIA GPU).
 
 Every other module of minivit reaches arrays through this file and never imports
-``numpy`` or ``cupy`` itself (``tests/test_backend.py`` scans the sources to prove it).
+``numpy`` or ``cupy`` itself (``tests/backend/test_backend.py`` scans the sources to prove it).
 
 Two questions, two answers:
 
@@ -194,7 +194,7 @@ def cupy_special() -> ModuleType:
 
 
 def cupy_nccl():
-    """``cupy.cuda.nccl`` (NCCL collectives between GPUs: minivit/mpi.py), or None where CuPy
+    """``cupy.cuda.nccl`` (NCCL collectives between GPUs: minivit/parallel/mpi.py), or None where CuPy
     was built without NCCL."""
     try:
         import cupy.cuda.nccl as nccl

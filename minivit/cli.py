@@ -30,7 +30,7 @@ COMMANDS = {
 }
 
 
-# Commands that split batches over threads (minivit.parallel), the variables that set the
+# Commands that split batches over threads (minivit.parallel.threads), the variables that set the
 # number of BLAS threads when the BLAS library loads, and glibc malloc's settings (read when the
 # process starts) that keep freed memory for the next array instead of handing it back to the
 # kernel: without them every large temporary is a fresh mmap whose pages fault in on first
@@ -127,7 +127,7 @@ def _restart_settings(args) -> dict | None:
     wanted = dict(MALLOC_VARS)
     threads = getattr(args, "threads", None) or 0
     if not any(v in os.environ for v in BLAS_THREAD_VARS) and threads >= 0 and threads != 1:
-        from minivit.parallel import available_cores
+        from minivit.parallel.threads import available_cores
         if (threads or available_cores()) > 1:
             wanted.update({v: "1" for v in BLAS_THREAD_VARS})
     missing = {k: v for k, v in wanted.items() if k not in os.environ}

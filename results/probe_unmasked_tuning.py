@@ -18,14 +18,14 @@ from pathlib import Path
 
 from minivit.backend import rng
 from minivit.data.cifar10 import load_cifar10
-from minivit.model import create_model
-from minivit.optim import AdamW
-from minivit.parallel import DataParallel
-from minivit.checkpoint import load_checkpoint
-from minivit.evaluation import evaluate
-from minivit.objectives import prepare_batch
-from minivit.optim import clip_grad_norm
-from minivit.train import AUG_STREAM, TrainConfig, epoch_order
+from minivit.models.vit import create_model
+from minivit.training.optim import AdamW
+from minivit.parallel.threads import DataParallel
+from minivit.training.checkpoint import load_checkpoint
+from minivit.analysis.evaluation import evaluate
+from minivit.training.objectives.classification import prepare_batch
+from minivit.training.optim import clip_grad_norm
+from minivit.training.loop import AUG_STREAM, TrainConfig, epoch_order
 
 run_dir, data_dir = Path(sys.argv[1]), sys.argv[2]
 rate, steps, lr = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])

@@ -2,12 +2,17 @@
 hypothesis settings.  Tests that take ``xp`` run once per available backend."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 import minivit.backend as backend
+
+# The test folders mirror the package's; what they share (support.py, the PyTorch twins, the
+# CuPy stand-in) sits here, on the import path of every test.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # --- CuPy stand-in (tests/cupy_standin) -------------------------------------------------------
 # With MINIVIT_CUPY_STANDIN=1 and no working CuPy, the `cupy` tests run against a strict

@@ -1,7 +1,7 @@
 """A PyTorch masked autoencoder written the way the MAE reference code (``models_mae.py``,
 facebookresearch/mae) writes it, to check minivit's hand-written MAE against autograd.
 
-It reuses the timm-style ``PatchEmbed`` and ``Block`` of ``minivit/reference_torch.py``, and
+It reuses the timm-style ``PatchEmbed`` and ``Block`` of ``minivit/reference/torch_twin.py``, and
 its ``state_dict`` has minivit's MAE parameter names (``load_state_dict(strict=True)``).
 Masking is the reference's: argsort of the given noise, ``torch.gather`` to keep and to
 unshuffle; the loss is the reference's ``forward_loss`` (``torch.var`` is unbiased).  The
@@ -13,12 +13,12 @@ gives the same for the ratios tested).  Needs torch: import after
 import torch
 from torch import nn
 
-from minivit.reference_torch import LN_EPS, Block, PatchEmbed, to_torch
+from minivit.reference.torch_twin import LN_EPS, Block, PatchEmbed, to_torch
 
 
 class TorchMAE(nn.Module):
     def __init__(self, cfg, decoder_pos_embed):
-        """cfg: minivit.mae.MAEConfig; decoder_pos_embed: the fixed (1, N+1, Dd) array when
+        """cfg: minivit.models.mae.MAEConfig; decoder_pos_embed: the fixed (1, N+1, Dd) array when
         cfg.decoder_pos_embed == "sincos" (a buffer), ignored when learned (a parameter)."""
         super().__init__()
         enc, dec = cfg.encoder, cfg.decoder_config()

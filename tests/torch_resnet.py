@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minivit.resnet_config import stages
+from minivit.models.resnet_config import stages
 
 
 class BasicBlock(nn.Module):

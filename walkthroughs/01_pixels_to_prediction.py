@@ -350,7 +350,7 @@ print("by hand == attention_core_forward: OK")
 # %%
 from matplotlib.patches import Rectangle
 
-from minivit.plots_inspect import overlay
+from minivit.analysis.inspect_figures import overlay
 
 
 def patch_row_map(attn, query, head=None):

@@ -20,7 +20,7 @@
 # and checks it twice:
 #
 # * against **central finite differences** in float64, $\partial f/\partial x_i \approx
-#   (f(x + h e_i) - f(x - h e_i)) / 2h$ with $h = 10^{-5}$ (`minivit.checks`), where a correct
+#   (f(x + h e_i) - f(x - h e_i)) / 2h$ with $h = 10^{-5}$ (`minivit.reference.numerical`), where a correct
 #   gradient agrees to about $10^{-9}$ and a wrong one is off by $10^{-1}$;
 # * against **PyTorch autograd**, when torch is installed (agreement near $10^{-15}$ in float64).
 #
@@ -33,7 +33,7 @@
 # fixed $\bar y$: its gradient is exactly what the backward pass must return.
 #
 # The walkthrough ends with the same check for every parameter of a whole ViT
-# (`minivit.gradcheck`, also `minivit gradcheck` on the command line).
+# (`minivit.reference.gradcheck`, also `minivit gradcheck` on the command line).
 
 # %%
 import inspect
@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minivit
-from minivit.checks import TOL_FD64, TOL_REF64, numerical_gradient, rel_error
+from minivit.reference.numerical import TOL_FD64, TOL_REF64, numerical_gradient, rel_error
 
 
 try:
@@ -268,14 +268,14 @@ save(fig, "02_op_errors")
 # ## 7. The whole ViT
 #
 # Finally the same two checks for the loss of a whole model: every parameter tensor and the
-# input images. `minivit.gradcheck.gradcheck` runs the model's `backward`, then, for a sample of
+# input images. `minivit.reference.gradcheck.gradcheck` runs the model's `backward`, then, for a sample of
 # entries of each tensor, two forward passes with that entry moved by $\pm h$ (float64), and,
 # when torch is installed, PyTorch autograd on the full tensors of a timm-structured copy of the
-# model (`minivit/reference_torch.py`). The command line does the same: `minivit gradcheck`.
+# model (`minivit/reference/torch_twin.py`). The command line does the same: `minivit gradcheck`.
 
 # %%
 from minivit import ViTConfig, create_model
-from minivit.gradcheck import gradcheck
+from minivit.reference.gradcheck import gradcheck
 
 if FAST:
     cfg = ViTConfig(image_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_dim=32,

@@ -26,7 +26,7 @@
 #   classifies from its class token; ours from the mean of its patch tokens, so we roll the
 #   attention out to that mean (section 6).
 #
-# The computations are in `minivit/analysis.py` and the figures in `minivit/plots_inspect.py`;
+# The computations are in `minivit/analysis/attention.py` and the figures in `minivit/analysis/inspect_figures.py`;
 # `minivit inspect CHECKPOINT --image IMG...` makes the paper's versions of them from the
 # command line (section 8).
 #
@@ -50,14 +50,14 @@ FAST, OUT, ASSETS, save = walkthrough("03_inside_a_trained_vit")
 import numpy as np
 
 import minivit
-from minivit import analysis as A
-from minivit import plots_inspect as PI
+from minivit.analysis import attention as A
+from minivit.analysis import inspect_figures as PI
 from minivit.backend import to_device, to_numpy
 from minivit.data import normalize
 
 
 def show(path):
-    """A figure minivit.plots_inspect wrote: in Jupyter, display it."""
+    """A figure minivit.analysis.inspect_figures wrote: in Jupyter, display it."""
     if "ipykernel" in sys.modules:
         from IPython.display import Image, display
         display(Image(str(path)))
@@ -240,7 +240,7 @@ show(PI.plot_attention_distance(list(dists.items()), OUT / "03_attention_distanc
 # mean-pooled model takes from one attention head is the mean of the patch queries' outputs,
 # $\frac{1}{N}\sum_q \sum_k A_{qk} v_k = \sum_k \big(\frac{1}{N}\sum_q A_{qk}\big)\, v_k$:
 # each patch's value enters with the average weight the 64 patch queries give it. That average
-# row (`minivit.analysis.pooled_attention_map`: patch queries, patch keys, the class token's column left
+# row (`minivit.analysis.attention.pooled_attention_map`: patch queries, patch keys, the class token's column left
 # out) is drawn for each head of the first and the last block, each map scaled to its own
 # maximum: bright patches are read by many queries, dark ones by few.
 

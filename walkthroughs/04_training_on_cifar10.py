@@ -65,8 +65,8 @@ os.chdir(WORK)                                        # short relative paths in 
 # | augmentation | random 32 x 32 crop of the image padded by 4, horizontal flip | a ViT has no built-in translation invariance: it must see shifted and mirrored images to learn it; on 45,000 images it otherwise overfits within a few epochs. (Longer GPU runs add Mixup/CutMix and stochastic depth.) |
 # | label smoothing | 0.1 | the target is 0.91 on the true class and 0.01 on the others: the model is not pushed to infinite logits, which regularises and keeps its probabilities calibrated. |
 # | gradient clipping | global norm 1.0 | one bad batch cannot undo the run. |
-# | length | as many whole epochs as fit in one hour (`--time-budget 60`, at most 100): 57 epochs (20,007 steps) on two cores on 2026-12-06 | a ViT keeps improving for hundreds of epochs, so on a CPU the budget, not the model, sets the length, and the host's speed drifts up to 3x between days. The run times a few steps (then undoes them), an evaluation and a save, picks the epochs that fit in 96% of the hour, and fits the length once more from the first epoch's wall time (`minivit/time_budget.py`); `config.json` records the choice, and `--steps N` repeats the run exactly. It validates every 5 epochs, not after each: that saves about 4 minutes of the hour for training. `--epochs N` alone trains exactly N epochs, validating after each. |
-# | threads | one per CPU core (`--threads`) | each batch is split between the cores: every thread runs the forward and backward pass of its share of the images on a replica of the model that shares the parameters, and the gradients are added (`minivit/parallel.py`). NumPy releases the GIL inside its array operations, so two cores train almost twice as fast. |
+# | length | as many whole epochs as fit in one hour (`--time-budget 60`, at most 100): 57 epochs (20,007 steps) on two cores on 2026-12-06 | a ViT keeps improving for hundreds of epochs, so on a CPU the budget, not the model, sets the length, and the host's speed drifts up to 3x between days. The run times a few steps (then undoes them), an evaluation and a save, picks the epochs that fit in 96% of the hour, and fits the length once more from the first epoch's wall time (`minivit/training/time_budget.py`); `config.json` records the choice, and `--steps N` repeats the run exactly. It validates every 5 epochs, not after each: that saves about 4 minutes of the hour for training. `--epochs N` alone trains exactly N epochs, validating after each. |
+# | threads | one per CPU core (`--threads`) | each batch is split between the cores: every thread runs the forward and backward pass of its share of the images on a replica of the model that shares the parameters, and the gradients are added (`minivit/parallel/threads.py`). NumPy releases the GIL inside its array operations, so two cores train almost twice as fast. |
 #
 # Below, the learning-rate schedule (`minivit.warmup_cosine`), what the augmentation does to
 # a few real test images (`minivit.data.random_crop_flip`, on the device, seeded), and which
@@ -153,7 +153,7 @@ print(sorted(p.name for p in data_dir.iterdir()))
 # %% [markdown]
 # ## 3. Train, stop halfway, resume
 #
-# `minivit.train.train(TrainConfig(...))` is what `minivit train` runs. To fit a few minutes of
+# `minivit.training.loop.train(TrainConfig(...))` is what `minivit train` runs. To fit a few minutes of
 # one CPU core the model here has 4 blocks instead of 6 (`--set depth=4`, on top of the
 # recipe's `RECIPE_MODEL_OVERRIDES`: mean pooling and patch dropout), the batch is 64 and
 # the run lasts 4 short epochs (3,500 training images, 500 held out for validation), the last
@@ -163,11 +163,11 @@ print(sorted(p.name for p in data_dir.iterdir()))
 # continue with `minivit train --resume RUN_DIR`. The checkpoint holds the parameters, AdamW's
 # moments, the step and every random generator's state, and each epoch's data order is a
 # function of (seed, epoch): the resumed run continues exactly where it stopped, bit for bit
-# (`tests/test_train.py` checks it).
+# (`tests/training/test_loop.py` checks it).
 
 # %%
 from minivit.cli import main as minivit_cli
-from minivit.train import RECIPE_MODEL_OVERRIDES, TrainConfig, train
+from minivit.training.loop import RECIPE_MODEL_OVERRIDES, TrainConfig, train
 
 if FAST:
     tc = dict(model_overrides={**RECIPE_MODEL_OVERRIDES, "embed_dim": 16, "depth": 1,
@@ -193,7 +193,7 @@ print(sorted(p.name for p in run_dir.iterdir()))
 # %% [markdown]
 # ## 4. Reading the curves
 #
-# `metrics.jsonl` has one line per epoch; `minivit.plots.plot_curves` (and `minivit plot RUN`)
+# `metrics.jsonl` has one line per epoch; `minivit.analysis.plots.plot_curves` (and `minivit plot RUN`)
 # draws loss, accuracy and learning rate.
 #
 # * With label smoothing 0.1 the training loss cannot reach 0: its floor is the entropy of the
@@ -208,7 +208,7 @@ print(sorted(p.name for p in run_dir.iterdir()))
 #   up right after warmup means the peak learning rate is too high.
 
 # %%
-from minivit.plots import plot_curves
+from minivit.analysis.plots import plot_curves
 from minivit.io.rundir import read_metrics
 
 records = read_metrics(run_dir)

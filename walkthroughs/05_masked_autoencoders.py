@@ -23,7 +23,7 @@
 #   2021): hide 75% of the patches, encode only the visible quarter, and let a small decoder
 #   reconstruct the pixels of the hidden ones.
 #
-# Everything below is `minivit/layers/masking.py`, `minivit/mae.py` and `minivit/mpp.py`:
+# Everything below is `minivit/layers/masking.py`, `minivit/models/mae.py` and `minivit/models/masked_patch_prediction.py`:
 # forward and backward by hand, reusing the ViT's layers. On the command line:
 # `minivit pretrain --objective mae|mpp`, then `minivit train --init-from RUN_DIR`
 # (fine-tuning), `minivit linprobe RUN_DIR` (linear probing) and
@@ -136,7 +136,7 @@ save(fig, "01_masks")
 # is what makes MAE cheap. The decoder is narrow and shallow (here 128 wide, 2 blocks).
 
 # %%
-from minivit.mae import MAEConfig, create_mae
+from minivit.models.mae import MAEConfig, create_mae
 
 mae = create_mae("cifar-nano", seed=0)
 print(mae)
@@ -186,8 +186,8 @@ print(f"loss {l:.4f} = forward's {loss:.4f}; |dpred| on visible patches: "
 # installed, a PyTorch MAE written as the reference code writes it (`tests/torch_mae.py`).
 
 # %%
-from minivit.checks import numerical_gradient, rel_error, sample_indices
-from minivit.config import get_config
+from minivit.reference.numerical import numerical_gradient, rel_error, sample_indices
+from minivit.models.vit_config import get_config
 
 enc = get_config("cifar-nano", image_size=8, patch_size=2, embed_dim=8, depth=1, num_heads=2,
                  mlp_dim=12)
@@ -235,8 +235,8 @@ except ImportError as e:
 import time
 
 from minivit.data.augment import random_crop_flip
-from minivit.optim import AdamW, clip_grad_norm
-from minivit.schedule import warmup_cosine
+from minivit.training.optim import AdamW, clip_grad_norm
+from minivit.training.schedule import warmup_cosine
 
 if FAST:
     enc = get_config("cifar-nano", embed_dim=64, depth=2, num_heads=2, mlp_dim=128)
@@ -298,7 +298,7 @@ save(fig, "03_reconstructions")
 # (`corrupt_tokens_backward`, an `add.at`).
 
 # %%
-from minivit.mpp import MPPConfig, corruption, create_mpp, draw_corruption, mean_color_targets
+from minivit.models.masked_patch_prediction import MPPConfig, corruption, create_mpp, draw_corruption, mean_color_targets
 
 mpp = create_mpp(MPPConfig(encoder=get_config("cifar-nano", depth=2)), seed=0)
 draws = draw_corruption(device_rng(0), 64, 64)

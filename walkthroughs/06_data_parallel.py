@@ -27,8 +27,8 @@
 # 3. every rank applies the same summed gradient with the same optimizer, so all ranks end
 #    with the same parameters without ever sending them.
 #
-# The code is `minivit/distributed.py` (the shard, the agreement, evaluation) and
-# `minivit/mpi.py` (the allreduce with a deadline).
+# The code is `minivit/parallel/ranks.py` (the shard, the agreement, evaluation) and
+# `minivit/parallel/mpi.py` (the allreduce with a deadline).
 
 # %%
 from _setup import shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
@@ -40,7 +40,7 @@ import numpy as np
 import minivit
 from minivit.backend import to_device
 from minivit.data import normalize
-from minivit.parallel import DataParallel
+from minivit.parallel.threads import DataParallel
 
 sample = np.load(ASSETS / "cifar10_sample.npz")
 B = 8 if FAST else 16                                    # the global batch
@@ -58,7 +58,7 @@ print("fast mode" if FAST else "full mode", "| figures in", shown(OUT), "| globa
 #   \quad\Rightarrow\quad \nabla L = \sum_r \frac{b_r}{B} \nabla L_r .$$
 #
 # First the reference: one process, the whole batch. `DataParallel` is the thread splitter
-# of `minivit.parallel`; here with one thread it runs the batch as is.
+# of `minivit.parallel.threads`; here with one thread it runs the batch as is.
 
 # %%
 def new_model():
@@ -86,7 +86,7 @@ ranks = [new_model() for _ in range(N)]
 shares, parts = [], []
 for r, model in enumerate(ranks):
     dp = DataParallel(model, 1)
-    dp.rows = (r * b, B)                                  # what minivit.distributed sets
+    dp.rows = (r * b, B)                                  # what minivit.parallel.ranks sets
     rows = slice(r * b, (r + 1) * b)                      # distributed.shard_batch
     share, _ = dp.forward_backward(images[rows], labels[rows], 0.1)
     shares.append(float(share))
@@ -100,7 +100,7 @@ print(f"sum of the ranks' losses {sum(shares):.6f} = the one-process loss {float
 #
 # `Ranks.sum_(model.flat_grads)` is one `MPI_Allreduce(SUM)` of the flat gradient buffer:
 # afterwards every rank holds $g_0 + g_1$. The gradients live in one contiguous buffer
-# (`minivit/flat.py`), so this is one message, not one per tensor. Here the sum is done by
+# (`minivit/models/flat_params.py`), so this is one message, not one per tensor. Here the sum is done by
 # hand.
 
 # %%
@@ -131,7 +131,7 @@ save(fig, "01_shards")
 # compared over the ranks).
 
 # %%
-from minivit.optim import AdamW, clip_flat_grads
+from minivit.training.optim import AdamW, clip_flat_grads
 
 for model in [one, *ranks]:
     clip_flat_grads(model.flat_grads, 1.0)

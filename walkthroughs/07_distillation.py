@@ -27,7 +27,7 @@
 # Here we take apart the two models `minivit train` made on CIFAR-10 (section 6 gives the
 # commands): a ResNet-14 teacher and a cifar-nano student distilled from it with DeiT's
 # *hard* distillation, both committed with their runs in `results/`. The code is
-# `minivit/model.py` (the two tokens and heads), `minivit/distillation.py` (the objective) and
+# `minivit/models/vit.py` (the two tokens and heads), `minivit/training/objectives/distillation.py` (the objective) and
 # `minivit/layers/distill.py` (the soft variant's KL loss).
 
 # %%
@@ -40,12 +40,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minivit
-from minivit import analysis as A
+from minivit.analysis import attention as A
 from minivit.backend import rng as make_rng, to_device, to_numpy
 from minivit.data import normalize, random_crop_flip
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
 from minivit.layers.loss import cross_entropy_device
-from minivit.resnet import create_resnet
+from minivit.models.resnet import create_resnet
 
 RESULTS = TRAINED_RUN.parent
 TEACHER_RUN = RESULTS / "teacher-resnet14-12ep"

@@ -17,8 +17,8 @@ from pathlib import Path
 from minivit.commands.outputs import report_path
 from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
-from minivit.parallel import DataParallel, resolve_threads
-from minivit.evaluation import eval_report, evaluate, load_trained
+from minivit.parallel.threads import DataParallel, resolve_threads
+from minivit.analysis.evaluation import eval_report, evaluate, load_trained
 from minivit.io.files import write_json
 
 

@@ -11,7 +11,7 @@ A random batch of images and labels goes through the model (dropout off); the ha
 backward gives the gradient of the cross-entropy loss for every parameter and for the images.
 Each is compared with central finite differences on a sample of its entries, and with PyTorch
 autograd on the whole tensor when torch is installed.  Exit status 1 when any relative error is
-above its threshold (see minivit/gradcheck.py); 0 otherwise.
+above its threshold (see minivit/reference/gradcheck.py); 0 otherwise.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from __future__ import annotations
 import time
 
 from minivit.backend import get_backend, host_rng, to_device
-from minivit.config import CONFIGS, GELUS, POOLS, STOCHASTIC_FIELDS
-from minivit.gradcheck import fd_scale_floor, gradcheck
-from minivit.model import create_model
+from minivit.models.vit_config import CONFIGS, GELUS, POOLS, STOCHASTIC_FIELDS
+from minivit.reference.gradcheck import fd_scale_floor, gradcheck
+from minivit.models.vit import create_model
 
 # integer fields of ViTConfig that may be overridden from the command line
 INT_OVERRIDES = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim",

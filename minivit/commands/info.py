@@ -1,7 +1,7 @@
 """``minivit info``: what backend and device minivit would use, and the named configs."""
 
 from minivit.backend import DEFAULT_DTYPE, device_name, get_backend
-from minivit.config import CONFIGS, count_params
+from minivit.models.vit_config import CONFIGS, count_params
 
 
 def add_arguments(parser):

@@ -15,7 +15,7 @@ Writes into --out (default RUN_DIR/inspect, or <model file name>-inspect next to
 
 Each figure puts the checkpoint next to an untrained model of the same config (same init as
 ``minivit train``, seed --seed), unless --no-compare-untrained.  The computations are
-``minivit.analysis``; the drawing is ``minivit.plots_inspect``.  Images are resized to the
+``minivit.analysis.attention``; the drawing is ``minivit.analysis.inspect_figures``.  Images are resized to the
 model's input size and normalised with the run's mean/std (config.json), --mean/--std, or
 CIFAR-10's training-set statistics.
 """
@@ -29,7 +29,7 @@ from minivit.backend import host_xp, to_device, to_numpy
 from minivit.commands.predict import add_normalisation_arguments, check_normalisation
 from minivit.errors import UserError
 from minivit.data.batches import normalize
-from minivit.evaluation import predict_logits
+from minivit.analysis.evaluation import predict_logits
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
 CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
@@ -103,12 +103,12 @@ def _check_args(args):
 
 
 def run(args) -> int:
-    from minivit import analysis as A
-    from minivit import plots_inspect as P
+    from minivit.analysis import attention as A
+    from minivit.analysis import inspect_figures as P
     from minivit.commands.predict import read_image
     from minivit.data.synthetic import LABEL_NAMES
-    from minivit.model import create_model
-    from minivit.evaluation import load_trained
+    from minivit.models.vit import create_model
+    from minivit.analysis.evaluation import load_trained
 
     _check_args(args)
     checkpoint = Path(args.checkpoint)

@@ -25,14 +25,14 @@ from minivit.commands.outputs import report_path
 from minivit.console import plural, progress_bar
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
-from minivit.evaluation import predict_logits
+from minivit.analysis.evaluation import predict_logits
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.parallel import DataParallel, resolve_threads
+from minivit.parallel.threads import DataParallel, resolve_threads
 from minivit.layers.loss import cross_entropy
-from minivit.mae import vit_from_encoder
-from minivit.optim import AdamW
-from minivit.pretrain import encoder_of, load_pretrained
-from minivit.schedule import warmup_cosine
+from minivit.models.mae import vit_from_encoder
+from minivit.training.optim import AdamW
+from minivit.io.pretrained import encoder_of, load_pretrained
+from minivit.training.schedule import warmup_cosine
 from minivit.io.files import write_json
 
 

@@ -39,7 +39,7 @@ def _records(run_dir: Path) -> tuple[list[dict], list[dict]]:
 
 
 def run(args) -> int:
-    from minivit.plots import has_accuracy, plot_confusion, plot_curves, plot_steps
+    from minivit.analysis.plots import has_accuracy, plot_confusion, plot_curves, plot_steps
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found")

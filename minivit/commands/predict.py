@@ -18,7 +18,7 @@ from minivit.backend import host_xp, to_device, to_numpy
 from minivit.errors import UserError
 from minivit.data.batches import normalize
 from minivit.layers.softmax import softmax_forward
-from minivit.evaluation import load_trained, predict_logits
+from minivit.analysis.evaluation import load_trained, predict_logits
 
 
 def add_arguments(parser):

@@ -23,9 +23,9 @@ from minivit.commands.predict import (add_normalisation_arguments, check_normali
                                       read_image)
 from minivit.data.batches import normalize
 from minivit.layers.patches import patchify, unpatchify
-from minivit.mae import NORM_PIX_EPS, MaskedAutoencoder
-from minivit.plots import _matplotlib
-from minivit.pretrain import load_pretrained
+from minivit.models.mae import NORM_PIX_EPS, MaskedAutoencoder
+from minivit.analysis.plots import _matplotlib
+from minivit.io.pretrained import load_pretrained
 
 
 def add_arguments(parser):

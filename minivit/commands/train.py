@@ -1,4 +1,4 @@
-"""``minivit train``: train a ViT on CIFAR-10 (see minivit/train.py for the loop).
+"""``minivit train``: train a ViT on CIFAR-10 (see minivit/training/loop.py for the loop).
 
     minivit train                                   # cifar-nano, the CPU recipe below
     minivit train --config cifar-tiny --epochs 100 --mixup 0.8 --cutmix 1.0 --drop-path 0.1
@@ -15,11 +15,11 @@ import json
 import sys
 
 from minivit.errors import UserError
-from minivit.config import CONFIGS
-from minivit.resnet_config import RESNET_CONFIGS
-from minivit.train_config import (BUDGET_EVAL_EVERY, BUDGET_MAX_EPOCHS, DISTILL_MODEL_OVERRIDES,
+from minivit.models.vit_config import CONFIGS
+from minivit.models.resnet_config import RESNET_CONFIGS
+from minivit.training.config import (BUDGET_EVAL_EVERY, BUDGET_MAX_EPOCHS, DISTILL_MODEL_OVERRIDES,
                                   PRETRAIN_EPOCHS, RECIPE_TIME_BUDGET)
-from minivit.train import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
+from minivit.training.loop import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
                            resume, train)
 
 D = TrainConfig()          # the defaults, for the help text

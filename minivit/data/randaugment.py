@@ -27,7 +27,7 @@ Every round draws, in this order, B operation indices, B signs and B cutout cent
 then columns) from ``rng`` (the run's augmentation generator, which a checkpoint stores), so
 a run is reproducible, a resume bit-identical, and the result does not depend on how a
 batch is later split over threads.  The loop applies it after the crop and flip, before
-normalisation (minivit/objectives.py ``prepare_batch``).
+normalisation (minivit/training/objectives/classification.py ``prepare_batch``).
 """
 
 from __future__ import annotations

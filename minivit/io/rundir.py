@@ -3,7 +3,7 @@
 Files in RUN_DIR:
     config.json              the TrainConfig, the model config, data set mean/std/class names
     checkpoint.safetensors   params, optimizer state, step, RNG states (one file, atomic)
-    model.safetensors        the model alone (minivit.serialization), for eval / predict
+    model.safetensors        the model alone (minivit.io.serialization), for eval / predict
     metrics.jsonl            one JSON line per epoch
     steps.jsonl              one JSON line per optimizer step: step, loss, lr (StepsLog)
     eval-val.json            val accuracy, per-class accuracy, confusion matrix (last epoch)

@@ -20,7 +20,7 @@ training forward with momentum m (PyTorch's convention, m = 0.1) and the *unbias
     running_mean <- (1 - m) running_mean + m mu          running_var <- (1 - m) running_var + m var n / (n - 1)
 
 The update is its own function (``update_running_stats``), so that a batch split over threads
-(minivit.parallel) can first pool the shards' statistics (``pool_batch_stats``) into those of
+(minivit.parallel.threads) can first pool the shards' statistics (``pool_batch_stats``) into those of
 the whole batch and update once, in a fixed order.
 
 Backward of training mode, with g = dout * weight:

@@ -4,7 +4,7 @@
     out[b, i, j, f] = bias[f] + sum_{u, v, c} weight[f, c, u, v] * x_pad[b, s*i + u, s*j + v, c]
 
 where x_pad is the input with ``padding`` zeros on each side and s is the stride: PyTorch's
-``F.conv2d(x, weight, bias, stride, padding)`` (tests/test_reference_torch.py checks it); the
+``F.conv2d(x, weight, bias, stride, padding)`` (tests/reference/test_torch_twin.py checks it); the
 weight keeps PyTorch's layout (F, C, k, k).
 
 im2col gathers, for every output position, the k*k*C input values the kernel sees into one row

@@ -3,7 +3,7 @@
 This file does the x_p^i E part: cut the image into patches and project each flattened patch
 (P*P*C values) to D dimensions with one shared linear map E, plus a bias.  The weight is stored
 as timm stores it, as a convolution kernel ``patch_embed.proj.weight`` of shape (D, C, P, P):
-a stride-P convolution with a P x P kernel is exactly this projection (tests/test_layers.py
+a stride-P convolution with a P x P kernel is exactly this projection (tests/layers/test_layers.py
 checks it against a direct convolution).
 """
 

@@ -119,7 +119,7 @@ def _erf():
         from scipy.special import erf
         return _array.ufunc(erf, "erf")
     except ImportError:  # pragma: no cover - scipy is optional
-        from minivit.special import erf_numpy
+        from minivit.erf.fdlibm import erf_numpy
         return _function("erf", erf_numpy)
 
 

@@ -1,0 +1,117 @@
+"""Distillation end to end on tiny synthetic CIFAR-10 files: a ResNet teacher trained by the
+CLI, distilled students (hard and soft), bit-identical resume of a distilled run and of a
+ResNet run, and the one-line errors for bad combinations."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
+
+import minivit.training.loop as T
+from minivit.cli import main
+from minivit.data.synthetic import write_cifar10_like
+from minivit.io.serialization import load
+from support import assert_same_run
+
+STUDENT = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",
+           "--set", "mlp_dim=32"]
+STUDENT_OVERRIDES = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32,
+                     "pool": "token", "patch_drop_rate": 0.25, "drop_path_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_cifar10_like(tmp_path_factory.mktemp("cifar"), n_train_per_batch=20, n_test=30)
+
+
+def common(data_dir, run_dir, epochs=1):
+    return ["--data-dir", str(data_dir), "--run-dir", str(run_dir), "--batch-size", "16",
+            "--val-size", "20", "--epochs", str(epochs), "--no-progress", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def teacher(data_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("teacher") / "t"
+    assert main(["train", "--config", "resnet8", "--set", "widths=[4,8,8]",
+                 *common(data_dir, run)]) == 0
+    return run
+
+
+def test_the_teacher_is_a_saved_resnet(teacher):
+    model = load(teacher / "model.safetensors")
+    assert type(model).__name__ == "ResNet" and model.config.widths == (4, 8, 8)
+    assert int(model.buffers["bn1.num_batches_tracked"]) == 5
+
+
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_cli_distils_a_student(data_dir, teacher, tmp_path, capsys, kind):
+    run = tmp_path / kind
+    flags = ["--distill", kind] + (["--distill-tau", "2", "--distill-lambda", "0.5"]
+                                   if kind == "soft" else [])
+    assert main(["train", "--teacher", str(teacher), *flags, *STUDENT,
+                 *common(data_dir, run)]) == 0
+    out = capsys.readouterr().out
+    assert "distilled student (distilled=true" in out and kind in out
+    student = load(run / "model.safetensors")
+    assert student.config.distilled and student.config.pool == "token"
+    assert "head_dist.weight" in student.params
+    cfg = T.load_train_config(run)
+    assert cfg.teacher == str(teacher) and cfg.distill == kind
+    assert main(["eval", str(run), "--split", "test", "--data-dir", str(data_dir)]) == 0
+
+
+def test_distilled_resume_is_bit_identical(data_dir, teacher, tmp_path):
+    def cfg(run, **kw):
+        return T.TrainConfig(model_overrides=dict(STUDENT_OVERRIDES), batch_size=16,
+                             val_size=20, epochs=2, data_dir=str(data_dir), run_dir=str(run),
+                             progress=False, threads=2, teacher=str(teacher), distill="soft",
+                             mixup=0.8, **kw)
+    T.train(cfg(tmp_path / "straight"))
+    assert T.train(cfg(tmp_path / "split", max_steps=3))["status"] == "stopped"
+    T.resume(tmp_path / "split")
+    assert_same_run(tmp_path / "straight", tmp_path / "split")
+
+
+def test_resnet_resume_is_bit_identical_with_its_running_stats(data_dir, tmp_path):
+    def cfg(run, **kw):
+        return T.TrainConfig(model="resnet8", model_overrides={"widths": [4, 8, 8]},
+                             batch_size=16, val_size=20, epochs=2, data_dir=str(data_dir),
+                             run_dir=str(run), progress=False, threads=2, **kw)
+    T.train(cfg(tmp_path / "straight"))
+    T.train(cfg(tmp_path / "split", max_steps=7))
+    T.resume(tmp_path / "split")
+    assert_same_run(tmp_path / "straight", tmp_path / "split")
+    a, b = load(tmp_path / "straight" / "model.safetensors"), load(
+        tmp_path / "split" / "model.safetensors")
+    for k in a.buffers:
+        assert np.array_equal(a.buffers[k], b.buffers[k]), k
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--distill", "hard"], "--distill needs --teacher"),
+    (["--set", "distilled=true"], "learns from a teacher"),
+    (["--teacher", "TEACHER", "--set", "pool=mean"], "pool='token'"),
+    (["--teacher", "TEACHER", "--set", "distilled=false"], "distilled ViT"),
+    (["--teacher", "TEACHER", "--distill", "soft", "--distill-lambda", "2"],
+     "distill-lambda must be in [0, 1]"),
+    (["--teacher", "TEACHER", "--distill-tau", "2"], "soft distillation only"),
+    (["--distill-lambda", "0.5"], "soft distillation only"),
+    (["--config", "resnet8", "--teacher", "TEACHER"], "convnet teacher"),
+    (["--teacher", "/nonexistent/run"], "nonexistent"),
+])
+def test_bad_combinations_fail_in_one_line(data_dir, teacher, tmp_path, capsys, flags, message):
+    flags = [str(teacher) if f == "TEACHER" else f for f in flags]
+    assert main(["train", *flags, *common(data_dir, tmp_path / "r")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_teacher_with_other_classes_is_refused(data_dir, tmp_path, capsys):
+    from minivit.models.resnet import create_resnet
+    from minivit.io.serialization import save
+    path = tmp_path / "t100.safetensors"
+    save(create_resnet("resnet8", num_classes=100), path)
+    assert main(["train", "--teacher", str(path), *STUDENT,
+                 *common(data_dir, tmp_path / "r")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "predicts 100 classes, the data have 10" in err and len(err.splitlines()) == 1
