@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import minivit  # noqa: E402
-from minivit.models.vit_config import ViTConfig  # noqa: E402
 from minivit.data.synthetic import write_cifar10_like  # noqa: E402
 from minivit.io import files as F  # noqa: E402
 from minivit.io import rundir as R  # noqa: E402
+from minivit.models.vit_config import ViTConfig  # noqa: E402
 
 TINY = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",
         "--set", "mlp_dim=32"]
@@ -100,7 +100,7 @@ def cifar_cases(tmp: Path):
         cases.append(("CIFAR-10 batches.meta", f"object / field dtype ({len(meta[0])} bytes; "
                       "segfaulted before)", put("batches.meta", meta[0]), "", False))
     for name, payload, expect in marks(T.test_crafted_pickles_give_one_line_errors):
-        cases.append((f"CIFAR-10 pickle", f"{name}: {expect}", put(name, payload), "", False))
+        cases.append(("CIFAR-10 pickle", f"{name}: {expect}", put(name, payload), "", False))
     for name, change, expect in marks(T.test_bad_content_names_the_file):
         if all(v is not None for v in change.values()):
             cases.append(("CIFAR-10 pickle", f"{name}: bad content ({expect})",

@@ -34,8 +34,15 @@ import os
 import subprocess
 import sys
 
-from bench_common import (emit, gemm_peak, load_after, restart_like_cli, start_table,
-                          timing_parser, train_and_infer_rates)
+from bench_common import (
+    emit,
+    gemm_peak,
+    load_after,
+    restart_like_cli,
+    start_table,
+    timing_parser,
+    train_and_infer_rates,
+)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -81,6 +88,7 @@ class Minivit:
 class Torch:
     def __init__(self, name, threads):
         import torch
+
         from minivit.models.vit_config import get_config
         from minivit.reference.torch_twin import TorchViT
         torch.set_num_threads(threads)

@@ -37,8 +37,8 @@ def worker(args):
 
     import minivit
     from minivit.parallel.mpi import connect
-    from minivit.training.optim import clip_flat_grads
     from minivit.parallel.threads import DataParallel
+    from minivit.training.optim import clip_flat_grads
     ranks = connect()
     B = args.batch
     b = B // ranks.size
@@ -133,7 +133,7 @@ def main():
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count()} cores, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     if not args.model_only:
-        print(f"\n| config | ranks | global batch | step | allreduce | share |\n|---|---|---|---|---|---|")
+        print("\n| config | ranks | global batch | step | allreduce | share |\n|---|---|---|---|---|---|")
         for config in args.configs:
             for n in args.ranks:
                 r = measure(config, n, args)
@@ -152,7 +152,7 @@ def main():
                                         f"Gbit/s" for g in LINKS_GBIT))
         rows.append((config, batch, speed, params))
     for faster in args.faster:
-        print(f"\nmodelled step time (speedup over 1 machine) on N machines "
+        print("\nmodelled step time (speedup over 1 machine) on N machines "
               + ("as fast as this one:" if faster == 1 else f"{faster:g}x as fast as this one:"))
         print("\n".join(scaling_table(rows, faster)))
 

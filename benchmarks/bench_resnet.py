@@ -30,8 +30,16 @@ import os
 import pstats
 import sys
 
-from bench_common import (ROOT, emit, gemm_peak, load_after, start_table,
-                          restart_like_cli, timing_parser, train_and_infer_rates)
+from bench_common import (
+    ROOT,
+    emit,
+    gemm_peak,
+    load_after,
+    restart_like_cli,
+    start_table,
+    timing_parser,
+    train_and_infer_rates,
+)
 
 if __name__ == "__main__":
     restart_like_cli()
@@ -55,8 +63,8 @@ def train_flops(cfg, batch):
 class Minivit:
     def __init__(self, name, threads):
         import minivit
-        from minivit.parallel.threads import DataParallel
         from minivit.models.resnet import create_resnet
+        from minivit.parallel.threads import DataParallel
         self.model = create_resnet(name, seed=0)
         self.dp = DataParallel(self.model, threads)
         self.opt = minivit.AdamW(self.model.params, lr=1e-3)
@@ -81,8 +89,9 @@ class Torch:
     def __init__(self, name, threads):
         import torch
         sys.path.insert(0, os.path.join(ROOT, "tests"))
-        from minivit.models.resnet_config import get_resnet_config
         from torch_resnet import TorchResNet
+
+        from minivit.models.resnet_config import get_resnet_config
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         self.torch, self.config = torch, get_resnet_config(name)

@@ -36,11 +36,13 @@ def main():
     args = ap.parse_args()
     restart_like_cli()
     import datetime
+
     import numpy as np
+
     import minivit
-    from minivit.training.config import RECIPE_MODEL_OVERRIDES as RECIPE
     from minivit.backend import to_device
     from minivit.parallel.threads import DataParallel, resolve_threads
+    from minivit.training.config import RECIPE_MODEL_OVERRIDES as RECIPE
 
     shapes = [""] + [s for s in (args.shape or SHAPES) if s]
     threads = resolve_threads(args.threads)

@@ -77,6 +77,7 @@ def time_mae(name, batch, steps, warmup, threads=1):
 
 def time_torch(model, batch, steps, warmup, device):
     import torch
+
     from minivit.reference.torch_twin import TorchViT
     tm = TorchViT(model.config, fused_attn=True).to(device)
     opt = torch.optim.AdamW(tm.parameters(), lr=1e-3)

@@ -111,6 +111,7 @@ def time_step(config: str, batch: int, steps: int, warmup: int, torch_too: bool,
     """One line "JSON {...}": ms per minivit step (and PyTorch's), syncs per step if counted."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_train_step as B
+
     from minivit.backend import set_backend
     set_backend("cupy")
     ips, model = B.time_minivit(config, batch, steps, warmup, overrides, threads=1)
@@ -133,7 +134,8 @@ def time_step(config: str, batch: int, steps: int, warmup: int, torch_too: bool,
 def train_and_resume(work: str, steps: int, batch: int, overrides: dict) -> None:
     """A straight run of `steps` steps and one stopped halfway and resumed: same model bits?"""
     import numpy as np
-    import minivit.training.loop as T
+
+    import minivit.training as T
     from minivit.backend import set_backend, to_numpy
     from minivit.data.synthetic import write_cifar10_like
     from minivit.io.serialization import load

@@ -8,17 +8,17 @@
     model.backward(dlogits)                         # fills model.grads
 """
 
-from minivit.backend import get_backend, get_xp, set_backend, to_device, to_numpy
-from minivit.reference.numerical import rel_error
-from minivit.models.vit_config import CONFIGS, ViTConfig, count_params, get_config
-from minivit.io.official_npz import export_official_npz
 from minivit.analysis.evaluation import predict_logits
-from minivit.layers.loss import cross_entropy
-from minivit.models.vit import VisionTransformer, create_model
-from minivit.training.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
-from minivit.models.resample import resample_pos_embed
-from minivit.training.schedule import warmup_cosine
+from minivit.backend import get_backend, get_xp, set_backend, to_device, to_numpy
+from minivit.io.official_npz import export_official_npz
 from minivit.io.serialization import load, load_official_npz, load_optimizer, save, save_optimizer
+from minivit.layers.loss import cross_entropy
+from minivit.models.resample import resample_pos_embed
+from minivit.models.vit import VisionTransformer, create_model
+from minivit.models.vit_config import CONFIGS, ViTConfig, count_params, get_config
+from minivit.reference.numerical import rel_error
+from minivit.training.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
+from minivit.training.schedule import warmup_cosine
 
 __version__ = "0.1.0"
 

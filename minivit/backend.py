@@ -50,7 +50,7 @@ def _probe_cupy(cupy) -> None:
     """A tiny computation through every part of CuPy that minivit uses: an elementwise
     kernel (compiled by NVRTC), a matmul (cuBLAS), a draw from ``default_rng`` (cuRAND),
     ``cupyx.scipy.special.erf`` and a copy back to the host.  Raises whatever fails."""
-    from cupyx.scipy.special import erf as _cupy_erf  # noqa: the GPU kernel
+    from cupyx.scipy.special import erf as _cupy_erf  # noqa: F401 (the GPU kernel)
     x = cupy.arange(6, dtype="float32").reshape(2, 3)                     # (2, 3)
     y = (x * 0.5 + 1.0) @ x.T                                           # (2, 2)
     r = cupy.random.default_rng(0).random((2, 3), dtype="float32")

@@ -23,9 +23,11 @@ from minivit.training.optim import AdamW
 from minivit.parallel.threads import DataParallel
 from minivit.training.checkpoint import load_checkpoint
 from minivit.analysis.evaluation import evaluate
-from minivit.training.objectives.classification import prepare_batch
+from minivit.training.batch import prepare_batch
 from minivit.training.optim import clip_grad_norm
-from minivit.training.loop import AUG_STREAM, TrainConfig, epoch_order
+from minivit.training import TrainConfig
+from minivit.training.loop import AUG_STREAM
+from minivit.training.schedule import epoch_order
 
 run_dir, data_dir = Path(sys.argv[1]), sys.argv[2]
 rate, steps, lr = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])

@@ -4,7 +4,6 @@ hypothesis settings.  Tests that take ``xp`` run once per available backend."""
 import os
 import sys
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 

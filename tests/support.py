@@ -19,8 +19,7 @@ import minivit
 import minivit.io.rundir as R
 from minivit.backend import array_module
 from minivit.data.synthetic import write_cifar10_like
-from minivit.reference.numerical import (TOL_FD64, numerical_gradient, rel_error,
-                                         sample_indices)
+from minivit.reference.numerical import TOL_FD64, numerical_gradient, rel_error, sample_indices
 from minivit.training.config import TrainConfig
 
 

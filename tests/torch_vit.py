@@ -5,9 +5,21 @@ The model itself lives in the library, ``minivit/reference/torch_twin.py``, beca
 Importing it needs torch: test modules guard with ``pytest.importorskip("torch")`` first.
 """
 
-from minivit.reference.torch_twin import (LN_EPS, Attention, Block, Mlp, PatchEmbed, TorchViT,  # noqa: F401
-                                     build_torch_vit, from_torch, load_minivit_params,
-                                     reference_gradients, to_torch, torch_dtype, torch_grads)
+from minivit.reference.torch_twin import (  # noqa: F401
+                                     LN_EPS,
+                                     Attention,
+                                     Block,
+                                     Mlp,
+                                     PatchEmbed,
+                                     TorchViT,
+                                     build_torch_vit,
+                                     from_torch,
+                                     load_minivit_params,
+                                     reference_gradients,
+                                     to_torch,
+                                     torch_dtype,
+                                     torch_grads,
+)
 
 __all__ = ["Attention", "Block", "LN_EPS", "Mlp", "PatchEmbed", "TorchViT", "build_torch_vit",
            "from_torch", "load_minivit_params", "reference_gradients", "to_torch", "torch_dtype",

@@ -167,7 +167,7 @@ print(sorted(p.name for p in data_dir.iterdir()))
 
 # %%
 from minivit.cli import main as minivit_cli
-from minivit.training.loop import RECIPE_MODEL_OVERRIDES, TrainConfig, train
+from minivit.training import RECIPE_MODEL_OVERRIDES, TrainConfig, train
 
 if FAST:
     tc = dict(model_overrides={**RECIPE_MODEL_OVERRIDES, "embed_dim": 16, "depth": 1,

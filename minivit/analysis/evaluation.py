@@ -12,9 +12,9 @@ from __future__ import annotations
 from minivit.backend import array_module, host_xp, to_device, to_numpy
 from minivit.data.batches import iterate_batches, normalize
 from minivit.io.rundir import find_model, read_run_info
+from minivit.io.serialization import load as load_model
 from minivit.layers.loss import cross_entropy
 from minivit.parallel.threads import DataParallel, resolve_threads
-from minivit.io.serialization import load as load_model
 
 
 def predict_logits(model, images, threads: int = 0, batch_size: int = 256, parallel=None):

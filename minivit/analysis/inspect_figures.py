@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minivit.backend import host_xp, to_numpy
 from minivit.analysis.plots import _matplotlib
+from minivit.backend import host_xp, to_numpy
 
 DPI = 90
 COLUMN_CHARS = 22        # characters of a 7-point caption that fit over a 1.45-inch column

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minivit.analysis.evaluation import eval_report, evaluate, load_trained
 from minivit.commands.outputs import report_path
 from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
-from minivit.parallel.threads import DataParallel, resolve_threads
-from minivit.analysis.evaluation import eval_report, evaluate, load_trained
 from minivit.io.files import write_json
+from minivit.parallel.threads import DataParallel, resolve_threads
 
 
 def add_arguments(parser):

@@ -19,9 +19,9 @@ from __future__ import annotations
 import time
 
 from minivit.backend import get_backend, host_rng, to_device
+from minivit.models.vit import create_model
 from minivit.models.vit_config import CONFIGS, GELUS, POOLS, STOCHASTIC_FIELDS
 from minivit.reference.gradcheck import fd_scale_floor, gradcheck
-from minivit.models.vit import create_model
 
 # integer fields of ViTConfig that may be overridden from the command line
 INT_OVERRIDES = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim",

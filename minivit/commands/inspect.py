@@ -25,11 +25,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from minivit.analysis.evaluation import predict_logits
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.commands.predict import add_normalisation_arguments, check_normalisation
-from minivit.errors import UserError
 from minivit.data.batches import normalize
-from minivit.analysis.evaluation import predict_logits
+from minivit.errors import UserError
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
 CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
@@ -104,11 +104,12 @@ def _check_args(args):
 
 def run(args) -> int:
     from minivit.analysis import attention as A
+    from minivit.analysis import embeddings as E
     from minivit.analysis import inspect_figures as P
+    from minivit.analysis.evaluation import load_trained
     from minivit.commands.predict import read_image
     from minivit.data.synthetic import LABEL_NAMES
     from minivit.models.vit import create_model
-    from minivit.analysis.evaluation import load_trained
 
     _check_args(args)
     checkpoint = Path(args.checkpoint)
@@ -165,12 +166,12 @@ def run(args) -> int:
     pixel_filters = "patch_embed.backbone.0.conv.weight" if cfg.conv_stem else "patch_embed.proj.weight"
     fan = model.params[pixel_filters][0].size
     wrote(P.plot_filter_pca(
-        [(t, A.patch_embedding_pca(m.params[pixel_filters],
+        [(t, E.patch_embedding_pca(m.params[pixel_filters],
                                    k=min(28, m.params[pixel_filters].shape[0], fan)))
          for t, m in models],
         out / "filters_pca.png"))
     wrote(P.plot_position_similarity(
-        [(t, A.position_embedding_similarity(m.params["pos_embed"])) for t, m in models],
+        [(t, E.position_embedding_similarity(m.params["pos_embed"])) for t, m in models],
         out / "position_similarity.png"))
 
     # Fig. 7 right: mean attention distance over up to 128 images

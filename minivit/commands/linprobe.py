@@ -20,20 +20,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minivit.analysis.evaluation import predict_logits
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
 from minivit.commands.outputs import report_path
 from minivit.console import plural, progress_bar
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
-from minivit.analysis.evaluation import predict_logits
+from minivit.io.files import write_json
+from minivit.io.pretrained import encoder_of, load_pretrained
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.parallel.threads import DataParallel, resolve_threads
 from minivit.layers.loss import cross_entropy
 from minivit.models.mae import vit_from_encoder
+from minivit.parallel.threads import DataParallel, resolve_threads
 from minivit.training.optim import AdamW
-from minivit.io.pretrained import encoder_of, load_pretrained
 from minivit.training.schedule import warmup_cosine
-from minivit.io.files import write_json
 
 
 def add_arguments(parser):

@@ -14,11 +14,11 @@ import math
 import sys
 from pathlib import Path
 
-from minivit.backend import host_xp, to_device, to_numpy
-from minivit.errors import UserError
-from minivit.data.batches import normalize
-from minivit.layers.softmax import softmax_forward
 from minivit.analysis.evaluation import load_trained, predict_logits
+from minivit.backend import host_xp, to_device, to_numpy
+from minivit.data.batches import normalize
+from minivit.errors import UserError
+from minivit.layers.softmax import softmax_forward
 
 
 def add_arguments(parser):

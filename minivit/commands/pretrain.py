@@ -14,8 +14,8 @@ masks every epoch.  RUN_DIR/model.safetensors holds the whole MAE (or MPP model)
 
 from __future__ import annotations
 
-from minivit.errors import UserError
 from minivit.commands import train as train_cmd
+from minivit.errors import UserError
 
 # flag dest -> (objective, MAEConfig / MPPConfig field)
 OPTION_FLAGS = {

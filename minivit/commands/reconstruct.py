@@ -16,16 +16,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from minivit.backend import host_xp, rng as make_rng, to_device, to_numpy
+from minivit.analysis.plots import _matplotlib
+from minivit.backend import host_xp, to_device, to_numpy
+from minivit.backend import rng as make_rng
+from minivit.commands.predict import add_normalisation_arguments, check_normalisation, read_image
 from minivit.console import plural
-from minivit.errors import UserError
-from minivit.commands.predict import (add_normalisation_arguments, check_normalisation,
-                                      read_image)
 from minivit.data.batches import normalize
+from minivit.errors import UserError
+from minivit.io.pretrained import load_pretrained
 from minivit.layers.patches import patchify, unpatchify
 from minivit.models.mae import NORM_PIX_EPS, MaskedAutoencoder
-from minivit.analysis.plots import _matplotlib
-from minivit.io.pretrained import load_pretrained
 
 
 def add_arguments(parser):

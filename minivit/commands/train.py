@@ -15,12 +15,23 @@ import json
 import sys
 
 from minivit.errors import UserError
-from minivit.models.vit_config import CONFIGS
 from minivit.models.resnet_config import RESNET_CONFIGS
-from minivit.training.config import (BUDGET_EVAL_EVERY, BUDGET_MAX_EPOCHS, DISTILL_MODEL_OVERRIDES,
-                                  PRETRAIN_EPOCHS, RECIPE_TIME_BUDGET)
-from minivit.training.loop import (RECIPE_MODEL_OVERRIDES, SESSION_FIELDS, TrainConfig, TrainingDiverged,
-                           resume, train)
+from minivit.models.vit_config import CONFIGS
+from minivit.training import (
+    RECIPE_MODEL_OVERRIDES,
+    SESSION_FIELDS,
+    TrainConfig,
+    TrainingDiverged,
+    resume,
+    train,
+)
+from minivit.training.config import (
+    BUDGET_EVAL_EVERY,
+    BUDGET_MAX_EPOCHS,
+    DISTILL_MODEL_OVERRIDES,
+    PRETRAIN_EPOCHS,
+    RECIPE_TIME_BUDGET,
+)
 
 D = TrainConfig()          # the defaults, for the help text
 # The flags of the session options that --resume accepts ("progress" is set by --no-progress).

@@ -6,13 +6,18 @@
         xb = normalize(xb, data.mean, data.std)             # float (B, 3, 32, 32)
 """
 
-from minivit.data.augment import (cutmix, cutmix_box, mix_batch, mixup, one_hot,
-                                  random_crop_flip)
+from minivit.data.augment import cutmix, cutmix_box, mix_batch, mixup, one_hot, random_crop_flip
 from minivit.data.batches import batch_indices, channel_stats, iterate_batches, normalize
 from minivit.data.cifar10 import CIFAR10Data, load_cifar10
-from minivit.data.cifar_format import (CIFAR10_MD5, CIFAR10_URL, CIFARFormatError,
-                                       UnsafePickleError, load_pickle, read_batch,
-                                       read_label_names)
+from minivit.data.cifar_format import (
+                                  CIFAR10_MD5,
+                                  CIFAR10_URL,
+                                  CIFARFormatError,
+                                  UnsafePickleError,
+                                  load_pickle,
+                                  read_batch,
+                                  read_label_names,
+)
 from minivit.data.download import cache_dir, download_and_extract, find_cifar10
 from minivit.data.synthetic import LABEL_NAMES, save_py2_pickle, write_cifar10_like
 

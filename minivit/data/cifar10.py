@@ -12,8 +12,15 @@ from pathlib import Path
 
 from minivit.backend import host_xp
 from minivit.data.batches import channel_stats
-from minivit.data.cifar_format import (ALL_FILES, META_FILE, TEST_FILE, TRAIN_FILES, load_pickle,
-                                       read_batch, read_label_names)
+from minivit.data.cifar_format import (
+    ALL_FILES,
+    META_FILE,
+    TEST_FILE,
+    TRAIN_FILES,
+    load_pickle,
+    read_batch,
+    read_label_names,
+)
 from minivit.data.download import find_cifar10
 from minivit.data.verify import verify_official
 

@@ -13,9 +13,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from minivit.data.cifar_format import (ALL_FILES, CIFAR10_MD5, CIFAR10_URL, ENV_VAR,
-                                       FOLDER_NAME)
-
+from minivit.data.cifar_format import ALL_FILES, CIFAR10_MD5, CIFAR10_URL, ENV_VAR, FOLDER_NAME
 
 # --------------------------------------------------------------------------- finding
 

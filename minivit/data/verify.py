@@ -22,8 +22,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from minivit.data.cifar_format import (ALL_FILES, HOW_TO_FIX, TEST_FILE, TRAIN_FILES,
-                                       CIFARFormatError)
+from minivit.data.cifar_format import (
+    ALL_FILES,
+    HOW_TO_FIX,
+    TEST_FILE,
+    TRAIN_FILES,
+    CIFARFormatError,
+)
 from minivit.data.download import cache_dir
 
 # name -> (size in bytes, MD5) of the files of the official cifar-10-python.tar.gz

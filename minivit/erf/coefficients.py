@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 
-
 # --------------------------------------------------------------------------------
 # Coefficients.  Each is written as in the C source, next to its IEEE bit pattern
 # (also from the source); ``tests/erf/test_erf.py`` checks that the two agree, so a

@@ -63,10 +63,29 @@ from __future__ import annotations
 import contextlib
 
 from minivit.backend import array_module, cupy_special, is_cupy_array
+from minivit.erf.coefficients import (
+    ERX32,
+    ERX64,
+    PA32,
+    PA64,
+    PP32,
+    PP64,
+    QA32,
+    QA64,
+    QQ32,
+    QQ64,
+    RA32,
+    RA64,
+    RB32,
+    RB64,
+    SA32,
+    SA64,
+    SB32,
+    SB64,
+    from_bits32,
+    from_bits64,
+)
 from minivit.erf.float32 import erf_float32, normal_cdf_float32
-from minivit.erf.coefficients import (ERX32, ERX64, PA32, PA64, PP32, PP64, QA32, QA64, QQ32, QQ64,
-                                    RA32, RA64, RB32, RB64, SA32, SA64, SB32, SB64, from_bits32,
-                                    from_bits64)
 
 
 class _Consts:

@@ -43,8 +43,8 @@ import re
 from pathlib import Path
 
 from minivit.backend import host_xp, to_numpy
-from minivit.models.vit_config import MAX_SIZES
 from minivit.io.files import write_arrays
+from minivit.models.vit_config import MAX_SIZES
 
 PREFIX = "opt/target/"
 QKV = ("query", "key", "value")

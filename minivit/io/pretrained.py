@@ -13,13 +13,25 @@ from __future__ import annotations
 import dataclasses
 
 from minivit.backend import to_device
-from minivit.models.vit_config import CONFIGS, ViTConfig
-from minivit.models.init import param_shapes
 from minivit.io.files import read_arrays
 from minivit.io.rundir import find_model, read_run_info
-from minivit.models.mae import MAE_FORMAT, MAEConfig, load_mae
-from minivit.models.masked_patch_prediction import MPP_FORMAT, MPPConfig, load_mpp
 from minivit.io.serialization import load as load_vit
+from minivit.io.serialization import read_params, write_params
+from minivit.models.init import param_shapes
+from minivit.models.mae import (
+    MAE_CONFIG_KEY,
+    MAE_FORMAT,
+    MAEConfig,
+    MaskedAutoencoder,
+    mae_param_shapes,
+)
+from minivit.models.masked_patch_prediction import (
+    MPP_CONFIG_KEY,
+    MPP_FORMAT,
+    MaskedPatchPrediction,
+    MPPConfig,
+)
+from minivit.models.vit_config import CONFIGS, ViTConfig
 
 OBJECTIVES = {"mae": MAEConfig, "mpp": MPPConfig}
 # the fields of a ViTConfig that fix the shapes of the encoder's parameters
@@ -91,5 +103,37 @@ def init_from_pretrained(model, path) -> None:
             model.params[k] = to_device(params[k], model.dtype)
 
 
-__all__ = ["ARCHITECTURE", "OBJECTIVES", "encoder_of", "init_from_pretrained", "load_pretrained",
+# -- the pre-trained models' files
+def save_mae(model: MaskedAutoencoder, path) -> None:
+    """Parameters (reference names) and config to .safetensors / .npz, atomically."""
+    write_params(path, model.params, MAE_FORMAT, MAE_CONFIG_KEY, model.config.to_dict())
+
+
+def load_mae(path, dtype=None) -> MaskedAutoencoder:
+    """Read what ``save_mae`` wrote; ValueError naming the file if it is not an MAE."""
+    config, arrays, dt = read_params(path, MAE_FORMAT, MAE_CONFIG_KEY, "MAE", dtype)
+    cfg = MAEConfig.from_dict(config)
+    try:
+        MaskedAutoencoder.check_params(cfg, arrays)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return MaskedAutoencoder(cfg, {k: to_device(arrays[k], dt) for k in mae_param_shapes(cfg)})
+
+
+def save_mpp(model: MaskedPatchPrediction, path) -> None:
+    """Parameters and config to .safetensors / .npz, atomically."""
+    write_params(path, model.params, MPP_FORMAT, MPP_CONFIG_KEY, model.config.to_dict())
+
+
+def load_mpp(path, dtype=None) -> MaskedPatchPrediction:
+    config, arrays, dt = read_params(path, MPP_FORMAT, MPP_CONFIG_KEY,
+                                     "masked-patch-prediction", dtype)
+    cfg = MPPConfig.from_dict(config)
+    try:
+        return MaskedPatchPrediction(cfg, {k: to_device(v, dt) for k, v in arrays.items()})
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+__all__ = ["load_mae", "load_mpp", "save_mae", "save_mpp", "ARCHITECTURE", "OBJECTIVES", "encoder_of", "init_from_pretrained", "load_pretrained",
            "objective_config", "with_pretrained_architecture"]

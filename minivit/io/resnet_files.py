@@ -14,8 +14,12 @@ from minivit.backend import DTYPES, resolve_dtype, to_device, to_numpy
 from minivit.io.files import write_arrays
 from minivit.models.base import check_param_shapes
 from minivit.models.resnet import ResNet
-from minivit.models.resnet_config import (RESNET_FORMAT, ResNetConfig, resnet_buffer_shapes,
-                                   resnet_param_shapes)
+from minivit.models.resnet_config import (
+    RESNET_FORMAT,
+    ResNetConfig,
+    resnet_buffer_shapes,
+    resnet_param_shapes,
+)
 
 RESNET_CONFIG_KEY = "minivit_resnet_config"
 

@@ -33,16 +33,16 @@ from __future__ import annotations
 import json
 import math
 
-from minivit.io import official_npz as convert
 from minivit.backend import DTYPES, host_xp, resolve_dtype, to_device, to_numpy
-from minivit.models.vit_config import ViTConfig, get_config
-from minivit.models.init import param_shapes
+from minivit.io import official_npz as convert
 from minivit.io.files import read_arrays, write_arrays
-from minivit.models.vit import VisionTransformer, check_params
+from minivit.io.resnet_files import resnet_from_arrays, save_resnet
+from minivit.models.init import param_shapes
 from minivit.models.resample import resample_pos_embed
 from minivit.models.resnet import ResNet
 from minivit.models.resnet_config import RESNET_FORMAT
-from minivit.io.resnet_files import resnet_from_arrays, save_resnet
+from minivit.models.vit import VisionTransformer, check_params
+from minivit.models.vit_config import ViTConfig, get_config
 
 CONFIG_KEY = "minivit_config"
 MODEL_FORMAT = "minivit"

@@ -15,7 +15,7 @@ import math
 from typing import NamedTuple
 
 from minivit.backend import array_module
-from minivit.erf import normal_cdf    # Phi(x); the fast erf behind it: minivit/erf/
+from minivit.erf import normal_cdf  # Phi(x); the fast erf behind it: minivit/erf/
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

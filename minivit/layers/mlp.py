@@ -30,9 +30,10 @@ def mlp_forward(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, approximate="erf"
     h, fc1_cache = linear_forward(x, fc1_weight, fc1_bias)      # (B, T, mlp_dim)
     a, gelu_cache = gelu_forward(h, approximate)
     a, drop1_cache = dropout_forward(a, drop, rng, train)
-    y, (_, w2, has_b2) = linear_forward(a, fc2_weight, fc2_bias)      # (B, T, D)
+    y, fc2_cache = linear_forward(a, fc2_weight, fc2_bias)      # (B, T, D)
     y, drop2_cache = dropout_forward(y, drop, rng, train)
-    return y, MLPCache(fc1_cache, gelu_cache, drop1_cache, (None, w2, has_b2), drop2_cache)
+    return y, MLPCache(fc1_cache, gelu_cache, drop1_cache, fc2_cache._replace(x=None),
+                       drop2_cache)
 
 
 def mlp_backward(dy, cache):
@@ -41,8 +42,7 @@ def mlp_backward(dy, cache):
     a = gelu_output(cache.gelu)                                  # fc2's input, rebuilt
     if cache.drop1 is not None:
         a *= cache.drop1
-    _, w2, has_b2 = cache.fc2
-    da, dfc2_w, dfc2_b = linear_backward(dy, (a, w2, has_b2))
+    da, dfc2_w, dfc2_b = linear_backward(dy, cache.fc2._replace(x=a))
     del a
     da = dropout_backward(da, cache.drop1)
     dh = gelu_backward(da, cache.gelu)

@@ -20,8 +20,13 @@ to the places they were gathered from (gather_tokens_backward), and dropped toke
 """
 
 from minivit.backend import array_module
-from minivit.layers.masking import (gather_tokens_backward, gather_tokens_forward,
-                                    masking_noise, num_masked, random_masking)
+from minivit.layers.masking import (
+    gather_tokens_backward,
+    gather_tokens_forward,
+    masking_noise,
+    num_masked,
+    random_masking,
+)
 
 
 def patch_dropout_forward(z, p, rng, train=True, num_prefix=1):

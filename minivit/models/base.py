@@ -19,9 +19,16 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 
-from minivit.backend import array_module, is_array, rng as make_rng
-from minivit.models.vit_config import CONFIGS, STOCHASTIC_FIELDS, ViTConfig, config_from_dict, get_config
+from minivit.backend import array_module, is_array
+from minivit.backend import rng as make_rng
 from minivit.models.flat_params import FlatDict
+from minivit.models.vit_config import (
+    CONFIGS,
+    STOCHASTIC_FIELDS,
+    ViTConfig,
+    config_from_dict,
+    get_config,
+)
 
 
 def check_param_shapes(expected: dict, params: dict, what: str) -> None:

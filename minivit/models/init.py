@@ -16,9 +16,9 @@ given seed gives the same model on NumPy and on CuPy.
 """
 
 from minivit.backend import host_rng, host_xp, to_device
-from minivit.models.vit_config import ViTConfig
 from minivit.layers.block import BLOCK_PARAM_NAMES
 from minivit.layers.conv_stem import KERNEL
+from minivit.models.vit_config import ViTConfig
 
 
 def trunc_normal(gen, shape, std=0.02, a=-2.0, b=2.0):

@@ -43,20 +43,34 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from minivit.backend import array_module, host_rng, resolve_dtype, to_device
-from minivit.models.vit_config import get_config
 from minivit.layers.encoder import encoder_backward, encoder_forward, stack_grads, stack_params
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.layers.masking import (gather_tokens_backward, gather_tokens_forward,
-                                    masking_noise, random_masking, unshuffle_backward,
-                                    unshuffle_forward)
+from minivit.layers.masking import (
+    gather_tokens_backward,
+    gather_tokens_forward,
+    masking_noise,
+    random_masking,
+    unshuffle_backward,
+    unshuffle_forward,
+)
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
-from minivit.layers.reconstruction import (NORM_PIX_EPS, masked_mse_backward,
-                                           masked_mse_forward, patch_targets_backward,
-                                           patch_targets_forward)
-from minivit.models.mae_config import (DECODER_POS_EMBEDS, MAEConfig, init_mae_params,
-                                mae_param_shapes, sincos_2d_pos_embed)
+from minivit.layers.reconstruction import (
+    NORM_PIX_EPS,
+    masked_mse_backward,
+    masked_mse_forward,
+    patch_targets_backward,
+    patch_targets_forward,
+)
+from minivit.models.mae_config import (
+    DECODER_POS_EMBEDS,
+    MAEConfig,
+    init_mae_params,
+    mae_param_shapes,
+    sincos_2d_pos_embed,
+)
 from minivit.models.vit import PretrainingModel, vit_from_encoder
+from minivit.models.vit_config import get_config
 
 MAE_FORMAT = "minivit-mae"
 MAE_CONFIG_KEY = "minivit_mae_config"
@@ -193,25 +207,7 @@ def create_mae(config: MAEConfig | str = "cifar-tiny", seed=0, dtype="float32",
 
 # ----------------------------------------------------------------------------- files
 
-def save_mae(model: MaskedAutoencoder, path) -> None:
-    """Parameters (reference names) and config to .safetensors / .npz, atomically."""
-    from minivit.io.serialization import write_params
-    write_params(path, model.params, MAE_FORMAT, MAE_CONFIG_KEY, model.config.to_dict())
-
-
-def load_mae(path, dtype=None) -> MaskedAutoencoder:
-    """Read what ``save_mae`` wrote; ValueError naming the file if it is not an MAE."""
-    from minivit.io.serialization import read_params
-    config, arrays, dt = read_params(path, MAE_FORMAT, MAE_CONFIG_KEY, "MAE", dtype)
-    cfg = MAEConfig.from_dict(config)
-    try:
-        MaskedAutoencoder.check_params(cfg, arrays)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return MaskedAutoencoder(cfg, {k: to_device(arrays[k], dt) for k in mae_param_shapes(cfg)})
-
-
 __all__ = ["DECODER_POS_EMBEDS", "MAEConfig", "MaskedAutoencoder", "NORM_PIX_EPS", "create_mae",
-           "init_mae_params", "load_mae", "mae_param_shapes", "masked_mse_backward",
-           "masked_mse_forward", "patch_targets_backward", "patch_targets_forward", "save_mae",
+           "init_mae_params", "mae_param_shapes", "masked_mse_backward",
+           "masked_mse_forward", "patch_targets_backward", "patch_targets_forward",
            "sincos_2d_pos_embed", "vit_from_encoder"]

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minivit.backend import host_rng, host_xp, to_device
-from minivit.models.vit_config import ViTConfig, check_positive_ints
-from minivit.models.init import init_params, param_shapes, trunc_normal
 from minivit.layers.masking import num_kept
 from minivit.models.base import PretrainingConfig
+from minivit.models.init import init_params, param_shapes, trunc_normal
+from minivit.models.vit_config import ViTConfig, check_positive_ints
 
 DECODER_POS_EMBEDS = ("sincos", "learned")
 

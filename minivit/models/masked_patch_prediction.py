@@ -30,21 +30,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from minivit.backend import (array_module, host_rng, host_xp, resolve_dtype, to_device)
-from minivit.models.vit_config import get_config
-from minivit.models.init import init_params, param_shapes, trunc_normal
-from minivit.layers.color_prediction import (mean_color_targets, patch_ce_backward,
-                                             patch_ce_forward)
+from minivit.backend import array_module, host_rng, host_xp, resolve_dtype, to_device
+from minivit.layers.color_prediction import mean_color_targets, patch_ce_backward, patch_ce_forward
 from minivit.layers.encoder import encoder_backward, encoder_forward, stack_grads, stack_params
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.layers.masking import (corrupt_tokens_backward, corrupt_tokens_forward,
-                                    gather_tokens_backward, gather_tokens_forward, num_kept,
-                                    random_masking)
+from minivit.layers.masking import (
+    corrupt_tokens_backward,
+    corrupt_tokens_forward,
+    gather_tokens_backward,
+    gather_tokens_forward,
+    num_kept,
+    random_masking,
+)
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
-from minivit.models.vit import PretrainingModel
 from minivit.models.base import PretrainingConfig
+from minivit.models.init import init_params, param_shapes, trunc_normal
+from minivit.models.vit import PretrainingModel
+from minivit.models.vit_config import get_config
 
 MPP_FORMAT = "minivit-mpp"
 MPP_CONFIG_KEY = "minivit_mpp_config"
@@ -207,22 +211,5 @@ def create_mpp(config: MPPConfig | str = "cifar-tiny", seed=0, dtype="float32",
                                  seed=int(host_rng(seed).integers(2**31 - 1)))
 
 
-def save_mpp(model: MaskedPatchPrediction, path) -> None:
-    """Parameters and config to .safetensors / .npz, atomically."""
-    from minivit.io.serialization import write_params
-    write_params(path, model.params, MPP_FORMAT, MPP_CONFIG_KEY, model.config.to_dict())
-
-
-def load_mpp(path, dtype=None) -> MaskedPatchPrediction:
-    from minivit.io.serialization import read_params
-    config, arrays, dt = read_params(path, MPP_FORMAT, MPP_CONFIG_KEY,
-                                     "masked-patch-prediction", dtype)
-    cfg = MPPConfig.from_dict(config)
-    try:
-        return MaskedPatchPrediction(cfg, {k: to_device(v, dt) for k, v in arrays.items()})
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-
-
 __all__ = ["MPPConfig", "MaskedPatchPrediction", "corruption", "create_mpp", "draw_corruption",
-           "init_mpp_params", "load_mpp", "mean_color_targets", "mpp_param_shapes", "save_mpp"]
+           "init_mpp_params", "mean_color_targets", "mpp_param_shapes"]

@@ -26,15 +26,25 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from minivit.backend import array_module, get_backend, host_rng, resolve_dtype
-from minivit.layers.batchnorm import (batchnorm2d_backward, batchnorm2d_forward,
-                                      pool_batch_stats, update_running_stats)
+from minivit.layers.batchnorm import (
+    batchnorm2d_backward,
+    batchnorm2d_forward,
+    pool_batch_stats,
+    update_running_stats,
+)
 from minivit.layers.conv import conv2d_nhwc_backward, conv2d_nhwc_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.relu import relu_backward, relu_forward
 from minivit.models.base import ModelBase, check_images, check_param_shapes
-from minivit.models.resnet_config import (ResNetConfig, batchnorms, get_resnet_config,
-                                   init_resnet_buffers, init_resnet_params,
-                                   resnet_buffer_shapes, resnet_param_shapes, stages)
+from minivit.models.resnet_config import (
+    ResNetConfig,
+    get_resnet_config,
+    init_resnet_buffers,
+    init_resnet_params,
+    resnet_buffer_shapes,
+    resnet_param_shapes,
+    stages,
+)
 
 
 class ConvBNCache(NamedTuple):

@@ -24,20 +24,25 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from minivit.backend import array_module, get_backend, resolve_dtype
-from minivit.backend import host_rng
-from minivit.models.vit_config import ViTConfig, count_params, get_config
-from minivit.models.init import init_params, param_shapes
+from minivit.backend import array_module, get_backend, host_rng, resolve_dtype
+from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.dropout import dropout_backward, dropout_forward
-from minivit.layers.encoder import (block_params, drop_path_rates, encoder_backward,
-                                    encoder_forward, stack_grads, stack_params)
+from minivit.layers.encoder import (
+    block_params,
+    drop_path_rates,
+    encoder_backward,
+    encoder_forward,
+    stack_grads,
+    stack_params,
+)
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
-from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.patch_dropout import patch_dropout_backward, patch_dropout_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.tokens import embed_prefix_backward, embed_prefix_forward
 from minivit.models.base import ModelBase, check_param_shapes
+from minivit.models.init import init_params, param_shapes
+from minivit.models.vit_config import ViTConfig, count_params, get_config
 
 
 class ViTCache(NamedTuple):
@@ -139,9 +144,10 @@ class VisionTransformer(ModelBase):
         # (4) final LayerNorm, pool (class token or mean of patch tokens), head
         z, norm_cache = layernorm_forward(z, p["norm.weight"], p["norm.bias"])   # (B, T, D)
         if cfg.distilled:
-            logits, cache = self._distilled_heads(z, train or split_heads)
+            logits, (head, dist_head, averaged) = self._distilled_heads(z, train or split_heads)
             self._cache = ViTCache(pe_cache, pos_drop, patch_drop, enc, norm_cache, z.shape,
-                                   *cache) if keep_cache else None
+                                   head_drop=None, head=head, dist_head=dist_head,
+                                   heads_averaged=averaged) if keep_cache else None
             return (logits, enc.probs) if return_attention else logits
         pooled = z[:, 0] if cfg.pool == "token" else z[:, 1:].mean(axis=1)     # (B, D)
         pooled, head_drop = dropout_forward(pooled, cfg.drop_rate, rng, train)
@@ -154,13 +160,13 @@ class VisionTransformer(ModelBase):
 
     def _distilled_heads(self, z, separate):
         """z (B, T, D) after the final norm -> (logits: (2, B, K) if separate, else the mean of
-        the heads (B, K); the cache fields of the heads)."""
+        the heads (B, K); (the heads' linear caches, whether the logits are their mean))."""
         p = self.params
         cls, head = linear_forward(z[:, 0], p["head.weight"], p["head.bias"])
         dist, dist_head = linear_forward(z[:, 1], p["head_dist.weight"], p["head_dist.bias"])
         if separate:
-            return array_module(z).stack([cls, dist]), (None, head, dist_head, False)
-        return (cls + dist) / 2, (None, head, dist_head, True)
+            return array_module(z).stack([cls, dist]), (head, dist_head, False)
+        return (cls + dist) / 2, (head, dist_head, True)
 
     def _distilled_heads_backward(self, dlogits, c, g):
         """dlogits (2, B, K), or (B, K) for averaged heads -> dz (B, T, D)."""

@@ -29,8 +29,15 @@ import os
 import sys
 import time
 
-from minivit.backend import (cupy_nccl, get_backend, get_xp, host_xp, is_cupy_array, to_device,
-                             to_numpy)
+from minivit.backend import (
+    cupy_nccl,
+    get_backend,
+    get_xp,
+    host_xp,
+    is_cupy_array,
+    to_device,
+    to_numpy,
+)
 from minivit.errors import UserError
 
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")

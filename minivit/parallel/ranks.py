@@ -1,15 +1,15 @@
 """Data-parallel training over N ranks (MPI processes, minivit/parallel/mpi.py): one model, each rank
 computing the gradient of its share of every global batch.
 
-One step on rank r of N, global batch B (``train._Run.step``):
+One step on rank r of N, global batch B (``Objective.step``, minivit/training/objectives/base.py):
 
     indices = permutation(seed, epoch)[i*B:(i+1)*B]   the global batch of a one-process run
     batch   = prepare_batch(indices)                  every rank prepares the whole batch: the
                                                       crop/flip and mixup/cutmix draws, and the
                                                       mirror image mixup pairs a sample with,
                                                       are those of one process
-    shard   = batch[r*B/N:(r+1)*B/N]                  ``shard_batch``: this rank's rows
-    g_r     = d/dtheta sum_(i in shard) l_i / B       DataParallel.rows: each shard's backward
+    shard   = batch[r*B/N:(r+1)*B/N]                  ``rank_rows``: this rank's rows
+    g_r     = d/dtheta sum_(i in shard) l_i / B       map_shards(rows=...): each backward
                                                       carries b/B; its dropout / drop-path /
                                                       patch-dropout / MAE masks are its rows of
                                                       the draws for the whole batch
@@ -45,9 +45,8 @@ from pathlib import Path
 
 from minivit.backend import host_xp, to_numpy
 from minivit.errors import UserError
-from minivit.parallel.threads import shard_slices
 from minivit.models.resnet_config import RESNET_CONFIGS
-from minivit.training.config import SESSION_FIELDS
+from minivit.parallel.threads import shard_slices
 
 np = host_xp()
 STOP_TIME, STOP_SIGNAL = 1, 2       # the codes of ``Stop.agreed``
@@ -97,10 +96,9 @@ _WHY = {"code": "a different minivit version", "config": "different training opt
         "data": "different CIFAR-10 files"}
 
 
-def fingerprint(cfg, data) -> dict:
-    """Short hashes of the code, the run's config (without the per-machine session options)
-    and the data: what every rank must share."""
-    fields = {k: v for k, v in cfg.to_dict().items() if k not in SESSION_FIELDS}
+def fingerprint(fields: dict, data) -> dict:
+    """Short hashes of the code, the run's config ``fields`` (without the per-machine session
+    options) and the data: what every rank must share."""
     data_hash = hashlib.sha256()
     for a in (data.train_x, data.train_y, data.val_x, data.val_y):
         data_hash.update(memoryview(np.ascontiguousarray(a)).cast("B"))
@@ -122,57 +120,30 @@ def check_rank_split(ranks, cfg) -> None:
                         "apart; train it on one rank")
 
 
-# --------------------------------------------------------------------------- the objective
-class RankObjective:
-    """An objective (minivit.training.objectives.classification) on this rank's share: ``step`` takes the global
-    batch, ``evaluate`` splits the images over the ranks and sums, rank 0 saves the model.
-    Everything else is the objective's own."""
-
-    def __init__(self, objective, ranks, batch_size: int):
-        self.inner, self.ranks = objective, ranks
-        b = batch_size // ranks.size
-        self.rows = slice(ranks.rank * b, (ranks.rank + 1) * b)
-        self.batch_size = batch_size
-        objective.reduce_grads = ranks.sum_          # before clipping (Objective._clipped)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def step(self, batch):
-        """The step of this rank's rows of the global ``batch`` (the gradients summed)."""
-        parallel = self.inner.parallel
-        parallel.rows = (self.rows.start, self.batch_size)
-        try:
-            return self.inner.step(shard_batch(batch, self.rows))
-        finally:
-            parallel.rows = None
-
-    def evaluate(self, x, y, mean, std, batch_size=500) -> dict:
-        """The objective's evaluation of this rank's contiguous share, summed over the ranks."""
-        parts = shard_slices(len(x), self.ranks.size)
-        part = parts[self.ranks.rank] if self.ranks.rank < len(parts) else slice(0, 0)
-        r = self.inner.evaluate(x[part], y[part], mean, std, batch_size)
-        n, confusion = r["n"], r.get("confusion")
-        sums = np.concatenate([[r["loss"] * n, (r["acc"] or 0.0) * n, n],
-                               [] if confusion is None else confusion.ravel()]).astype("float64")
-        self.ranks.sum_(sums, "the evaluation")
-        total = int(sums[2])
-        out = {"loss": float(sums[0]) / max(total, 1), "n": total,
-               "acc": None if r["acc"] is None else float(sums[1]) / max(total, 1)}
-        if confusion is not None:
-            out["confusion"] = np.rint(sums[3:]).astype(np.int64).reshape(confusion.shape)
-            out["acc"] = float(np.trace(out["confusion"])) / max(total, 1)
-        return out
-
-    def save_model(self, path):
-        if self.ranks.is_root:
-            self.inner.save_model(path)
+# --------------------------------------------------------------------------- the shares
+def rank_rows(ranks, batch_size: int) -> slice:
+    """This rank's rows of every global batch of ``batch_size`` (check_rank_split: it splits)."""
+    b = batch_size // ranks.size
+    return slice(ranks.rank * b, (ranks.rank + 1) * b)
 
 
-def shard_batch(batch, rows: slice):
-    """This rank's rows of a global Batch (minivit.training.objectives.classification)."""
-    return dataclasses.replace(batch, images=batch.images[rows], labels=batch.labels[rows],
-                               targets=batch.targets[rows])
+def sum_evaluations(ranks, evaluate, x, y, mean, std, batch_size) -> dict:
+    """``evaluate`` (an objective's, on this process) of this rank's contiguous part of the
+    images, summed over the ranks: the loss, the accuracy and the confusion matrix."""
+    parts = shard_slices(len(x), ranks.size)
+    part = parts[ranks.rank] if ranks.rank < len(parts) else slice(0, 0)
+    r = evaluate(x[part], y[part], mean, std, batch_size)
+    n, confusion = r["n"], r.get("confusion")
+    sums = np.concatenate([[r["loss"] * n, (r["acc"] or 0.0) * n, n],
+                           [] if confusion is None else confusion.ravel()]).astype("float64")
+    ranks.sum_(sums, "the evaluation")
+    total = int(sums[2])
+    out = {"loss": float(sums[0]) / max(total, 1), "n": total,
+           "acc": None if r["acc"] is None else float(sums[1]) / max(total, 1)}
+    if confusion is not None:
+        out["confusion"] = np.rint(sums[3:]).astype(np.int64).reshape(confusion.shape)
+        out["acc"] = float(np.trace(out["confusion"])) / max(total, 1)
+    return out
 
 
 # --------------------------------------------------------------------------- the loop
@@ -257,7 +228,6 @@ class NoStepsLog:
         pass
 
 
-__all__ = ["NoStepsLog", "RankObjective", "RanksDisagree", "Stop", "agreed_seconds",
-           "check_rank_split",
-           "check_same_params", "fingerprint", "shard_batch", "shared_run_dir",
-           "start_together", "sum_step_values"]
+__all__ = ["NoStepsLog", "RanksDisagree", "Stop", "agreed_seconds", "check_rank_split",
+           "check_same_params", "fingerprint", "rank_rows", "shared_run_dir", "start_together",
+           "sum_evaluations", "sum_step_values"]

@@ -32,9 +32,9 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from minivit.backend import array_module, get_backend, host_xp, rng as make_rng, to_device
+from minivit.backend import array_module, get_backend, host_xp, to_device
+from minivit.backend import rng as make_rng
 from minivit.models.vit_config import STOCHASTIC_FIELDS
-from minivit.layers.loss import cross_entropy_device
 
 
 def available_cores() -> int:
@@ -72,9 +72,9 @@ class DataParallel:
     """``threads`` replicas of ``model`` that share its ``params``; each takes a slice of a batch.
 
         dp = DataParallel(model, threads=2)
-        loss, logits = dp.forward_backward(images, targets, smoothing)   # fills model.grads
-        logits = dp.forward(images)                                      # evaluation
-        outs = dp.map_shards(fn, images, noise)     # any objective: fn(replica, x, n, weight)
+        outs = dp.map_shards(fn, images, targets)   # fn(replica, x_s, t_s, weight) per shard
+        dp.sum_grads([o.grads for o in outs])       # their gradients, summed in model.grads
+        logits = dp.forward(images)                 # evaluation
         dp.close()                                                       # or use `with`
 
     The model needs ``replica()``, ``clear_cache()``, ``forward`` and ``backward``
@@ -98,22 +98,20 @@ class DataParallel:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="minivit") \
             if threads > 1 else None
         self._blas_limit = _limit_blas_threads() if threads > 1 else None
-        # (start, total): each batch is rows start.. of a global batch of `total` images
-        # split over processes (minivit.parallel.ranks); None: the batch is the whole batch
-        self.rows = None
 
     # -- the general operation: a function of (replica, shard of each array, weight)
-    def map_shards(self, fn, *arrays, patch_dropout=True, train=True):
+    def map_shards(self, fn, *arrays, patch_dropout=True, train=True, rows=None):
         """Split each array along its first axis into one shard per thread and run
         ``fn(replica, *shards, weight)`` on the pool, weight = B_s / B.
 
         Returns the results in shard order.  With one thread, ``fn(model, *arrays, 1.0)`` runs
         in the calling thread.  train=False: no random masks are drawn (evaluation).
-        With ``rows`` (start, total) set, the arrays are rows start.. of a batch of total:
-        the weights are B_s / total and the masks those rows of the whole batch's."""
+        rows (start, total): the arrays are rows start.. of a batch of total split over
+        processes (minivit.parallel.ranks): the weights are B_s / total and the masks those
+        rows of the whole batch's."""
         B = arrays[0].shape[0]
-        start, total = (0, B) if self.rows is None or not train else self.rows
-        seed = self._step_seed(patch_dropout) if train else None
+        start, total = (0, B) if rows is None or not train else rows
+        seed = self._step_seed(patch_dropout, rows) if train else None
         if self._pool is None:
             weight = 1.0 if total == B else B / total
             if seed is None:
@@ -155,23 +153,7 @@ class DataParallel:
                 total += f
         return model.use_grad_buffer()
 
-    # -- classification: cross-entropy of the whole batch, and evaluation
-    def forward_backward(self, images, targets, smoothing=0.0, patch_dropout=True):
-        """Cross-entropy loss of the whole batch and its gradients in ``model.grads``.
-
-        images (B, C, H, W), targets (B,) labels or (B, K) soft targets; patch_dropout=False
-        trains without patch dropout (VisionTransformer.forward).
-        Returns (loss, logits (B, K)): the loss a 0-d float64 array on the device (not read
-        back; the backward runs whatever its value)."""
-        outs = self.map_shards(
-            lambda r, x, t, w: _classify_shard(r, x, t, smoothing, w, patch_dropout),
-            images, targets, patch_dropout=patch_dropout)
-        loss = sum(shard_loss for shard_loss, _, _ in outs)
-        logits = array_module(images).concatenate([lg for _, lg, _ in outs]) \
-            if len(outs) > 1 else outs[0][1]
-        self.sum_grads([g for _, _, g in outs])
-        return loss, logits
-
+    # -- evaluation
     def forward(self, images):
         """Logits (B, K) for evaluation (no dropout, nothing kept for a backward)."""
         outs = self.map_shards(lambda r, x, w: r.forward(x, train=False, keep_cache=False),
@@ -185,12 +167,12 @@ class DataParallel:
         futures = [self._pool.submit(contextvars.copy_context().run, fn, *job) for job in jobs]
         return [f.result() for f in futures]
 
-    def _step_seed(self, patch_dropout):
+    def _step_seed(self, patch_dropout, rows):
         """The seed of this step's masks (None: nothing random to draw).  On CuPy, where one
         GPU takes the whole batch (one thread), the model draws from ``model.rng`` itself, so
         that no seed has to be read back from the device; a batch split over processes
         (``rows``) reads it, so that every process cuts its rows from the same draws."""
-        if (get_backend() != "numpy" and self.rows is None) or not _is_stochastic(
+        if (get_backend() != "numpy" and rows is None) or not _is_stochastic(
                 self.model.config, patch_dropout):
             return None
         return int(self.model.rng.integers(0, 2**31 - 1))
@@ -247,15 +229,6 @@ def _skip_uniforms(gen, n: int, dtype) -> None:
     gen.bit_generator.advance(n // 2)
     if n % 2:
         gen.random(1, dtype=dtype)
-
-
-def _classify_shard(replica, images, targets, smoothing, weight, patch_dropout=True):
-    """-> (weight * loss_s (0-d float64 on the device), logits_s, grads of weight * loss_s).
-    The labels were checked when the data were loaded (no per-batch range check)."""
-    logits = replica.forward(images, train=True, patch_dropout=patch_dropout)
-    loss, dlogits = cross_entropy_device(logits, targets, smoothing)
-    replica.backward(dlogits * weight if weight != 1.0 else dlogits)   # d(weight * L_s)
-    return weight * loss.astype("float64"), logits, replica.grads
 
 
 def _limit_blas_threads():

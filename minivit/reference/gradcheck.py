@@ -33,14 +33,20 @@ import time
 from dataclasses import dataclass, field
 
 from minivit.backend import to_numpy
-from minivit.reference.numerical import (TOL_FD64, TOL_REF32, TOL_REF64, numerical_gradient, rel_error,
-                            sample_indices)
 from minivit.layers.block import block_forward
 from minivit.layers.layernorm import layernorm_forward
 from minivit.layers.linear import linear_forward
 from minivit.layers.loss import cross_entropy
 from minivit.layers.tokens import embed_tokens_forward
 from minivit.models.vit import VisionTransformer
+from minivit.reference.numerical import (
+    TOL_FD64,
+    TOL_REF32,
+    TOL_REF64,
+    numerical_gradient,
+    rel_error,
+    sample_indices,
+)
 
 IMAGES = "images"          # the row name of the input-image gradient
 
@@ -108,7 +114,7 @@ def torch_errors(model: VisionTransformer, images, labels, grads, logits, loss,
 
     Raises ImportError when PyTorch is not installed.
     """
-    from minivit.reference.torch_twin import reference_gradients   # imports torch
+    from minivit.reference.torch_twin import reference_gradients  # imports torch
 
     t_logits, t_loss, t_grads, t_dimages = reference_gradients(
         model.config, model.params, images, labels, label_smoothing)

@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minivit.backend import get_backend, host_xp, to_device, to_numpy
-from minivit.io.files import (atomic_write_bytes, check_sha256, naming_write_errors,
-                              safetensors_bytes)
+from minivit.io.files import (
+    atomic_write_bytes,
+    check_sha256,
+    naming_write_errors,
+    safetensors_bytes,
+)
 
 CHECKPOINT_FORMAT = "minivit-train-checkpoint-v1"
 

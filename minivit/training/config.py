@@ -15,11 +15,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 from minivit.data.randaugment import check_randaugment, parse_randaugment
-from minivit.models.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
 from minivit.io.files import read_json
 from minivit.io.rundir import CONFIG_FILE
+from minivit.models.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
+from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 
 # Options that belong to one session, not to the run: a resume may change them.  data_dir is
 # where this machine keeps CIFAR-10 (the run moves between machines), not which data it is.

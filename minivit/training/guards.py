@@ -2,8 +2,8 @@
 before they are saved, and the warmup a run recorded."""
 
 from minivit.backend import array_module
-from minivit.training.checkpoint import Progress, rng_state
 from minivit.io.rundir import read_run_info
+from minivit.training.checkpoint import Progress, rng_state
 from minivit.training.config import Warmup
 
 

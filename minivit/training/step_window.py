@@ -13,7 +13,7 @@ step is caught before the next); on CuPy every 10 steps, so a step costs no devi
 sync (a diverging step is caught at the window's end; no checkpoint is written before).
 
     window = StepWindow(read_every_for_backend())
-    window.add(step, loss, stats, lr, seconds)
+    window.add(step, loss, correct, grad_norm, lr, seconds)
     if window.full():
         for v in window.read(): ...                     # StepValues, host numbers
 """
@@ -56,12 +56,12 @@ class StepWindow:
     def full(self) -> bool:
         return len(self._pending) >= self.read_every
 
-    def add(self, step: int, loss, stats, lr: float, seconds: float) -> None:
-        """Keep one step's values (0-d device arrays or host numbers)."""
-        correct = stats.correct
+    def add(self, step: int, loss, correct, grad_norm, lr: float, seconds: float) -> None:
+        """Keep one step's values (0-d device arrays or host numbers; correct None: no
+        accuracy)."""
         counts = correct is not None and getattr(correct, "dtype", None) is not None \
             and correct.dtype.kind in "iu"
-        self._pending.append((step, loss, correct, stats.grad_norm, lr, seconds, counts))
+        self._pending.append((step, loss, correct, grad_norm, lr, seconds, counts))
 
     def drop_from(self, step: int) -> None:
         """Forget the steps from ``step`` on (rolled back)."""

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from minivit.training.checkpoint import Snapshot
 from minivit.errors import UserError
 from minivit.io.rundir import CONFIG_FILE, read_run_info, update_run_info
+from minivit.training.schedule import unmasked_steps
 
 # (untimed calls first, at least this many timed calls, at least these seconds, at most calls)
 MASKED_PROBE = (2, 10, 2.0, 200)
@@ -74,7 +74,7 @@ class RunShape:
     def seconds(self, epochs: int, costs: Costs) -> float:
         """The predicted wall time of the steps, evaluations and saves of ``epochs``."""
         steps = epochs * self.steps_per_epoch
-        unmasked = min(steps, self.unmasked_steps)
+        unmasked = unmasked_steps(self.unmasked_steps, steps)
         evals = epochs // self.eval_every + (epochs % self.eval_every != 0) \
             if self.val_batches and self.eval_every else 0
         saves = epochs + (steps // self.checkpoint_every if self.checkpoint_every else 0)
@@ -269,18 +269,50 @@ def record_plan(run_dir, plan: BudgetPlan, schedule) -> None:
                     unmasked_steps=schedule.unmasked, time_budget=plan.to_dict())
 
 
-def undone(run, call, schedule) -> None:
-    """``call()`` with ``run.schedule = schedule``, then ``run`` (a train._Run) as it was:
-    schedule, parameters, optimizer, generators, progress, unread step values; also when
-    interrupted."""
-    snap, before = Snapshot.take(run.model, run.optimizer, run.rngs, run.progress), run.schedule
-    run.schedule = schedule
-    try:
-        call()
-    finally:
-        run.progress = snap.restore(run.model, run.optimizer, run.rngs)
-        run.window.drop_from(run.progress.step)
-        run.schedule = before
+class TimeBudget:
+    """A run's time budget, as the loop sees it: ``fit`` before the first step, ``refit``
+    after the first epoch, ``finish`` at the end.  Rank 0 (``root``) records in config.json.
+
+        budget = TimeBudget(cfg.time_budget, run_dir, shape, clock, elapsed, root, resume)
+        steps = budget.fit(step, evaluate, save, start_step)   # step(i, masked): timed, undone
+        plan = budget.refit(step, steps_end)                   # after epoch 1; None: keep
+        budget.accept(plan, schedule)
+    """
+
+    def __init__(self, minutes: float, run_dir, shape: RunShape, clock, elapsed, root: bool,
+                 resume: bool):
+        self.minutes, self.run_dir, self.shape, self.root = minutes, Path(run_dir), shape, root
+        self.clock, self.elapsed = clock, elapsed    # both agreed on by every rank
+        self.plan = recorded_plan(run_dir) if resume else None
+        self.first_epoch = None                      # a FirstEpoch while a re-fit is to come
+
+    def fit(self, step, evaluate, save, start_step: int) -> int:
+        """Time ``step(i, masked)`` (each call rolled back by the caller), ``evaluate()`` and
+        ``save()``; fix the plan; the number of steps it gives."""
+        self.plan = plan_run(self.minutes, self.shape, step, evaluate, save, self.elapsed,
+                             clock=self.clock)
+        self.first_epoch = FirstEpoch(self.shape, self.clock, start_step, self.clock())
+        return self.plan.steps
+
+    def epoch_end(self) -> float | None:
+        """The clock at the end of the first epoch's steps (None: no re-fit to come)."""
+        return self.first_epoch.clock() if self.first_epoch else None
+
+    def refit(self, step: int, steps_end: float) -> BudgetPlan | None:
+        """The plan fitted again from the first epoch (refit_plan); None: keep the first."""
+        epoch1, self.first_epoch = self.first_epoch, None
+        return refit_plan(self.plan, epoch1.shape, epoch1.timing(step, steps_end),
+                          self.elapsed())
+
+    def accept(self, plan: BudgetPlan, schedule) -> None:
+        """The run's plan from now on, and its schedule, recorded in config.json."""
+        self.plan = plan
+        if self.root:
+            record_plan(self.run_dir, plan, schedule)
+
+    def finish(self, elapsed: float) -> str:
+        """The final line's words; config.json records the wall time."""
+        return record_elapsed(self.plan, self.run_dir, elapsed) if self.root else ""
 
 
 def record_elapsed(plan: BudgetPlan | None, run_dir, elapsed: float) -> str:
@@ -296,4 +328,4 @@ def record_elapsed(plan: BudgetPlan | None, run_dir, elapsed: float) -> str:
 __all__ = ["BudgetPlan", "Costs", "EVAL_PROBE", "EpochTiming", "FirstEpoch", "MASKED_PROBE",
            "RESERVE", "RunShape", "TimeBudgetTooShort", "UNMASKED_PROBE", "eval_probe",
            "fit_budget", "plan_run", "record_elapsed", "record_plan", "recorded_plan",
-           "refit_plan", "run_shape", "time_calls", "undone"]
+           "refit_plan", "run_shape", "time_calls", "TimeBudget"]

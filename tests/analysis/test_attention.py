@@ -8,6 +8,7 @@ import pytest
 
 import minivit
 from minivit.analysis import attention as A
+from minivit.analysis import embeddings as E
 
 
 def random_attention(rng, B, H, T):
@@ -136,7 +137,7 @@ def test_patch_embedding_pca_components_are_orthonormal_and_reconstruct():
     rng = np.random.default_rng(3)
     D, C, P = 64, 3, 3                                   # D > C*P*P = 27: full rank 27
     weight = rng.standard_normal((D, C, P, P)) * rng.random(C * P * P).reshape(1, C, P, P)
-    comps, ratio = A.patch_embedding_pca(weight, k=27)
+    comps, ratio = E.patch_embedding_pca(weight, k=27)
     assert comps.shape == (27, C, P, P) and ratio.shape == (27,)
     V = comps.reshape(27, -1)
     np.testing.assert_allclose(V @ V.T, np.eye(27), atol=1e-12)
@@ -145,7 +146,7 @@ def test_patch_embedding_pca_components_are_orthonormal_and_reconstruct():
     np.testing.assert_allclose((Xc @ V.T) @ V, Xc, atol=1e-12)          # all components
     assert ratio.sum() == pytest.approx(1.0) and (np.diff(ratio) <= 1e-15).all()
     # fewer components: the first ones, and the variance they explain is the projection's
-    c5, r5 = A.patch_embedding_pca(weight, k=5)
+    c5, r5 = E.patch_embedding_pca(weight, k=5)
     np.testing.assert_allclose(c5, comps[:5])
     V5 = c5.reshape(5, -1)
     assert ((Xc @ V5.T) ** 2).sum() / (Xc ** 2).sum() == pytest.approx(r5.sum())
@@ -155,7 +156,7 @@ def test_patch_embedding_pca_components_are_orthonormal_and_reconstruct():
 
 def test_patch_embedding_pca_of_a_model(tmp_path):
     model = minivit.create_model("cifar-nano", seed=0)
-    comps, ratio = A.patch_embedding_pca(model.params["patch_embed.proj.weight"])
+    comps, ratio = E.patch_embedding_pca(model.params["patch_embed.proj.weight"])
     assert comps.shape == (28, 3, 4, 4) and ratio.shape == (28,)
     assert 0 < float(ratio.sum()) < 1
 
@@ -165,7 +166,7 @@ def test_patch_embedding_pca_of_a_model(tmp_path):
 def test_position_similarity_diagonal_is_one_and_it_is_symmetric():
     rng = np.random.default_rng(4)
     pos = rng.standard_normal((1, 1 + 16, 8))
-    sim = A.position_embedding_similarity(pos)
+    sim = E.position_embedding_similarity(pos)
     assert sim.shape == (4, 4, 4, 4)
     flat = sim.reshape(16, 16)
     np.testing.assert_allclose(np.diag(flat), 1.0, rtol=1e-12)
@@ -174,9 +175,9 @@ def test_position_similarity_diagonal_is_one_and_it_is_symmetric():
     # the class token row is dropped: changing it changes nothing
     pos2 = pos.copy()
     pos2[0, 0] = 100
-    np.testing.assert_array_equal(A.position_embedding_similarity(pos2), sim)
+    np.testing.assert_array_equal(E.position_embedding_similarity(pos2), sim)
     # 2-D input, non-square grid
-    assert A.position_embedding_similarity(pos[0], grid=(2, 8)).shape == (2, 8, 2, 8)
+    assert E.position_embedding_similarity(pos[0], grid=(2, 8)).shape == (2, 8, 2, 8)
 
 
 def test_capture_attention_matches_model_forward():
@@ -217,13 +218,13 @@ def test_confident_mistakes_orders_by_true_class_probability():
     (lambda: A.cls_attention_map(np.zeros((1, 2, 17, 17)), 4, head=2), "head"),
     (lambda: A.cls_attention_map(np.zeros((17, 17)), 4), "rollout"),
     (lambda: A.cls_attention_map(np.zeros((1, 17, 17)), 4, token=1), r"token must be .* 0\.\.0"),
-    (lambda: A.patch_embedding_pca(np.zeros((8, 3, 4))), r"\(D, C, P, P\)"),
-    (lambda: A.patch_embedding_pca(np.zeros((8, 3, 4, 2))), "square"),
-    (lambda: A.patch_embedding_pca(np.zeros((8, 3, 2, 2)), k=9), r"k must be an int in 1\.\.8"),
-    (lambda: A.position_embedding_similarity(np.zeros((1, 1 + 15, 4)) + 1), "not a square grid"),
-    (lambda: A.position_embedding_similarity(np.ones((2, 17, 4))), "pos_embed must be"),
-    (lambda: A.position_embedding_similarity(np.zeros((1, 17, 4))), "all-zero"),
-    (lambda: A.position_embedding_similarity(np.ones((1, 17, 4)), grid=(3, 5)), "grid 3x5"),
+    (lambda: E.patch_embedding_pca(np.zeros((8, 3, 4))), r"\(D, C, P, P\)"),
+    (lambda: E.patch_embedding_pca(np.zeros((8, 3, 4, 2))), "square"),
+    (lambda: E.patch_embedding_pca(np.zeros((8, 3, 2, 2)), k=9), r"k must be an int in 1\.\.8"),
+    (lambda: E.position_embedding_similarity(np.zeros((1, 1 + 15, 4)) + 1), "not a square grid"),
+    (lambda: E.position_embedding_similarity(np.ones((2, 17, 4))), "pos_embed must be"),
+    (lambda: E.position_embedding_similarity(np.zeros((1, 17, 4))), "all-zero"),
+    (lambda: E.position_embedding_similarity(np.ones((1, 17, 4)), grid=(3, 5)), "grid 3x5"),
     (lambda: A.capture_attention(None, np.zeros((0, 3, 32, 32))), "non-empty"),
     (lambda: A.confident_mistakes(np.zeros((3, 2)), np.zeros(3)), "integers"),
 ])

@@ -5,10 +5,10 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import CUPY_OK
 
 import minivit
 import minivit.backend as backend
-from conftest import CUPY_OK
 
 PKG = pathlib.Path(minivit.__file__).parent
 

@@ -6,10 +6,10 @@ Skipped, with the reason, where CuPy or a GPU is missing.
 
 import numpy as np
 import pytest
+from conftest import requires_cupy
 
 import minivit
 import minivit.backend as backend
-from conftest import requires_cupy
 
 pytestmark = [pytest.mark.cupy, requires_cupy]
 

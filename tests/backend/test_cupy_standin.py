@@ -3,12 +3,12 @@ device -> host syncs with the minivit line behind them."""
 
 import sys
 
+import cupy_standin
 import numpy as np
 import pytest
-
-import cupy_standin
-import minivit.backend as backend
 from cupy_standin._names import NAMES, VERSION
+
+import minivit.backend as backend
 from minivit.training.optim import global_grad_norm
 
 

@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
+
 Image = pytest.importorskip("PIL.Image", reason="predict reads images with Pillow (.[viz])")
 
 from minivit.cli import main
 from minivit.data.synthetic import LABEL_NAMES, make_images, write_cifar10_like
-from minivit.training.loop import TrainConfig, train
+from minivit.training import TrainConfig, train
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 

@@ -8,11 +8,11 @@ import pytest
 
 import minivit.layers.block
 from minivit.cli import main
-from minivit.models.vit_config import get_config
-from minivit.reference.gradcheck import IMAGES, StagedLoss
+from minivit.layers.layernorm import layernorm_backward
 from minivit.models.init import param_shapes
 from minivit.models.vit import create_model
-from minivit.layers.layernorm import layernorm_backward
+from minivit.models.vit_config import get_config
+from minivit.reference.gradcheck import IMAGES, StagedLoss
 
 TINY = ["--image-size", "8", "--embed-dim", "16", "--depth", "2", "--num-heads", "2",
         "--mlp-dim", "32", "--samples", "8", "--batch", "2"]

@@ -8,18 +8,19 @@ import json
 
 import numpy as np
 import pytest
+
 safe_open = pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])").safe_open
 load_file = pytest.importorskip("safetensors.numpy").load_file
 
 import minivit.io.rundir as R
-import minivit.training.objectives.classification as O
-import minivit.training.loop as T
+import minivit.training as T
 from minivit.cli import main
 from minivit.data.cifar10 import load_cifar10
 from minivit.data.synthetic import write_cifar10_like
-from minivit.models.mae import MaskedAutoencoder, load_mae
+from minivit.io.pretrained import load_mae, load_pretrained
+from minivit.models.mae import MaskedAutoencoder
 from minivit.models.masked_patch_prediction import MaskedPatchPrediction
-from minivit.io.pretrained import load_pretrained
+from minivit.training.objectives import make_objective
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 DECODER = ["--decoder-dim", "16", "--decoder-depth", "1", "--decoder-heads", "2",
@@ -90,7 +91,7 @@ def test_init_from_reuses_the_encoder_with_a_zero_head(data_dir, mae_run, tmp_pa
     cfg = with_pretrained_architecture(cfg)                 # the checkpoint's architecture
     assert {k: cfg.model_overrides[k] for k in TINY} == TINY
     data = load_cifar10(cfg.data_dir, cfg.val_size)
-    model = O.make_objective(cfg, data).model
+    model = make_objective(cfg, data).model
     for k, v in mae.encoder_params().items():
         assert np.array_equal(model.params[k], v), k
     assert not model.params["head.weight"].any() and not model.params["head.bias"].any()

@@ -15,9 +15,20 @@ import numpy as np
 import pytest
 
 from minivit.backend import host_rng
-from minivit.data import (CIFARFormatError, UnsafePickleError, batch_indices, channel_stats,
-                          download_and_extract, find_cifar10, iterate_batches, load_cifar10,
-                          normalize, read_batch, save_py2_pickle, write_cifar10_like)
+from minivit.data import (
+    CIFARFormatError,
+    UnsafePickleError,
+    batch_indices,
+    channel_stats,
+    download_and_extract,
+    find_cifar10,
+    iterate_batches,
+    load_cifar10,
+    normalize,
+    read_batch,
+    save_py2_pickle,
+    write_cifar10_like,
+)
 from minivit.data import download as download_mod
 from minivit.data import verify as verify_mod
 from minivit.data.safe_pickle import MAX_DEPTH, MAX_MEMO

@@ -5,9 +5,20 @@ import numpy as np
 import pytest
 
 from minivit.backend import rng, to_numpy
-from minivit.data.randaugment import (OPS, apply_ops, autocontrast, blend, check_randaugment,
-                                      cutout, grey_level, parse_randaugment, posterize,
-                                      randaugment, shifted, solarize)
+from minivit.data.randaugment import (
+    OPS,
+    apply_ops,
+    autocontrast,
+    blend,
+    check_randaugment,
+    cutout,
+    grey_level,
+    parse_randaugment,
+    posterize,
+    randaugment,
+    shifted,
+    solarize,
+)
 
 
 def _image(xp, values, shape=(1, 3, 4, 4)):

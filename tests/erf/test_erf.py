@@ -12,7 +12,9 @@ import warnings
 import numpy as np
 import pytest
 
-from minivit.erf import coefficients as special_tables, fdlibm as special, float32 as special_float32
+from minivit.erf import coefficients as special_tables
+from minivit.erf import fdlibm as special
+from minivit.erf import float32 as special_float32
 from minivit.erf.fdlibm import erf_fdlibm, erf_float32, erf_numpy
 
 

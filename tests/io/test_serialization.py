@@ -8,11 +8,11 @@ import pytest
 
 import minivit
 from minivit.backend import to_device, to_numpy
-from minivit.reference.numerical import rel_error
-from minivit.models.vit_config import ViTConfig
-from minivit.models.init import param_shapes
 from minivit.io.files import write_arrays
+from minivit.models.init import param_shapes
 from minivit.models.resample import resample_pos_embed
+from minivit.models.vit_config import ViTConfig
+from minivit.reference.numerical import rel_error
 
 CFG = ViTConfig(image_size=16, patch_size=4, num_classes=5, embed_dim=12, depth=2, num_heads=3,
                 mlp_dim=20, name="test")

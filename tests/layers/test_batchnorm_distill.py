@@ -4,12 +4,17 @@ float64 and agreement with PyTorch."""
 
 import numpy as np
 import pytest
-
 from support import check_layer, randn
-from minivit.reference.numerical import TOL_REF64, numerical_gradient, rel_error
-from minivit.layers.batchnorm import (BatchStats, batchnorm2d_backward, batchnorm2d_forward,
-                                      pool_batch_stats, update_running_stats)
+
+from minivit.layers.batchnorm import (
+    BatchStats,
+    batchnorm2d_backward,
+    batchnorm2d_forward,
+    pool_batch_stats,
+    update_running_stats,
+)
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
+from minivit.reference.numerical import TOL_REF64, numerical_gradient, rel_error
 
 
 def _bn_inputs(xp, shape=(4, 5, 5, 3)):

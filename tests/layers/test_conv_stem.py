@@ -7,18 +7,22 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import check_layer, randn, whole_model_check
 
 import minivit
-from support import check_layer, randn
 from minivit.backend import to_numpy
-from minivit.models.vit_config import ViTConfig
-from minivit.models.init import param_shapes
 from minivit.layers import conv
-from minivit.layers.conv import (conv2d_backward, conv2d_forward, conv2d_nhwc_backward,
-                                 conv2d_nhwc_forward, conv_output_size)
+from minivit.layers.conv import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_nhwc_backward,
+    conv2d_nhwc_forward,
+    conv_output_size,
+)
 from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
 from minivit.layers.relu import relu_backward, relu_forward
-from support import whole_model_check
+from minivit.models.init import param_shapes
+from minivit.models.vit_config import ViTConfig
 
 
 def _conv2d_loops(x, w, b, stride, padding):

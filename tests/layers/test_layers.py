@@ -7,26 +7,35 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from support import check_layer, randn
-from minivit.backend import rng as device_rng, to_numpy
-from minivit.reference.numerical import rel_error
-from minivit.layers.attention import (attention_backward, attention_core_backward,
-                                      attention_core_forward, attention_forward)
+
+from minivit.backend import rng as device_rng
+from minivit.backend import to_numpy
+from minivit.layers.attention import (
+    attention_backward,
+    attention_core_backward,
+    attention_core_forward,
+    attention_forward,
+)
 from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
-from minivit.layers.dropout import (drop_path_backward, drop_path_forward, dropout_backward,
-                                    dropout_forward)
+from minivit.layers.dropout import (
+    drop_path_backward,
+    drop_path_forward,
+    dropout_backward,
+    dropout_forward,
+)
 from minivit.layers.gelu import gelu_backward, gelu_forward
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.loss import cross_entropy
-from minivit.layers.mlp import mlp_backward, mlp_forward
 from minivit.layers.masking import masking_noise, random_masking
+from minivit.layers.mlp import mlp_backward, mlp_forward
 from minivit.layers.patch_dropout import patch_dropout_backward, patch_dropout_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.patches import patchify, unpatchify
 from minivit.layers.softmax import softmax_backward, softmax_forward
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward
+from minivit.reference.numerical import rel_error
 
 small = st.integers(1, 4)
 

@@ -8,30 +8,50 @@ import pytest
 
 import minivit
 from minivit.backend import rng as device_rng
-from minivit.layers.attention import (attention_backward, attention_core_backward,
-                                      attention_core_forward, attention_forward)
+from minivit.layers.attention import (
+    attention_backward,
+    attention_core_backward,
+    attention_core_forward,
+    attention_forward,
+)
+from minivit.layers.batchnorm import batchnorm2d_backward, batchnorm2d_forward
 from minivit.layers.block import BLOCK_PARAM_NAMES, block_backward, block_forward
 from minivit.layers.color_prediction import patch_ce_backward, patch_ce_forward
-from minivit.layers.batchnorm import batchnorm2d_backward, batchnorm2d_forward
-from minivit.layers.conv import (conv2d_backward, conv2d_forward, conv2d_nhwc_backward,
-                                 conv2d_nhwc_forward)
+from minivit.layers.conv import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_nhwc_backward,
+    conv2d_nhwc_forward,
+)
 from minivit.layers.conv_stem import conv_stem_backward, conv_stem_forward
-from minivit.layers.dropout import (drop_path_backward, drop_path_forward, dropout_backward,
-                                    dropout_forward)
+from minivit.layers.dropout import (
+    drop_path_backward,
+    drop_path_forward,
+    dropout_backward,
+    dropout_forward,
+)
 from minivit.layers.encoder import encoder_backward, encoder_forward
 from minivit.layers.gelu import gelu_backward, gelu_forward
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.loss import cross_entropy
-from minivit.layers.masking import (corrupt_tokens_backward, corrupt_tokens_forward,
-                                    gather_tokens_backward, gather_tokens_forward,
-                                    unshuffle_forward)
+from minivit.layers.masking import (
+    corrupt_tokens_backward,
+    corrupt_tokens_forward,
+    gather_tokens_backward,
+    gather_tokens_forward,
+    unshuffle_forward,
+)
 from minivit.layers.mlp import mlp_backward, mlp_forward
 from minivit.layers.patch_dropout import patch_dropout_backward, patch_dropout_forward
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward
 from minivit.layers.patches import patchify_backward, patchify_forward
-from minivit.layers.reconstruction import (masked_mse_backward, masked_mse_forward,
-                                           patch_targets_backward, patch_targets_forward)
+from minivit.layers.reconstruction import (
+    masked_mse_backward,
+    masked_mse_forward,
+    patch_targets_backward,
+    patch_targets_forward,
+)
 from minivit.layers.relu import relu_backward, relu_forward
 from minivit.layers.softmax import log_softmax, softmax_backward, softmax_forward
 from minivit.layers.tokens import embed_tokens_backward, embed_tokens_forward

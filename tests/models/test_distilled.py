@@ -5,11 +5,18 @@ resampling with two prefix tokens, and timm's VisionTransformerDistilled where i
 
 import numpy as np
 import pytest
+from support import randn
 
 import minivit
-from support import randn
-from minivit.backend import rng as make_rng, to_numpy
-from minivit.reference.numerical import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, sample_indices
+from minivit.backend import rng as make_rng
+from minivit.backend import to_numpy
+from minivit.reference.numerical import (
+    TOL_FD64,
+    TOL_REF64,
+    numerical_gradient,
+    rel_error,
+    sample_indices,
+)
 
 TINY = dict(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2, mlp_dim=16,
             num_classes=5)

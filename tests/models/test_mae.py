@@ -8,16 +8,34 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from support import check_layer, randn
-from minivit.backend import rng as device_rng, to_device, to_numpy
-from minivit.reference.numerical import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, sample_indices
-from minivit.layers.masking import (gather_tokens_backward, gather_tokens_forward,
-                                    masking_noise, num_kept, random_masking, unshuffle_backward,
-                                    unshuffle_forward)
-from minivit.layers.reconstruction import (masked_mse_backward, masked_mse_forward,
-                                           patch_targets_backward, patch_targets_forward)
-from minivit.models.mae import MAEConfig, create_mae, load_mae, save_mae, sincos_2d_pos_embed
+
+from minivit.backend import rng as device_rng
+from minivit.backend import to_device, to_numpy
+from minivit.io.pretrained import load_mae, save_mae
+from minivit.layers.masking import (
+    gather_tokens_backward,
+    gather_tokens_forward,
+    masking_noise,
+    num_kept,
+    random_masking,
+    unshuffle_backward,
+    unshuffle_forward,
+)
+from minivit.layers.reconstruction import (
+    masked_mse_backward,
+    masked_mse_forward,
+    patch_targets_backward,
+    patch_targets_forward,
+)
+from minivit.models.mae import MAEConfig, create_mae, sincos_2d_pos_embed
+from minivit.reference.numerical import (
+    TOL_FD64,
+    TOL_REF64,
+    numerical_gradient,
+    rel_error,
+    sample_indices,
+)
 
 # 8x8 images in 2x2 patches: N = 16 patches, 12 hidden and 4 visible at ratio 0.75
 TINY_ENC = dict(image_size=8, patch_size=2, embed_dim=8, depth=1, num_heads=2, mlp_dim=12)

@@ -4,15 +4,27 @@ a PyTorch version written here with the reference blocks."""
 
 import numpy as np
 import pytest
-
 from support import check_layer, randn
-from minivit.backend import rng as device_rng, to_device, to_numpy
-from minivit.reference.numerical import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, sample_indices
-from minivit.models.vit_config import get_config
-from minivit.layers.color_prediction import (mean_color_targets, patch_ce_backward,
-                                             patch_ce_forward)
+
+from minivit.backend import rng as device_rng
+from minivit.backend import to_device, to_numpy
+from minivit.io.pretrained import load_mpp, save_mpp
+from minivit.layers.color_prediction import mean_color_targets, patch_ce_backward, patch_ce_forward
 from minivit.layers.masking import corrupt_tokens_backward, corrupt_tokens_forward
-from minivit.models.masked_patch_prediction import MPPConfig, corruption, create_mpp, draw_corruption, load_mpp, save_mpp
+from minivit.models.masked_patch_prediction import (
+    MPPConfig,
+    corruption,
+    create_mpp,
+    draw_corruption,
+)
+from minivit.models.vit_config import get_config
+from minivit.reference.numerical import (
+    TOL_FD64,
+    TOL_REF64,
+    numerical_gradient,
+    rel_error,
+    sample_indices,
+)
 
 TINY_ENC = dict(image_size=8, patch_size=2, embed_dim=8, depth=1, num_heads=2, mlp_dim=12)
 
@@ -104,6 +116,7 @@ def _torch_mpp(model, images, targets, draws):
     import torch
     import torch.nn.functional as F
     from torch import nn
+
     from minivit.reference.torch_twin import LN_EPS, Block, PatchEmbed, to_torch
 
     enc = model.config.encoder

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from minivit.backend import to_numpy
-from minivit.reference.numerical import rel_error
 from minivit.models.resample import interpolation_matrix, resample_pos_embed
+from minivit.reference.numerical import rel_error
 
 GRIDS = [  # (old (h, w), new (h, w)): up, down, square, non-square, extremes
     ((4, 4), (7, 7)), ((8, 8), (3, 3)), ((6, 6), (12, 12)), ((14, 14), (24, 24)),

@@ -4,14 +4,15 @@ training and evaluation mode, data-parallel BatchNorm statistics, save/load."""
 
 import numpy as np
 import pytest
-
 from support import randn
+
 from minivit.backend import to_numpy
-from minivit.reference.numerical import TOL_REF64, numerical_gradient, rel_error, sample_indices
 from minivit.layers.loss import cross_entropy
-from minivit.parallel.threads import DataParallel
 from minivit.models.resnet import ResNet, create_resnet
 from minivit.models.resnet_config import RESNET_CONFIGS, ResNetConfig, count_resnet_params
+from minivit.parallel.threads import DataParallel
+from minivit.reference.numerical import TOL_REF64, numerical_gradient, rel_error, sample_indices
+from minivit.training.objectives.classification import classify
 
 TINY = dict(blocks=(1, 1), widths=(3, 4), image_size=8, num_classes=5)
 
@@ -98,9 +99,9 @@ def test_data_parallel_pools_the_shards_statistics(xp):
         pytest.skip("DataParallel threads are for NumPy")
     x, y = randn(xp, 6, 3, 8, 8, seed=5), xp.asarray([0, 1, 2, 3, 4, 0])
     one, two, by_hand = _tiny(xp), _tiny(xp), _tiny(xp)
-    DataParallel(one, 1).forward_backward(x, y)
+    classify(DataParallel(one, 1), x, y)
     with DataParallel(two, 2) as dp:
-        dp.forward_backward(x, y)
+        classify(dp, x, y)
     shards = [by_hand.replica() for _ in range(2)]
     for r, s in zip(shards, (slice(0, 3), slice(3, 6))):
         r.forward(x[s], train=True, keep_cache=False)

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import randn, whole_model_check
 
 import minivit
-from support import randn, randomise, whole_model_check
 from minivit.backend import to_numpy
-from minivit.reference.numerical import TOL_FD64, numerical_gradient, rel_error, sample_indices
-from minivit.models.vit_config import CONFIGS, count_params
 from minivit.models.init import param_shapes
+from minivit.models.vit_config import CONFIGS, count_params
 
 TINY = dict(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2, mlp_dim=16)
 

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import TINY_FLAGS, write_tiny_cifar
 
-from minivit.parallel.ranks import shard_batch
 from minivit.errors import UserError
 from minivit.parallel.mpi import Ranks, connect, launched_size
-from support import TINY_FLAGS, write_tiny_cifar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,9 +102,9 @@ def test_several_ranks_without_mpi4py_is_a_one_line_error(monkeypatch):
 
 
 def test_a_shard_is_the_ranks_rows_of_the_batch():
-    from minivit.training.objectives.classification import Batch
+    from minivit.training.batch import Batch
     b = Batch(np.arange(8), np.arange(8) * 2, np.arange(8) * 3, 0.1)
-    s = shard_batch(b, slice(4, 8))
+    s = b.rows(slice(4, 8))
     assert list(s.images) == [4, 5, 6, 7] and list(s.targets) == [12, 15, 18, 21]
     assert s.smoothing == 0.1 and Ranks().size == 1
 

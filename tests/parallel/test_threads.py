@@ -9,9 +9,10 @@ import pytest
 
 import minivit.parallel.threads as P
 from minivit.backend import get_backend, set_backend
-from minivit.reference.numerical import rel_error
 from minivit.layers.loss import cross_entropy
 from minivit.models.vit import create_model
+from minivit.reference.numerical import rel_error
+from minivit.training.objectives.classification import classify
 
 TINY = dict(embed_dim=16, depth=2, num_heads=2, mlp_dim=32, image_size=16, patch_size=4)
 
@@ -54,7 +55,7 @@ def test_split_batch_gives_the_whole_batch_loss_and_gradients(threads, n, soft, 
 
     split = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
     with P.DataParallel(split, threads) as dp:
-        loss_dp, logits_dp = dp.forward_backward(images, targets, smoothing)
+        loss_dp, logits_dp = classify(dp, images, targets, smoothing)
         assert rel_error(logits_dp, logits) < 1e-13
         assert abs(loss_dp - loss) < 1e-13 * abs(loss)
         assert list(split.grads) == list(whole.grads)              # timm order kept
@@ -80,7 +81,7 @@ def test_dropout_masks_are_reproducible_and_drawn_from_model_rng():
         model = create_model("cifar-nano", seed=3, dtype="float64", **cfg)
         state = model.rng.bit_generator.state
         with P.DataParallel(model, 2) as dp:
-            dp.forward_backward(images, labels)
+            classify(dp, images, labels)
             runs.append(model.grads)
         assert model.rng.bit_generator.state != state                # seeds came from it
     for k in runs[0]:
@@ -91,7 +92,7 @@ def test_without_dropout_model_rng_is_untouched():
     model = create_model("cifar-nano", seed=3, dtype="float64", **TINY)
     state = model.rng.bit_generator.state
     with P.DataParallel(model, 2) as dp:
-        dp.forward_backward(*batch(4))
+        classify(dp, *batch(4))
     assert model.rng.bit_generator.state == state
 
 
@@ -99,17 +100,17 @@ def test_patch_dropout_off_trains_as_the_model_without_it_and_leaves_model_rng()
     images, labels = batch(8)
     plain = create_model("cifar-nano", seed=3, dtype="float64", **TINY)
     with P.DataParallel(plain, 2) as dp:
-        loss, _ = dp.forward_backward(images, labels)
+        loss, _ = classify(dp, images, labels)
     model = create_model("cifar-nano", seed=3, dtype="float64", **TINY, patch_drop_rate=0.5)
     state = model.rng.bit_generator.state
     with P.DataParallel(model, 2) as dp:
-        loss_off, _ = dp.forward_backward(images, labels, patch_dropout=False)
+        loss_off, _ = classify(dp, images, labels, patch_dropout=False)
         assert model.rng.bit_generator.state == state              # nothing stochastic left
         assert model.config.patch_drop_rate == 0.5                 # the config is untouched
         assert loss_off == loss
         for k in plain.grads:
             assert np.array_equal(model.grads[k], plain.grads[k]), k
-        dp.forward_backward(images, labels)                        # on again: masks drawn
+        classify(dp, images, labels)                        # on again: masks drawn
         assert model.rng.bit_generator.state != state
 
 
@@ -118,7 +119,7 @@ def test_a_non_finite_loss_is_returned_unread_with_its_gradients():
     images[0, 0, 0, 0] = np.nan
     model = create_model("cifar-nano", seed=1, dtype="float64", **TINY)
     with np.errstate(invalid="ignore"), P.DataParallel(model, 2) as dp:
-        loss, _ = dp.forward_backward(images, labels)
+        loss, _ = classify(dp, images, labels)
     assert not np.isfinite(loss) and not np.isfinite(model.flat_grads).all()
     assert all(r._cache is None for r in dp.replicas)        # each backward ran
 
@@ -159,9 +160,9 @@ def test_bad_thread_counts_are_refused():
 
 @pytest.mark.parametrize("norm_pix_loss", [False, True])
 def test_split_mae_batch_gives_the_whole_batch_loss_and_gradients(norm_pix_loss):
-    from minivit.models.vit_config import get_config
     from minivit.layers.masking import masking_noise
     from minivit.models.mae import MAEConfig, create_mae
+    from minivit.models.vit_config import get_config
 
     cfg = MAEConfig(encoder=get_config("cifar-nano", **TINY), decoder_embed_dim=8,
                     decoder_depth=1, decoder_num_heads=2, decoder_mlp_dim=16,
@@ -229,6 +230,7 @@ def test_the_restarted_command_line_trains(tmp_path):
     import os
     import subprocess
     import sys
+
     from minivit.data.synthetic import write_cifar10_like
     data = write_cifar10_like(tmp_path / "data", n_train_per_batch=20, n_test=10)
     env = {k: v for k, v in os.environ.items()
@@ -276,7 +278,7 @@ def test_every_thread_count_draws_the_same_masks(threads):
     for t in (1, threads):
         model = create_model("cifar-nano", seed=3, dtype="float64", **cfg)
         with P.DataParallel(model, t) as dp:
-            loss, logits = dp.forward_backward(images, labels, 0.1)
+            loss, logits = classify(dp, images, labels, 0.1)
             results.append((float(loss), logits.copy(), model.flat_grads.copy(),
                             model.rng.bit_generator.state))
     (l1, z1, g1, s1), (lt, zt, gt, st) = results

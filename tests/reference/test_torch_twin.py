@@ -18,14 +18,12 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch not installed: pip install torch==2.13.0 (CPU build) to run the "
                     "reference tests")
 import torch.nn.functional as F  # noqa: E402
+from torch_vit import build_torch_vit, from_torch, reference_gradients, to_torch  # noqa: E402
 
 import minivit  # noqa: E402
-from minivit.backend import to_device, to_numpy  # noqa: E402
-from minivit.reference.numerical import TOL_REF32, TOL_REF64, rel_error  # noqa: E402
-from minivit.models.vit_config import ViTConfig  # noqa: E402
-from minivit.models.init import param_shapes  # noqa: E402
-from minivit.layers.conv import conv2d_backward, conv2d_forward  # noqa: E402
+from minivit.backend import to_device  # noqa: E402
 from minivit.layers.attention import attention_core_backward, attention_core_forward  # noqa: E402
+from minivit.layers.conv import conv2d_backward, conv2d_forward  # noqa: E402
 from minivit.layers.gelu import gelu_backward, gelu_forward  # noqa: E402
 from minivit.layers.layernorm import layernorm_backward, layernorm_forward  # noqa: E402
 from minivit.layers.linear import linear_backward, linear_forward  # noqa: E402
@@ -33,9 +31,11 @@ from minivit.layers.loss import cross_entropy  # noqa: E402
 from minivit.layers.masking import masking_noise, random_masking  # noqa: E402
 from minivit.layers.patch_embed import patch_embed_backward, patch_embed_forward  # noqa: E402
 from minivit.layers.softmax import softmax_backward, softmax_forward  # noqa: E402
+from minivit.models.init import param_shapes  # noqa: E402
+from minivit.models.vit_config import ViTConfig  # noqa: E402
+from minivit.reference.numerical import TOL_REF32, TOL_REF64, rel_error  # noqa: E402
 from minivit.training.optim import decays  # noqa: E402
 from minivit.training.schedule import warmup_cosine  # noqa: E402
-from torch_vit import build_torch_vit, from_torch, reference_gradients, to_torch  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

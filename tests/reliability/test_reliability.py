@@ -19,12 +19,13 @@ import pytest
 
 pytest.importorskip("safetensors", reason="model and checkpoint files are .safetensors (.[io])")
 
+from support import TINY_FLAGS, make_cfg, write_tiny_cifar
+
 import minivit
 import minivit.io.files as F
 import minivit.io.rundir as R
-import minivit.training.loop as T
+import minivit.training as T
 from minivit.models.vit_config import ViTConfig
-from support import TINY_FLAGS, write_tiny_cifar, make_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ViTConfig(image_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=2, num_heads=4,

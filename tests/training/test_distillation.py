@@ -7,11 +7,12 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
-import minivit.training.loop as T
+from support import assert_same_run
+
+import minivit.training as T
 from minivit.cli import main
 from minivit.data.synthetic import write_cifar10_like
 from minivit.io.serialization import load
-from support import assert_same_run
 
 STUDENT = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",
            "--set", "mlp_dim=32"]
@@ -107,8 +108,8 @@ def test_bad_combinations_fail_in_one_line(data_dir, teacher, tmp_path, capsys, 
 
 
 def test_a_teacher_with_other_classes_is_refused(data_dir, tmp_path, capsys):
-    from minivit.models.resnet import create_resnet
     from minivit.io.serialization import save
+    from minivit.models.resnet import create_resnet
     path = tmp_path / "t100.safetensors"
     save(create_resnet("resnet8", num_classes=100), path)
     assert main(["train", "--teacher", str(path), *STUDENT,

@@ -9,12 +9,12 @@ and a 2-step run (the same start-up and final checkpoint in both), with the wind
 step (the worst case: one read every step) and at its default; the lines are printed (``-s``)
 and listed on failure."""
 
+import cupy_standin
 import pytest
 
-import cupy_standin
 import minivit.backend as backend
+import minivit.training as T
 import minivit.training.step_window as W
-import minivit.training.loop as T
 from minivit.data.synthetic import write_cifar10_like
 
 pytestmark = [pytest.mark.cupy, pytest.mark.skipif(

@@ -11,19 +11,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 safe_open = pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])").safe_open
 load_file = pytest.importorskip("safetensors.numpy").load_file
 
-import minivit.parallel.threads as P
+from support import (
+    TINY,
+    all_rngs_on,
+    assert_same_run,
+    checkpoint,
+    cli_flags,
+    two_thread_cfg,
+    write_tiny_cifar,
+)
+
 import minivit.io.rundir as R
+import minivit.training as T
+import minivit.training.loop as L
 import minivit.training.objectives.classification as O
-import minivit.training.loop as T
-from minivit.cli import main
-from minivit.models.vit_config import get_config
 from minivit.analysis.evaluation import evaluate
+from minivit.cli import main
 from minivit.io.serialization import load
+from minivit.models.vit_config import get_config
 from minivit.training.config import OLD_RUN_DEFAULTS
-from support import TINY, all_rngs_on, assert_same_run, checkpoint, cli_flags, two_thread_cfg, write_tiny_cifar
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
@@ -159,14 +170,14 @@ def test_the_reported_run_s_committed_model_is_trained():
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch,
                                                           capsys):
-    real, calls = P.cross_entropy_device, []
+    real, calls = O.cross_entropy_device, []
 
     def nan_on_fourth_step(logits, labels, smoothing=0.0):
         calls.append(1)
         loss, dlogits = real(logits, labels, smoothing)
         return (np.float64("nan") if len(calls) == 4 else loss), dlogits
 
-    monkeypatch.setattr(P, "cross_entropy_device", nan_on_fourth_step)
+    monkeypatch.setattr(O, "cross_entropy_device", nan_on_fourth_step)
     run = tmp_path / "run"
     assert main(cli_flags(data_dir, run) + ["--checkpoint-every", "2", "--threads", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -185,7 +196,7 @@ def test_huge_learning_rate_diverges_with_a_clear_message(data_dir, tmp_path, ca
 
 def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypatch, capsys):
     T.train(all_rngs_on(data_dir, tmp_path / "straight"))
-    real, calls = O.clip_flat_grads, []
+    real, calls = L.clip_flat_grads, []
 
     def interrupt_during_step_7(grads, max_norm):       # after this step drew its randoms
         calls.append(1)
@@ -193,12 +204,12 @@ def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(grads, max_norm)
 
-    monkeypatch.setattr(O, "clip_flat_grads", interrupt_during_step_7)
+    monkeypatch.setattr(L, "clip_flat_grads", interrupt_during_step_7)
     result = T.train(all_rngs_on(data_dir, tmp_path / "resumed"))
     assert result["status"] == "interrupted" and result["step"] == 6
     out = capsys.readouterr().out
     assert f"minivit train --resume {tmp_path / 'resumed'}" in out
-    monkeypatch.setattr(O, "clip_flat_grads", real)
+    monkeypatch.setattr(L, "clip_flat_grads", real)
     assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
@@ -208,7 +219,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(data_dir, tmp_path, monkeypat
 def test_sigterm_saves_like_ctrl_c_and_resume_continues_exactly(data_dir, tmp_path,
                                                                   monkeypatch, capsys):
     T.train(all_rngs_on(data_dir, tmp_path / "straight"))
-    real, calls, missed = O.clip_flat_grads, [], []
+    real, calls, missed = L.clip_flat_grads, [], []
 
     def fallback(signum, frame):          # sees SIGTERM only if train() does not handle it
         missed.append(signum)
@@ -222,12 +233,12 @@ def test_sigterm_saves_like_ctrl_c_and_resume_continues_exactly(data_dir, tmp_pa
             time.sleep(1)                                 # the handler raises in here
         return real(grads, max_norm)
 
-    monkeypatch.setattr(O, "clip_flat_grads", terminate_during_step_7)
+    monkeypatch.setattr(L, "clip_flat_grads", terminate_during_step_7)
     result = T.train(all_rngs_on(data_dir, tmp_path / "resumed"))
     assert signal.signal(signal.SIGTERM, before) is fallback   # train() put it back
     assert not missed and result["status"] == "interrupted" and result["step"] == 6
     assert f"minivit train --resume {tmp_path / 'resumed'}" in capsys.readouterr().out
-    monkeypatch.setattr(O, "clip_flat_grads", real)
+    monkeypatch.setattr(L, "clip_flat_grads", real)
     assert main(["train", "--resume", str(tmp_path / "resumed"), "--no-progress"]) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
@@ -237,7 +248,7 @@ def test_ctrl_c_from_the_cli_exits_130_with_the_resume_command(data_dir, tmp_pat
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(O, "clip_flat_grads", interrupt)
+    monkeypatch.setattr(L, "clip_flat_grads", interrupt)
     run = tmp_path / "run"
     assert main(cli_flags(data_dir, run)) == 130
     assert "--resume" in capsys.readouterr().out

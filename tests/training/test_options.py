@@ -6,18 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from support import TINY, all_rngs_on, assert_same_run, checkpoint, cli_flags, write_tiny_cifar
+from support import two_thread_cfg as make_cfg
 
 import minivit
 import minivit.io.rundir as R
+import minivit.training as T
 import minivit.training.step_window as W
-import minivit.training.loop as T
 from minivit.backend import to_numpy
 from minivit.cli import main
-from minivit.training.ema import WithEMA, ema_decay
 from minivit.io.serialization import load
-from support import all_rngs_on, assert_same_run, checkpoint, cli_flags
-from support import two_thread_cfg as make_cfg
-from support import TINY, write_tiny_cifar
+from minivit.training.ema import WithEMA, ema_decay
 
 LEVERS = dict(ema=0.9, layer_decay=0.75, randaugment=[2, 9])
 

@@ -4,14 +4,15 @@ per-step log (steps.jsonl), a --run-dir that is a file, --min-lr above --lr."""
 import json
 
 import pytest
+
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
+from support import TINY_FLAGS, make_cfg, write_tiny_cifar
+
 import minivit.io.rundir as R
-import minivit.training.loop as T
+import minivit.training as T
 from minivit.cli import main
 from minivit.training.config import TrainConfig, choose_warmup
-from support import TINY_FLAGS, write_tiny_cifar, make_cfg
-
 
 
 @pytest.fixture(scope="module")

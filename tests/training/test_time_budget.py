@@ -12,16 +12,25 @@ import pytest
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
 import cupy_standin
+from support import all_rngs_on, assert_same_run, checkpoint, cli_flags, write_tiny_cifar
+
 import minivit.backend as backend
 import minivit.io.rundir as R
+import minivit.training as T
+import minivit.training.loop as L
 import minivit.training.objectives.classification as O
-import minivit.training.loop as T
+import minivit.training.session as S
 from minivit.cli import main
 from minivit.training.schedule import Schedule
-from minivit.training.time_budget import (BudgetPlan, Costs, EpochTiming, RunShape, TimeBudgetTooShort,
-                                 fit_budget, refit_plan)
-from support import all_rngs_on, assert_same_run, checkpoint, cli_flags
-from support import write_tiny_cifar
+from minivit.training.time_budget import (
+    BudgetPlan,
+    Costs,
+    EpochTiming,
+    RunShape,
+    TimeBudgetTooShort,
+    fit_budget,
+    refit_plan,
+)
 
 MASKED, UNMASKED, EVAL_IMAGE, SAVE = 0.25, 0.5, 1 / 64, 0.125   # seconds, exact in binary
 # With them, the probes before the first step take 12 masked steps (2 untimed), 5 unmasked
@@ -52,8 +61,9 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     c = FakeClock()
-    monkeypatch.setattr(T, "time", SimpleNamespace(perf_counter=c.perf_counter))
-    step, evaluate, save = O.Classification.step, O.Classification.evaluate, T.save_checkpoint
+    monkeypatch.setattr(L, "time", SimpleNamespace(perf_counter=c.perf_counter))
+    monkeypatch.setattr(S, "time", SimpleNamespace(perf_counter=c.perf_counter))
+    step, evaluate, save = O.Classification.step, O.Classification.evaluate, L.save_checkpoint
 
     def timed_step(self, batch):
         c.steps += 1
@@ -74,7 +84,7 @@ def clock(monkeypatch):
 
     monkeypatch.setattr(O.Classification, "step", timed_step)
     monkeypatch.setattr(O.Classification, "evaluate", timed_evaluate)
-    monkeypatch.setattr(T, "save_checkpoint", timed_save)
+    monkeypatch.setattr(L, "save_checkpoint", timed_save)
     return c
 
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from minivit.backend import array_module
 from minivit.io.rundir import find_model, read_run_info
+from minivit.io.serialization import load as load_model
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
 from minivit.layers.loss import cross_entropy_device
-from minivit.training.objectives.classification import Classification, errors_ignored
 from minivit.parallel.threads import DataParallel, shard_slices
-from minivit.io.serialization import load as load_model
 from minivit.training.config import DISTILL_KINDS
+from minivit.training.objectives.classification import Classification
 
 
 def load_teacher(path, dtype, num_classes: int, student_config):
@@ -52,8 +52,8 @@ def load_teacher(path, dtype, num_classes: int, student_config):
 class Distillation(Classification):
     """The student's two heads: the labels for the class head, the teacher for the other."""
 
-    def __init__(self, cfg, data, resume: bool = False):
-        super().__init__(cfg, data, resume)
+    def __init__(self, cfg, data, resume: bool = False, ranks=None):
+        super().__init__(cfg, data, resume, ranks)
         self.teacher = load_teacher(cfg.teacher, cfg.dtype, data.num_classes, self.model.config)
         self.teacher_parallel = DataParallel(self.teacher, self.parallel.threads)
         self.kind, self.tau, self.lam = cfg.distill, cfg.distill_tau, cfg.distill_lambda
@@ -76,7 +76,8 @@ class Distillation(Classification):
         return ((1 - self.lam) * ce + self.lam * kd,
                 (dcls * (1 - self.lam), soft_distillation_backward(self.lam, cache)))
 
-    def _shard(self, replica, images, targets, teacher_logits, smoothing, patch_dropout, weight):
+    def shard_step(self, replica, images, targets, teacher_logits, smoothing, patch_dropout,
+                   weight):
         """-> (weight * loss_s (0-d float64 on the device), averaged logits_s, grads of
         weight * loss_s).  Nothing is read back: the backward runs whatever the loss, and the
         loop checks it a window of steps at a time (minivit/training/step_window.py)."""
@@ -86,18 +87,18 @@ class Distillation(Classification):
         replica.backward(dlogits * weight if weight != 1.0 else dlogits)
         return weight * loss.astype("float64"), (logits[0] + logits[1]) / 2, replica.grads
 
-    def step(self, batch):
-        with errors_ignored():
-            teacher_logits = self.teacher_parallel.forward(batch.images)   # (B, K), eval mode
-            outs = self.parallel.map_shards(
-                lambda r, x, t, tl, w: self._shard(r, x, t, tl, batch.smoothing,
+    def forward_backward(self, batch):
+        teacher_logits = self.teacher_parallel.forward(batch.images)       # (B, K), eval mode
+        outs = self.parallel.map_shards(
+            lambda r, x, t, tl, w: self.shard_step(r, x, t, tl, batch.smoothing,
                                                    batch.patch_dropout, w),
-                batch.images, batch.targets, teacher_logits, patch_dropout=batch.patch_dropout)
-            loss = sum(o[0] for o in outs)
-            self.parallel.sum_grads([o[2] for o in outs])
-            correct = sum((o[1].argmax(axis=1) == batch.labels[s]).sum()       # on the device
-                          for o, s in zip(outs, shard_slices(len(batch.labels), len(outs))))
-            return loss, self._clipped(correct)
+            batch.images, batch.targets, teacher_logits, patch_dropout=batch.patch_dropout,
+            rows=self.shard_rows)
+        loss = sum(o[0] for o in outs)
+        self.parallel.sum_grads([o[2] for o in outs])
+        correct = sum((o[1].argmax(axis=1) == batch.labels[s]).sum()           # on the device
+                      for o, s in zip(outs, shard_slices(len(batch.labels), len(outs))))
+        return loss, correct
 
     def close(self):
         super().close()
