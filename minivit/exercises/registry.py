@@ -1,10 +1,24 @@
 """Every exercise, in the order to work through them: each builds on the ones before."""
 
 from minivit.errors import UserError
-from minivit.exercises import linear
+from minivit.exercises import (
+    attention,
+    attention_core,
+    block,
+    cross_entropy,
+    gelu,
+    layernorm,
+    linear,
+    mlp,
+    patch_embed,
+    softmax,
+    tokens,
+    vit,
+)
 
 # one module per exercise, each defining EXERCISE
-MODULES = (linear,)
+MODULES = (linear, softmax, cross_entropy, layernorm, gelu, mlp, patch_embed, tokens,
+           attention_core, attention, block, vit)
 
 EXERCISES = {m.EXERCISE.name: m.EXERCISE for m in MODULES}
 
