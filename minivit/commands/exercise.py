@@ -100,9 +100,10 @@ def check(file: str, use_torch: bool, seed: int) -> int:
         cells = "  ".join(f"{_fmt(row.errors.get(col)):>22}" for col, _ in columns)
         print(f"{row.label:<{width}}  {cells}  {'FAIL' if row.failures() else 'ok'}")
     print("-" * len(header))
-    n = len(report.rows)
     if report.ok:
-        print(f"PASS: {n} gradient{'s' * (n != 1)} right on {len(report.cases)} cases "
+        n = sum(not r.is_value for r in report.rows)
+        values = "".join(f" and the {r.name}" for r in report.rows if r.is_value)
+        print(f"PASS: {n} gradient{'s' * (n != 1)}{values} right on {len(report.cases)} cases "
               f"({report.seconds:.1f} s)")
         return 0
     for row in report.rows:

@@ -105,3 +105,11 @@ def test_a_learner_writing_into_the_cache_does_not_fool_the_grader(tmp_path):
         return dx, dweight, dbias
 
     assert grade(ex, scribbling_backward, use_torch=False).ok
+
+
+@pytest.mark.cupy
+@pytest.mark.parametrize("name", ["cross_entropy", "attention_core", "block"])
+def test_solutions_pass_on_every_backend(xp, name):
+    """The grader moves the cases to the active backend (CuPy on a GPU, or its stand-in)."""
+    ex = EXERCISES[name]
+    assert grade(ex, ex.solution, use_torch=False).ok
