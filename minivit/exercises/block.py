@@ -2,6 +2,7 @@
 
 from minivit.config import get_config
 from minivit.exercises.exercise import Case, Exercise, WrongAnswer
+from minivit.init import param_shapes
 from minivit.layers.block import BLOCK_PARAM_NAMES, BlockCache, block_backward, block_forward
 
 STATEMENT = """
@@ -52,19 +53,15 @@ def random_params(rng, shapes: dict) -> dict:
     return params
 
 
-def block_shapes(D, M):
-    shapes = {"norm1.weight": (D,), "norm1.bias": (D,), "attn.qkv.weight": (3 * D, D),
-              "attn.qkv.bias": (3 * D,), "attn.proj.weight": (D, D), "attn.proj.bias": (D,),
-              "norm2.weight": (D,), "norm2.bias": (D,), "mlp.fc1.weight": (M, D),
-              "mlp.fc1.bias": (M,), "mlp.fc2.weight": (D, M), "mlp.fc2.bias": (D,)}
-    return {k: shapes[k] for k in BLOCK_PARAM_NAMES}
-
-
 def cases(rng):
     out = []
     for B, T, D, heads, M, kind in ((2, 3, 4, 2, 8, "erf"), (1, 4, 6, 3, 5, "tanh")):
-        inputs = {"z": rng.standard_normal((B, T, D)), **random_params(rng, block_shapes(D, M))}
-        out.append(Case(inputs, {"num_heads": heads, "approximate": kind, "mlp_dim": M}))
+        cfg = get_config("cifar-nano", embed_dim=D, depth=1, num_heads=heads, mlp_dim=M,
+                         gelu=kind)
+        shapes = {k.removeprefix("blocks.0."): v for k, v in param_shapes(cfg).items()
+                  if k.startswith("blocks.0.")}                  # the short names
+        inputs = {"z": rng.standard_normal((B, T, D)), **random_params(rng, shapes)}
+        out.append(Case(inputs, {"num_heads": heads, "approximate": kind, "config": cfg}))
     return out
 
 
@@ -72,10 +69,7 @@ def torch_forward(torch, t, static):
     from torch.func import functional_call  # torch stays optional
 
     from minivit.reference_torch import Block
-    D = t["z"].shape[-1]
-    cfg = get_config("cifar-nano", embed_dim=D, num_heads=static["num_heads"],
-                     mlp_dim=static["mlp_dim"], gelu=static["approximate"])
-    block = Block(cfg).to(torch.float64)
+    block = Block(static["config"]).to(torch.float64)
     return functional_call(block, {k: t[k] for k in BLOCK_PARAM_NAMES}, (t["z"],))
 
 

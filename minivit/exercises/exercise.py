@@ -66,7 +66,7 @@ def unpack_tuple(result, names, function_name):
     WrongAnswer when it is not that.  names: the inputs the gradients belong to, in order."""
     if len(names) == 1:
         result = (result,)
-    if not isinstance(result, tuple) or len(result) != len(names):
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
         got = f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__
         grads = ", ".join("d" + n for n in names)
         want = grads if len(names) == 1 else f"a tuple of {len(names)}: ({grads})"
