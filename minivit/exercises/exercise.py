@@ -34,9 +34,10 @@ class Case:
     static: dict = field(default_factory=dict)
 
     def describe(self) -> str:
-        """'x 2x3x4, weight 5x4, axis=-1' (the tensors' shapes, then the options)."""
+        """'x 2x3x4, weight 5x4, axis=-1': the tensors' shapes (not those of a model's
+        dotted parameter names), then the options."""
         shapes = [f"{k} {'x'.join(str(s) for s in v.shape)}" for k, v in self.inputs.items()
-                  if k.count(".") == 0]
+                  if "." not in k]
         options = [f"{k}={v}" for k, v in self.static.items() if isinstance(v, (int, float, str))]
         return ", ".join(shapes + options)
 

@@ -33,7 +33,7 @@ from minivit.backend import host_rng, to_device, to_numpy
 from minivit.checks import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, sample_indices
 from minivit.errors import UserError
 from minivit.exercises.exercise import WrongAnswer
-from minivit.exercises.registry import EXERCISES, get_exercise
+from minivit.exercises.registry import get_exercise
 from minivit.exercises.text import marker_name
 from minivit.gradcheck import fd_scale_floor
 
@@ -100,8 +100,8 @@ def load_torch():
 
 # ------------------------------------------------------------------ the learner's file
 
-def read_exercise_file(path) -> tuple[object, str]:
-    """(the exercise the file is, its text); UserError when it is no exercise file."""
+def read_exercise_file(path):
+    """The exercise the file says it is; UserError when it is no exercise file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -113,7 +113,7 @@ def read_exercise_file(path) -> tuple[object, str]:
     if name is None:
         raise UserError(f"{path} is not a minivit exercise: it has no '# minivit exercise: "
                         f"NAME' line (write one with: minivit exercise new NAME --out FILE)")
-    return get_exercise(name, where=str(path)), text
+    return get_exercise(name, where=str(path))
 
 
 def learner_traceback(error: BaseException, path) -> str:
@@ -267,21 +267,10 @@ def grade_case(exercise, backward, path, case, number, seed, torch, rows: dict) 
 
 def check_file(path, use_torch=True, seed=0) -> Report:
     """Grade the learner's file: which exercise it is (its marker), their function, the cases."""
-    exercise, _ = read_exercise_file(path)
+    exercise = read_exercise_file(path)
     fn = load_function(path, exercise)
     return grade(exercise, fn, path=path, use_torch=use_torch, seed=seed)
 
 
-__all__ = [
-    "COLUMNS",
-    "EXERCISES",
-    "LearnerError",
-    "NotImplementedYet",
-    "Report",
-    "Row",
-    "check_file",
-    "grad_label",
-    "grade",
-    "load_function",
-    "read_exercise_file",
-]
+__all__ = ["COLUMNS", "LearnerError", "NotImplementedYet", "Report", "Row", "check_file",
+           "grad_label", "grade", "load_function", "read_exercise_file"]
