@@ -61,7 +61,7 @@ def write(name: str, out: str, solved: bool, force: bool) -> int:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     if path.suffix != ".py":
         raise UserError(f"{path}: the exercise file must end in .py")
-    text = exercise_file(exercise, number_of(name), len(EXERCISES), solved)
+    text = exercise_file(exercise, number_of(name), len(EXERCISES), solved, path.name)
     with naming_write_errors(path):
         atomic_write_bytes(path, text.encode("utf-8"))
     what = "the library's solution" if solved else "a stub"
@@ -110,6 +110,6 @@ def check(file: str, use_torch: bool, seed: int) -> int:
         for column, error, case, tol in row.failures():
             title = {c: t for c, t, _ in COLUMNS}[column]
             print(f"FAIL: {row.label} is wrong: relative error {error:.1e} against {title} "
-                  f"(threshold {tol:g}), case {case}")
+                  f"(threshold {tol:g}), case {case} ({report.cases[case - 1]})")
             break
     return 1

@@ -138,7 +138,7 @@ def load_function(path, exercise):
     except SyntaxError as e:
         msg = "".join(traceback.format_exception_only(type(e), e)).rstrip()
         raise LearnerError(f"{path} does not compile:\n{msg}") from None
-    except Exception as e:  # noqa: BLE001 - whatever the learner's module raises is reported
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the learner's module raised it
         raise LearnerError(f"{path} raised an error when imported:\n"
                            f"{learner_traceback(e, path)}") from None
     fn = getattr(module, name, None)
@@ -167,7 +167,7 @@ def run_learner(thunk, exercise, path):
     except NotImplementedError:
         raise NotImplementedYet(f"not implemented yet: {exercise.function_name} in {path} "
                                 f"still raises NotImplementedError") from None
-    except Exception as e:  # noqa: BLE001 - whatever the learner's code raises is reported
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the learner's code raised it
         raise LearnerError(f"{exercise.function_name} raised an error:\n"
                            f"{learner_traceback(e, path)}") from None
 

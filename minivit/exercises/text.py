@@ -86,15 +86,17 @@ def quoted(obj) -> str:
     return f"# {where}:\n#\n{body}\n"
 
 
-def exercise_file(exercise, number: int, total: int, solved: bool) -> str:
-    """The text of the file ``exercise new`` (stub) or ``exercise solution`` (solved) writes."""
+def exercise_file(exercise, number: int, total: int, solved: bool,
+                  file_name: str = "THIS_FILE") -> str:
+    """The text of the file ``exercise new`` (stub) or ``exercise solution`` (solved) writes
+    under ``file_name``."""
     fn = exercise.solution
     kind = "the library's solution" if solved else "stub"
     statement = exercise.statement.strip().replace('"""', "'''")
     head = (f"{MARKER}{exercise.name}\n"
             f'"""Exercise {number} of {total}, {exercise.difficulty}: {exercise.title} '
             f"({kind}).\n\n{statement}\n\n"
-            f"Check it:      minivit exercise check THIS_FILE\n"
+            f"Check it:      minivit exercise check {file_name}\n"
             f"The answer:    minivit exercise solution {exercise.name} --out OTHER_FILE\n"
             f'"""\n\n')
     imports = "\n".join(import_lines(fn))
