@@ -22,6 +22,7 @@ kind or shape).  A file that is not an exercise is a ``UserError``.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import time
@@ -131,7 +132,9 @@ def load_function(path, exercise):
     """Import the learner's file from its path and return their function, its signature
     checked; LearnerError when the file does not import or the function is missing."""
     name = exercise.function_name
-    spec = importlib.util.spec_from_file_location(f"minivit_exercise_{exercise.name}", path)
+    module_name = f"minivit_exercise_{exercise.name}"
+    loader = importlib.machinery.SourceFileLoader(module_name, str(path))   # any suffix
+    spec = importlib.util.spec_from_file_location(module_name, path, loader=loader)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -191,10 +194,10 @@ def check_answer(got: dict, expected: dict, inputs: dict, function_name: str) ->
         if value.shape != shape:
             of = f", the shape of {name}" if name in inputs else ""
             raise WrongAnswer(f"{label} has shape {value.shape}; expected {shape}{of}")
-        if value.dtype.kind not in "fiu" or not bool(abs(value.astype("float64")).max(
-                initial=0.0) < float("inf")):
-            raise WrongAnswer(f"{label} is not finite floating point numbers "
-                              f"(dtype {value.dtype}, NaN or inf entries)")
+        if value.dtype.kind not in "fiu":
+            raise WrongAnswer(f"{label} is an array of dtype {value.dtype}; expected numbers")
+        if not bool(abs(value.astype("float64")).max(initial=0.0) < float("inf")):
+            raise WrongAnswer(f"{label} has NaN or infinite entries")
         answer[name] = value.astype("float64")
     return answer
 

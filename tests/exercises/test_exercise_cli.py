@@ -104,7 +104,7 @@ def test_learner_exception_shows_only_the_learners_traceback(tmp_path, capsys):
       "x, w, _ = cache\n    return x, w.T, dy[0]"),
      "dweight has shape"),
     (('raise NotImplementedError("linear_backward: your code here")',
-      "x, w, _ = cache\n    return x * float('nan'), w, w[0]"), "dx is not finite"),
+      "x, w, _ = cache\n    return x * float('nan'), w, w[0]"), "dx has NaN or infinite entries"),
     (('raise NotImplementedError("linear_backward: your code here")',
       "x, w, _ = cache\n    return x, w, None"), "linear_backward gave no dbias"),
     (("def linear_backward(dy, cache):", "def linear_backward(dy, cache) oops:"),
@@ -122,6 +122,13 @@ def test_bad_learner_code_gets_one_clear_message(tmp_path, capsys, edit, message
     out = capsys.readouterr()
     assert message in out.out, out.out
     assert no_minivit_traceback(out.out + out.err)
+
+
+def test_any_file_name_is_graded(tmp_path, capsys):
+    path = write(tmp_path, "solution", "tokens")
+    renamed = path.rename(tmp_path / "my tokens.txt")
+    assert check(renamed) == 0
+    assert "PASS: 3 gradients right" in capsys.readouterr().out
 
 
 def test_syntax_error_names_the_line(tmp_path, capsys):
