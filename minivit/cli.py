@@ -27,6 +27,7 @@ COMMANDS = {
     "pretrain": "self-supervised pre-training on CIFAR-10 images: MAE or masked patch prediction",
     "linprobe": "train a linear classifier on the frozen features of a checkpoint",
     "reconstruct": "MAE reconstructions of images: original, masked, reconstruction, pasted",
+    "exercise": "exercises: write a backward pass by hand, and have it graded",
 }
 
 
