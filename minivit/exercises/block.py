@@ -1,8 +1,8 @@
 """Exercise: the backward pass of a pre-LN encoder block (minivit/layers/block.py)."""
 
-from minivit.config import get_config
+from minivit.models.vit_config import get_config
 from minivit.exercises.exercise import Case, Exercise, WrongAnswer
-from minivit.init import param_shapes
+from minivit.models.init import param_shapes
 from minivit.layers.block import BLOCK_PARAM_NAMES, BlockCache, block_backward, block_forward
 
 STATEMENT = """
@@ -68,7 +68,7 @@ def cases(rng):
 def torch_forward(torch, t, static):
     from torch.func import functional_call  # torch stays optional
 
-    from minivit.reference_torch import Block
+    from minivit.reference.torch_twin import Block
     block = Block(static["config"]).to(torch.float64)
     return functional_call(block, {k: t[k] for k in BLOCK_PARAM_NAMES}, (t["z"],))
 

@@ -1,12 +1,12 @@
-"""Exercise: the backward pass of the whole ViT (minivit/model.py)."""
+"""Exercise: the backward pass of the whole ViT (minivit/models/vit.py)."""
 
 import types
 
-from minivit.config import get_config
+from minivit.models.vit_config import get_config
 from minivit.exercises.block import random_params
 from minivit.exercises.exercise import Case, Exercise, WrongAnswer
-from minivit.init import param_shapes
-from minivit.model import VisionTransformer, ViTCache
+from minivit.models.init import param_shapes
+from minivit.models.vit import VisionTransformer, ViTCache
 
 STATEMENT = """
 The whole Vision Transformer, ViT equations (1)-(4), as ``VisionTransformer.forward`` runs it:
@@ -69,7 +69,7 @@ def cases(rng):
 def torch_forward(torch, t, static):
     from torch.func import functional_call  # torch stays optional
 
-    from minivit.reference_torch import build_torch_vit
+    from minivit.reference.torch_twin import build_torch_vit
     module = build_torch_vit(static["config"], dtype="float64")
     params = {k: v for k, v in t.items() if k != "images"}
     return functional_call(module, params, (t["images"],))
