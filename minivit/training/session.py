@@ -110,8 +110,8 @@ class Session:
         cfg, spe = self.cfg, self.steps_per_epoch
         self.warmup = recorded_warmup(self.run_dir, cfg, spe, total) if recorded \
             else choose_warmup(cfg, spe, total)
-        return Schedule(spe, total, self.warmup.steps, unmasked_steps(self.unmasked_tail, total),
-                        cfg.lr, cfg.min_lr)
+        unmasked = unmasked_steps(self.unmasked_tail, total, spe)
+        return Schedule(spe, total, self.warmup.steps, unmasked, cfg.lr, cfg.min_lr)
 
     # -- what the run prints
     def open_bar(self) -> None:
@@ -127,7 +127,7 @@ class Session:
         plan = self.budget and self.budget.plan
         self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
                  f"images, {plural(sched.steps_per_epoch, 'step')} of {cfg.batch_size} per "
-                 f"epoch, {plural(sched.total, 'step')} (warmup {warmup}{unmasked}), run dir "
+                 f"epoch, {plural(sched.total, 'step')} (warmup {warmup}){unmasked}, run dir "
                  f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else "")
                  + f"\n  {self.objective.summary()}" + (f"\n  {plan.line()}" if plan else ""))
 
