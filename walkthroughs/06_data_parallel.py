@@ -75,7 +75,7 @@ print(f"one process: loss {float(loss):.6f}, |grad| {np.linalg.norm(whole):.6f},
 # %% [markdown]
 # ## 2. Two ranks, each on its rows
 #
-# Rank $r$ of $N$ takes rows $[rB/N, (r+1)B/N)$ of the global batch. `rows=(start, B)`
+# Rank $r$ of $N$ takes rows $[rB/N, (r+1)B/N)$ of the global batch. `part=(start, B)`
 # (`DataParallel.map_shards`) tells the model two things: weight this shard's loss by $b/B$, and cut its
 # random masks from draws made for all $B$ images (`ShardGenerator`), so that image $i$ drops
 # the same patches whichever rank it is on. Both ranks start from the same parameters: the
@@ -88,7 +88,7 @@ shares, parts = [], []
 for r, model in enumerate(ranks):
     dp = DataParallel(model, 1)
     rows = slice(r * b, (r + 1) * b)                      # ranks.rank_rows
-    share, _ = classify(dp, images[rows], labels[rows], 0.1, rows=(r * b, B))  # of a batch of B
+    share, _ = classify(dp, images[rows], labels[rows], 0.1, part=(r * b, B))  # of a batch of B
     shares.append(float(share))
     parts.append(model.grads["blocks.0.mlp.fc1.weight"].ravel()[:24].copy())   # for the figure
     print(f"rank {r}: images {rows.start}..{rows.stop - 1}, weighted loss {float(share):.6f}, "
