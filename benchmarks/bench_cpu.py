@@ -63,6 +63,7 @@ class Minivit:
     def __init__(self, name, threads):
         import minivit
         from minivit.parallel.threads import DataParallel
+        from minivit.training.objectives.classification import classify
         self.model = minivit.create_model(name, seed=0)
         self.dp = DataParallel(self.model, threads)
         self.opt = minivit.AdamW(self.model.params, lr=1e-3)
@@ -76,7 +77,7 @@ class Minivit:
         return x, g.integers(0, c.num_classes, size=batch)
 
     def train_step(self, x, y):
-        self.dp.forward_backward(x, y)
+        classify(self.dp, x, y)
         self.opt.step(self.model.params, self.model.grads)
 
     def infer(self, x):

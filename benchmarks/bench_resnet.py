@@ -65,6 +65,7 @@ class Minivit:
         import minivit
         from minivit.models.resnet import create_resnet
         from minivit.parallel.threads import DataParallel
+        from minivit.training.objectives.classification import classify
         self.model = create_resnet(name, seed=0)
         self.dp = DataParallel(self.model, threads)
         self.opt = minivit.AdamW(self.model.params, lr=1e-3)
@@ -78,7 +79,7 @@ class Minivit:
         return x, g.integers(0, c.num_classes, size=batch)
 
     def train_step(self, x, y):
-        self.dp.forward_backward(x, y)
+        classify(self.dp, x, y)
         self.opt.step(self.model.params, self.model.grads)
 
     def infer(self, x):

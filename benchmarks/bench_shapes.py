@@ -42,6 +42,7 @@ def main():
     import minivit
     from minivit.backend import to_device
     from minivit.parallel.threads import DataParallel, resolve_threads
+    from minivit.training.objectives.classification import classify
     from minivit.training.config import RECIPE_MODEL_OVERRIDES as RECIPE
 
     shapes = [""] + [s for s in (args.shape or SHAPES) if s]
@@ -57,7 +58,7 @@ def main():
         pools.append(dp)
 
         def step(dp=dp, model=model, opt=opt):
-            dp.forward_backward(x, y)
+            classify(dp, x, y)
             opt.step(model.params, model.grads)
         for _ in range(args.warmup):
             step()

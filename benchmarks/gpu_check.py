@@ -138,6 +138,7 @@ def train_and_resume(work: str, steps: int, batch: int, overrides: dict) -> None
     import minivit.training as T
     from minivit.backend import set_backend, to_numpy
     from minivit.data.synthetic import write_cifar10_like
+    from minivit.io.rundir import MODEL_FILE
     from minivit.io.serialization import load
     set_backend("cupy")
     data = write_cifar10_like(Path(work) / "cifar", n_train_per_batch=max(16 * batch, 20),
@@ -151,7 +152,7 @@ def train_and_resume(work: str, steps: int, batch: int, overrides: dict) -> None
     straight_s = time.perf_counter() - t
     T.train(T.TrainConfig(run_dir=f"{work}/resumed", max_steps=steps // 2, **base))
     T.resume(f"{work}/resumed")
-    a, b = (load(Path(work) / r / T.MODEL_FILE).params for r in ("straight", "resumed"))
+    a, b = (load(Path(work) / r / MODEL_FILE).params for r in ("straight", "resumed"))
     differ = sorted(k for k in a if not np.array_equal(to_numpy(a[k]), to_numpy(b[k])))
     print("JSON " + json.dumps({"steps": steps, "straight_s": round(straight_s, 1),
                                 "bit_identical": not differ, "differ": differ[:5]}))

@@ -21,6 +21,7 @@ from minivit.data.cifar10 import load_cifar10
 from minivit.models.vit import create_model
 from minivit.training.optim import AdamW
 from minivit.parallel.threads import DataParallel
+from minivit.training.objectives.classification import classify
 from minivit.training.checkpoint import load_checkpoint
 from minivit.analysis.evaluation import evaluate
 from minivit.training.batch import prepare_batch
@@ -44,7 +45,7 @@ with DataParallel(model, 2) as dp:
     t = time.time()
     for s in range(steps):
         batch = prepare_batch(data, perm[s * B:(s + 1) * B], cfg, aug, model.dtype)
-        dp.forward_backward(batch.images, batch.targets, batch.smoothing)   # fills model.grads
+        classify(dp, batch.images, batch.targets, batch.smoothing)   # fills model.grads
         model.grads, _ = clip_grad_norm(model.grads, cfg.clip_grad)
         opt.step(model.params, model.grads, lr=lr)
     seconds = time.time() - t

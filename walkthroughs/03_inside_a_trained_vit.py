@@ -51,6 +51,7 @@ import numpy as np
 
 import minivit
 from minivit.analysis import attention as A
+from minivit.analysis import embeddings as E
 from minivit.analysis import inspect_figures as PI
 from minivit.backend import to_device, to_numpy
 from minivit.data import normalize
@@ -129,7 +130,7 @@ for label, m in models.items():
 # by the variance they explain ($S_i^2$).
 
 # %%
-pcas = {label: A.patch_embedding_pca(m.params["patch_embed.proj.weight"], k=28)
+pcas = {label: E.patch_embedding_pca(m.params["patch_embed.proj.weight"], k=28)
         for label, m in models.items()}
 for label, (comps, ratio) in pcas.items():
     r = to_numpy(ratio)
@@ -158,7 +159,7 @@ show(PI.plot_filter_pca(list(pcas.items()), OUT / "01_filters_pca.png", dpi=DPI)
 # the row-column structure appears; patches in the same row/column have similar embeddings."
 
 # %%
-sims = {label: A.position_embedding_similarity(m.params["pos_embed"]) for label, m in models.items()}
+sims = {label: E.position_embedding_similarity(m.params["pos_embed"]) for label, m in models.items()}
 for label, s in sims.items():
     s = to_numpy(s)
     g = s.shape[0]

@@ -41,6 +41,7 @@ import minivit
 from minivit.backend import to_device
 from minivit.data import normalize
 from minivit.parallel.threads import DataParallel
+from minivit.training.objectives.classification import classify
 
 sample = np.load(ASSETS / "cifar10_sample.npz")
 B = 8 if FAST else 16                                    # the global batch
@@ -66,7 +67,7 @@ def new_model():
 
 
 one = new_model()
-loss, _ = DataParallel(one, 1).forward_backward(images, labels, 0.1)
+loss, _ = classify(DataParallel(one, 1), images, labels, 0.1)
 whole = one.flat_grads.copy()
 print(f"one process: loss {float(loss):.6f}, |grad| {np.linalg.norm(whole):.6f}, "
       f"{whole.size:,} gradient numbers")
@@ -74,8 +75,8 @@ print(f"one process: loss {float(loss):.6f}, |grad| {np.linalg.norm(whole):.6f},
 # %% [markdown]
 # ## 2. Two ranks, each on its rows
 #
-# Rank $r$ of $N$ takes rows $[rB/N, (r+1)B/N)$ of the global batch. `DataParallel.rows =
-# (start, B)` tells the model two things: weight this shard's loss by $b/B$, and cut its
+# Rank $r$ of $N$ takes rows $[rB/N, (r+1)B/N)$ of the global batch. `part=(start, B)`
+# (`DataParallel.map_shards`) tells the model two things: weight this shard's loss by $b/B$, and cut its
 # random masks from draws made for all $B$ images (`ShardGenerator`), so that image $i$ drops
 # the same patches whichever rank it is on. Both ranks start from the same parameters: the
 # same seed.
@@ -86,9 +87,8 @@ ranks = [new_model() for _ in range(N)]
 shares, parts = [], []
 for r, model in enumerate(ranks):
     dp = DataParallel(model, 1)
-    dp.rows = (r * b, B)                                  # what minivit.parallel.ranks sets
-    rows = slice(r * b, (r + 1) * b)                      # distributed.shard_batch
-    share, _ = dp.forward_backward(images[rows], labels[rows], 0.1)
+    rows = slice(r * b, (r + 1) * b)                      # ranks.rank_rows
+    share, _ = classify(dp, images[rows], labels[rows], 0.1, part=(r * b, B))  # of a batch of B
     shares.append(float(share))
     parts.append(model.grads["blocks.0.mlp.fc1.weight"].ravel()[:24].copy())   # for the figure
     print(f"rank {r}: images {rows.start}..{rows.stop - 1}, weighted loss {float(share):.6f}, "

@@ -41,21 +41,16 @@ Precision (measured against ``math.erf``/mpmath, see ``tests/erf/test_erf.py``):
 * ``float16`` is computed in float32 and rounded back; integer and boolean
   input gives float64, like a NumPy ufunc.
 
-The only liberty taken with fdlibm: its separate branch for |x| < 2**-28
-(``x + efx*x``, there to avoid spurious underflow/inexact flags) is folded into
-range (1), where x^2 is then negligible and the result agrees to within 1 ulp
-(bit for bit in float32; 1e-300 -> 1.1283791670955126e-300 either way).
+The only liberty taken with fdlibm: its branch for |x| < 2**-28 (``x + efx*x``, against
+spurious underflow/inexact flags) is folded into range (1), where x^2 is negligible and the
+result agrees within 1 ulp (bit for bit in float32; 1e-300 -> 1.1283791670955126e-300).
 
-Vectorisation: no per-element Python code.  NumPy input is processed in blocks
-of ``_BLOCK`` elements so that each block's temporaries stay in the CPU cache
-(CuPy input in one piece).  Within a block, range (1) is evaluated on every
-element (on the argument clipped into the range, so nothing can overflow, and
-nan propagates); the elements with ``|x| >= 0.84375`` -- a minority for GELU
-inputs -- are gathered by index, ranges (2)-(5) are evaluated on them (each on
-the argument clipped into its range) and combined with bitwise selects, and the
-results are scattered back.  All arithmetic goes through the array module of the
-input (NumPy, or CuPy for a device array), obtained from
-:func:`minivit.backend.array_module`; this module never imports NumPy itself.
+Vectorisation: no per-element Python code.  NumPy input goes in blocks of ``_BLOCK``
+elements, whose temporaries stay in the CPU cache (CuPy input in one piece).  Range (1) is
+evaluated on every element (clipped into the range: nothing overflows, nan propagates); the
+few elements with ``|x| >= 0.84375`` are gathered, ranges (2)-(5) evaluated on them (each
+clipped into its range), combined by bitwise selects and scattered back.  The arithmetic
+goes through the input's array module (``minivit.backend.array_module``): no NumPy import.
 """
 
 from __future__ import annotations

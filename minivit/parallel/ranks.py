@@ -9,7 +9,7 @@ One step on rank r of N, global batch B (``Objective.step``, minivit/training/ob
                                                       mirror image mixup pairs a sample with,
                                                       are those of one process
     shard   = batch[r*B/N:(r+1)*B/N]                  ``rank_rows``: this rank's rows
-    g_r     = d/dtheta sum_(i in shard) l_i / B       map_shards(rows=...): each backward
+    g_r     = d/dtheta sum_(i in shard) l_i / B       map_shards(part=...): each backward
                                                       carries b/B; its dropout / drop-path /
                                                       patch-dropout / MAE masks are its rows of
                                                       the draws for the whole batch

@@ -100,18 +100,18 @@ class DataParallel:
         self._blas_limit = _limit_blas_threads() if threads > 1 else None
 
     # -- the general operation: a function of (replica, shard of each array, weight)
-    def map_shards(self, fn, *arrays, patch_dropout=True, train=True, rows=None):
+    def map_shards(self, fn, *arrays, patch_dropout=True, train=True, part=None):
         """Split each array along its first axis into one shard per thread and run
         ``fn(replica, *shards, weight)`` on the pool, weight = B_s / B.
 
         Returns the results in shard order.  With one thread, ``fn(model, *arrays, 1.0)`` runs
         in the calling thread.  train=False: no random masks are drawn (evaluation).
-        rows (start, total): the arrays are rows start.. of a batch of total split over
+        part (start, total): the arrays are rows start.. of a batch of total split over
         processes (minivit.parallel.ranks): the weights are B_s / total and the masks those
         rows of the whole batch's."""
         B = arrays[0].shape[0]
-        start, total = (0, B) if rows is None or not train else rows
-        seed = self._step_seed(patch_dropout, rows) if train else None
+        start, total = (0, B) if part is None or not train else part
+        seed = self._step_seed(patch_dropout, part) if train else None
         if self._pool is None:
             weight = 1.0 if total == B else B / total
             if seed is None:
@@ -167,12 +167,12 @@ class DataParallel:
         futures = [self._pool.submit(contextvars.copy_context().run, fn, *job) for job in jobs]
         return [f.result() for f in futures]
 
-    def _step_seed(self, patch_dropout, rows):
+    def _step_seed(self, patch_dropout, part):
         """The seed of this step's masks (None: nothing random to draw).  On CuPy, where one
         GPU takes the whole batch (one thread), the model draws from ``model.rng`` itself, so
         that no seed has to be read back from the device; a batch split over processes
-        (``rows``) reads it, so that every process cuts its rows from the same draws."""
-        if (get_backend() != "numpy" and rows is None) or not _is_stochastic(
+        (``part``) reads it, so that every process cuts its rows from the same draws."""
+        if (get_backend() != "numpy" and part is None) or not _is_stochastic(
                 self.model.config, patch_dropout):
             return None
         return int(self.model.rng.integers(0, 2**31 - 1))

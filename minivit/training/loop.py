@@ -189,16 +189,17 @@ class _Run(Session):
     def read_steps(self) -> None:
         """Read the window's steps from the device and account for each in order: the
         divergence check (a non-finite loss or gradient norm), the epoch's sums, the bar."""
-        p, B, bar = self.progress, self.cfg.batch_size, self.bar
+        progress, B, bar = self.progress, self.cfg.batch_size, self.bar
         for v in sum_step_values(self.ranks, self.window.read()):   # the ranks' sums
             if not (math.isfinite(v.loss) and math.isfinite(v.grad_norm)):
                 what, value = ("loss", v.loss) if not math.isfinite(v.loss) \
                     else ("gradient norm", v.grad_norm)
-                raise TrainingDiverged(diverged_message(what, value, v.step, p,
+                raise TrainingDiverged(diverged_message(what, value, v.step, progress,
                                                          self.ckpt_path))
-            p.epoch_loss, p.epoch_steps = p.epoch_loss + v.loss, p.epoch_steps + 1
-            p.epoch_correct += v.correct or 0
-            p.epoch_time += v.seconds
+            progress.epoch_loss += v.loss
+            progress.epoch_steps += 1
+            progress.epoch_correct += v.correct or 0
+            progress.epoch_time += v.seconds
             self.steps_log.append(v.step + 1, v.loss, v.lr)
             if bar is not None:
                 acc = "-" if v.correct is None else f"{v.correct / B:.3f}"
@@ -208,14 +209,14 @@ class _Run(Session):
 
     def save(self, kind: str = "checkpoint") -> None:
         self.read_steps()
-        p = self.progress
-        check_finite_params(self.model, p.step)
+        progress = self.progress
+        check_finite_params(self.model, progress.step)
         check_same_params(self.ranks, self.model.flat_params)
-        p.saved_step, p.elapsed = p.step, self.elapsed()
+        progress.saved_step, progress.elapsed = progress.step, self.elapsed()
         self.steps_log.flush()
         if self.root:
             save_checkpoint(self.ckpt_path, self.model, self.optimizer, self.rngs,
-                            {**p.to_state(), "kind": kind,     # the run's length, once fixed
+                            {**progress.to_state(), "kind": kind,  # the run's length, once fixed
                              "total_steps": self.schedule and self.schedule.total})
         with evaluation_weights(self.optimizer, self.model):
             self.objective.save_model(self.run_dir / MODEL_FILE)    # rank 0
@@ -224,21 +225,23 @@ class _Run(Session):
         """Evaluate, append the epoch's line to metrics.jsonl, checkpoint."""
         self.read_steps()
         steps_end = self.budget and self.budget.epoch_end()
-        cfg, data, p, total = self.cfg, self.data, self.progress, self.schedule.total
-        rec = epoch_record(p, cfg, self.objective.has_accuracy, self.schedule.lr_at(p.step - 1))
+        cfg, data, progress, total = self.cfg, self.data, self.progress, self.schedule.total
+        rec = epoch_record(progress, cfg, self.objective.has_accuracy,
+                           self.schedule.lr_at(progress.step - 1))
         validate = bool(len(data.val_y) and cfg.eval_every and (
-            rec["epoch"] % cfg.eval_every == 0 or p.step == total))
+            rec["epoch"] % cfg.eval_every == 0 or progress.step == total))
         rec.update(evaluate_epoch(
-            self.objective, data, cfg, validate, p.step == total,
+            self.objective, data, cfg, validate, progress.step == total,
             lambda: evaluation_weights(self.optimizer, self.model),
-            val_report_writer(self.root, self.run_dir, p.step, data.label_names), self.bar))
+            val_report_writer(self.root, self.run_dir, progress.step, data.label_names), self.bar))
         if steps_end is not None:                    # --time-budget: the length once more
             self.refit_to_budget(steps_end)
         rec["elapsed"] = self.elapsed()
         if self.root:
             append_metrics(self.run_dir, rec)
-        p.epochs_logged, p.last, p.epoch_loss, p.epoch_steps = rec["epoch"], rec, 0.0, 0
-        p.epoch_correct, p.epoch_time = 0, 0.0
+        progress.epochs_logged, progress.last = rec["epoch"], rec
+        progress.epoch_loss, progress.epoch_steps, progress.epoch_correct = 0.0, 0, 0
+        progress.epoch_time = 0.0
         self.save()
         self.say(format_record(rec, self.schedule.total))
 

@@ -30,14 +30,17 @@ def warmup_cosine(step: int, base_lr: float, total_steps: int, warmup_steps: int
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-MAX_UNMASKED_SHARE = 0.1   # the unmasked tail is at most this share of a run's steps
+SHORT_RUN_UNMASKED_SHARE = 0.1   # a run shorter than an epoch: its unmasked share
 
 
-def unmasked_steps(tail: int, total: int) -> int:
-    """The steps of a run of ``total`` steps that train without patch dropout: the recipe's
-    tail (``unmasked_epochs`` epochs), cut to a tenth of a shorter run, so that a short run
-    (``--steps 300``) trains with patch dropout as the recipe does, not unmasked throughout."""
-    return min(tail, int(total * MAX_UNMASKED_SHARE))
+def unmasked_steps(tail: int, total: int, steps_per_epoch: int) -> int:
+    """The last steps of a run of ``total`` steps that train without patch dropout: the
+    recipe's tail (``unmasked_epochs`` epochs), cut to the run.  A run shorter than one epoch
+    (``--steps 300``: a first look) would be all tail; it keeps a tenth of its length
+    unmasked instead, so that it trains with patch dropout as the recipe does."""
+    if total < steps_per_epoch:
+        return min(tail, int(total * SHORT_RUN_UNMASKED_SHARE))
+    return min(tail, total)
 
 
 @dataclass(frozen=True)

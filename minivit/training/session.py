@@ -52,23 +52,24 @@ class Session:
                              f"{self.run_dir} or choose another --run-dir")
         self.data = data = load_cifar10(cfg.data_dir, cfg.val_size, download=cfg.download)
         n_train, B = len(data.train_y), cfg.batch_size
-        self.steps_per_epoch = spe = n_train // B    # the last partial batch is dropped
-        if spe < 1:
+        self.steps_per_epoch = per_epoch = n_train // B    # the last partial batch dropped
+        if per_epoch < 1:
             raise ValueError(f"batch size {B} is larger than the training set ({n_train} images)")
         if ranks.size > 1:
             check_rank_split(ranks, cfg)
         self.objective = make_objective(cfg, data, resume, ranks)
         self.model = model = self.objective.model
-        self.unmasked_tail = round(cfg.unmasked_epochs * spe) \
+        self.unmasked_tail = round(cfg.unmasked_epochs * per_epoch) \
             if getattr(model.config, "patch_drop_rate", 0) else 0
         self.budget = TimeBudget(cfg.time_budget, self.run_dir,
-                                 run_shape(cfg, spe, self.unmasked_tail, data),
+                                 run_shape(cfg, per_epoch, self.unmasked_tail, data),
                                  agreed_seconds(ranks, time.perf_counter),
                                  agreed_seconds(ranks, self.elapsed), self.root, resume) \
             if cfg.time_budget else None
         self.warmup = None
         plan = self.budget and self.budget.plan
-        total = plan.steps if plan else None if cfg.time_budget else cfg.steps or cfg.epochs * spe
+        total = plan.steps if plan else None if cfg.time_budget \
+            else cfg.steps or cfg.epochs * per_epoch
         self.schedule = self.fixed_schedule(total, resume) if total else None  # sets warmup
         self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                lr_scale=layer_decay_scales(model.params, model.config.depth,
@@ -107,11 +108,11 @@ class Session:
 
     def fixed_schedule(self, total: int, recorded: bool) -> Schedule:
         """The schedule of ``total`` steps; recorded: with the warmup config.json records."""
-        cfg, spe = self.cfg, self.steps_per_epoch
-        self.warmup = recorded_warmup(self.run_dir, cfg, spe, total) if recorded \
-            else choose_warmup(cfg, spe, total)
-        return Schedule(spe, total, self.warmup.steps, unmasked_steps(self.unmasked_tail, total),
-                        cfg.lr, cfg.min_lr)
+        cfg, per_epoch = self.cfg, self.steps_per_epoch
+        self.warmup = recorded_warmup(self.run_dir, cfg, per_epoch, total) if recorded \
+            else choose_warmup(cfg, per_epoch, total)
+        unmasked = unmasked_steps(self.unmasked_tail, total, per_epoch)
+        return Schedule(per_epoch, total, self.warmup.steps, unmasked, cfg.lr, cfg.min_lr)
 
     # -- what the run prints
     def open_bar(self) -> None:
@@ -127,7 +128,7 @@ class Session:
         plan = self.budget and self.budget.plan
         self.say(f"minivit {self.prog}: {self.model!r}\n  {len(self.data.train_y)} training "
                  f"images, {plural(sched.steps_per_epoch, 'step')} of {cfg.batch_size} per "
-                 f"epoch, {plural(sched.total, 'step')} (warmup {warmup}{unmasked}), run dir "
+                 f"epoch, {plural(sched.total, 'step')} (warmup {warmup}){unmasked}, run dir "
                  f"{self.run_dir}" + (f", resuming at step {p.step}" if self.resume else "")
                  + f"\n  {self.objective.summary()}" + (f"\n  {plan.line()}" if plan else ""))
 

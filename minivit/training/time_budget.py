@@ -74,7 +74,7 @@ class RunShape:
     def seconds(self, epochs: int, costs: Costs) -> float:
         """The predicted wall time of the steps, evaluations and saves of ``epochs``."""
         steps = epochs * self.steps_per_epoch
-        unmasked = unmasked_steps(self.unmasked_steps, steps)
+        unmasked = unmasked_steps(self.unmasked_steps, steps, self.steps_per_epoch)
         evals = epochs // self.eval_every + (epochs % self.eval_every != 0) \
             if self.val_batches and self.eval_every else 0
         saves = epochs + (steps // self.checkpoint_every if self.checkpoint_every else 0)

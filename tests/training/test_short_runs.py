@@ -1,5 +1,6 @@
-"""Short runs and first-use checks of ``minivit train``: the warmup of short runs, the
-per-step log (steps.jsonl), a --run-dir that is a file, --min-lr above --lr."""
+"""Short runs and first-use checks of ``minivit train``: the warmup and the unmasked tail of
+short runs, the per-step log (steps.jsonl), a --run-dir that is a file, --min-lr above --lr,
+the progress bar while validating."""
 
 import json
 
@@ -7,12 +8,13 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
-from support import TINY_FLAGS, make_cfg, write_tiny_cifar
+from support import TINY, TINY_FLAGS, make_cfg, write_tiny_cifar
 
 import minivit.io.rundir as R
 import minivit.training as T
 from minivit.cli import main
 from minivit.training.config import TrainConfig, choose_warmup
+from minivit.training.schedule import unmasked_steps
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +125,77 @@ def test_a_one_step_run_says_1_step(data_dir, tmp_path, capsys):
     T.train(make_cfg(data_dir, tmp_path / "r", steps=1))
     out = capsys.readouterr().out
     assert "1 step (warmup 1 step" in out and "done, 1 step;" in out
+
+
+# ------------------------------------------------------------------ a first look
+@pytest.mark.parametrize("total, expected", [
+    (300, 30),               # --steps 300 with the recipe's 351-step unmasked epoch: a tenth
+    (9, 0),                  # a tenth of 9 steps: none
+    (351, 351),              # one whole epoch: the tail as asked
+    (2000, 351),
+])
+def test_a_run_shorter_than_an_epoch_keeps_patch_dropout(total, expected):
+    assert unmasked_steps(351, total, steps_per_epoch=351) == expected
+
+
+def test_a_short_run_trains_with_patch_dropout_and_says_so(data_dir, tmp_path, capsys):
+    """A 4-step run of a 5-step epoch: the recipe's unmasked epoch would be all of it."""
+    cfg = make_cfg(data_dir, tmp_path / "r", steps=4, epochs=None,
+                   model_overrides={**TINY, "patch_drop_rate": 0.5})
+    T.train(cfg)
+    info = json.loads((tmp_path / "r" / R.CONFIG_FILE).read_text())
+    assert info["unmasked_steps"] == 0 and info["total_steps"] == 4
+    T.train(make_cfg(data_dir, tmp_path / "s", steps=10, epochs=None,
+                     model_overrides={**TINY, "patch_drop_rate": 0.5}))
+    assert "), the last 5 steps without patch dropout, run dir" \
+        in capsys.readouterr().out
+
+
+class RecordingBar:
+    """A stand-in for tqdm that records its descriptions and pauses."""
+
+    def __init__(self, *args, **kwargs):
+        self.events, self.total = [], kwargs.get("total")
+
+    def set_description_str(self, text, refresh=True):
+        self.events.append(("desc", text))
+
+    def unpause(self):
+        self.events.append(("unpause",))
+
+    def update(self, n=1):
+        self.events.append(("step",))
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def write(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_the_bar_says_validating_and_its_rate_leaves_the_evaluation_out(data_dir, tmp_path,
+                                                                        monkeypatch):
+    import minivit.training.epoch as E
+    import minivit.training.session as S
+    bars = []
+    monkeypatch.setattr(S, "progress_bar", lambda *a, **k: bars.append(RecordingBar()) or bars[-1])
+    evaluated = []
+    real = E.evaluate_epoch
+
+    def spy(objective, *args, **kwargs):
+        bar = args[-1] if len(args) == 7 else kwargs.get("bar")
+        evaluated.append(list(bar.events))                       # the bar before evaluating
+        return real(objective, *args, **kwargs)
+
+    monkeypatch.setattr("minivit.training.loop.evaluate_epoch", spy)
+    T.train(make_cfg(data_dir, tmp_path / "r", progress=True))
+    events = bars[0].events
+    steps_at = [i for i, e in enumerate(events) if e == ("step",)]
+    validating = [i for i, e in enumerate(events) if e == ("desc", "validating")]
+    assert len(validating) == 2 and len(steps_at) == 10          # 2 epochs of 5 steps
+    for v in validating:                                           # after each epoch's steps:
+        assert events[v + 1] == ("desc", "") and events[v + 2] == ("unpause",)
+    assert steps_at[4] < validating[0] < steps_at[5]

@@ -74,9 +74,9 @@ class Objective(ABC):
             self.write_model(path)
 
     @property
-    def shard_rows(self):
+    def part(self):
         """(start, total): this process's rows start.. of a global batch of ``total`` (what
-        DataParallel.map_shards takes as ``rows``); None: the batch is the whole batch."""
+        DataParallel.map_shards takes as ``part``); None: the batch is the whole batch."""
         return None if self.rows is None else (self.rows.start, self.batch_size)
 
     # -- what each objective defines

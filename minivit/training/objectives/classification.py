@@ -30,14 +30,14 @@ def classify_shard(replica, images, targets, smoothing, weight, patch_dropout=Tr
     return weight * loss.astype("float64"), logits, replica.grads
 
 
-def classify(parallel, images, targets, smoothing=0.0, patch_dropout=True, rows=None):
+def classify(parallel, images, targets, smoothing=0.0, patch_dropout=True, part=None):
     """Cross-entropy of a batch split over ``parallel``'s threads -> (loss, logits (B, K));
     the gradients summed in ``model.grads``.  images (B, C, H, W), targets (B,) labels or
-    (B, K) soft targets; rows: see DataParallel.map_shards.  The loss is a 0-d float64 array
+    (B, K) soft targets; part: see DataParallel.map_shards.  The loss is a 0-d float64 array
     on the device (not read back; the backward runs whatever its value)."""
     outs = parallel.map_shards(
         lambda r, x, t, w: classify_shard(r, x, t, smoothing, w, patch_dropout),
-        images, targets, patch_dropout=patch_dropout, rows=rows)
+        images, targets, patch_dropout=patch_dropout, part=part)
     loss = sum(shard_loss for shard_loss, _, _ in outs)
     logits = array_module(images).concatenate([lg for _, lg, _ in outs]) \
         if len(outs) > 1 else outs[0][1]
@@ -59,7 +59,7 @@ class Classification(Objective):
 
     def forward_backward(self, batch):
         loss, logits = classify(self.parallel, batch.images, batch.targets, batch.smoothing,
-                                batch.patch_dropout, self.shard_rows)
+                                batch.patch_dropout, self.part)
         return loss, (logits.argmax(axis=1) == batch.labels).sum()
 
     def evaluate_images(self, x, y, mean, std, batch_size=500):

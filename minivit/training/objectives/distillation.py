@@ -93,7 +93,7 @@ class Distillation(Classification):
             lambda r, x, t, tl, w: self.shard_step(r, x, t, tl, batch.smoothing,
                                                    batch.patch_dropout, w),
             batch.images, batch.targets, teacher_logits, patch_dropout=batch.patch_dropout,
-            rows=self.shard_rows)
+            part=self.part)
         loss = sum(o[0] for o in outs)
         self.parallel.sum_grads([o[2] for o in outs])
         correct = sum((o[1].argmax(axis=1) == batch.labels[s]).sum()           # on the device

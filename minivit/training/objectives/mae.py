@@ -17,12 +17,12 @@ class MAEObjective(Pretraining):
     def __init__(self, cfg, data, ranks=None):
         super().__init__(cfg, data, create_mae, resolve_threads(cfg.threads), ranks)
 
-    def draw(self, gen, images, rows=None):
+    def draw(self, gen, images, part=None):
         """Masking noise (B, N); over ranks, this process's rows of the whole batch's."""
         B, N = images.shape[0], self.model.config.encoder.num_patches
-        if rows is None:
+        if part is None:
             return masking_noise(gen, B, N, self.model.dtype)
-        return masking_noise(gen, rows[1], N, self.model.dtype)[rows[0]:rows[0] + B]
+        return masking_noise(gen, part[1], N, self.model.dtype)[part[0]:part[0] + B]
 
     def shard_loss(self, model, images, draws, keep_cache=True):
         return model.forward(images, noise=draws, keep_cache=keep_cache)[0], None

@@ -18,11 +18,11 @@ class MPPObjective(Pretraining):
     def __init__(self, cfg, data, ranks=None):
         super().__init__(cfg, data, create_mpp, 1, ranks)
 
-    def draw(self, gen, images, rows=None):
+    def draw(self, gen, images, part=None):
         """The corruption draws; over ranks, from a generator of the step and the start row."""
         B, N = images.shape[0], self.model.config.encoder.num_patches
-        if rows is not None:
-            gen = make_rng([int(gen.integers(0, 2**31 - 1)), rows[0]])
+        if part is not None:
+            gen = make_rng([int(gen.integers(0, 2**31 - 1)), part[0]])
         return draw_corruption(gen, B, N, self.model.dtype)
 
     def shard_loss(self, model, images, draws, keep_cache=True):

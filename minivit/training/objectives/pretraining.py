@@ -35,8 +35,8 @@ class Pretraining(Objective):
                          cfg.batch_size)
 
     @abstractmethod
-    def draw(self, gen, images, rows=None):
-        """The randomness of a batch of ``images`` from ``gen``; rows (start, total): the
+    def draw(self, gen, images, part=None):
+        """The randomness of a batch of ``images`` from ``gen``; part (start, total): the
         images are rows start.. of a global batch of total (DataParallel.map_shards)."""
 
     @abstractmethod
@@ -50,9 +50,9 @@ class Pretraining(Objective):
         return weight * float64(loss, images), correct, replica.grads
 
     def forward_backward(self, batch):
-        draws = self.draw(self.model.rng, batch.images, self.shard_rows)
+        draws = self.draw(self.model.rng, batch.images, self.part)
         outs = self.parallel.map_shards(self.shard_step, batch.images, draws,
-                                        rows=self.shard_rows)
+                                        part=self.part)
         loss = sum(o[0] for o in outs)
         self.parallel.sum_grads([o[2] for o in outs])
         return loss, None if not self.has_accuracy else sum(o[1] for o in outs)
