@@ -14,6 +14,7 @@ from minivit.config import CONFIGS, ViTConfig, count_params, get_config
 from minivit.convert import export_official_npz
 from minivit.evaluation import predict_logits
 from minivit.io.hf import save_hf
+from minivit.io.timm import timm_kwargs
 from minivit.layers.loss import cross_entropy
 from minivit.model import VisionTransformer, create_model
 from minivit.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
@@ -28,5 +29,5 @@ __all__ = [
     "count_params", "create_model", "cross_entropy", "export_official_npz", "get_backend",
     "get_config", "get_xp", "global_grad_norm", "load", "load_official_npz", "load_optimizer",
     "predict_logits", "rel_error", "resample_pos_embed", "save", "save_hf", "save_optimizer",
-    "set_backend", "to_device", "to_numpy", "warmup_cosine",
+    "set_backend", "timm_kwargs", "to_device", "to_numpy", "warmup_cosine",
 ]
