@@ -8,6 +8,8 @@
     model.backward(dlogits)                         # fills model.grads
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from minivit.backend import get_backend, get_xp, set_backend, to_device, to_numpy
 from minivit.checks import rel_error
 from minivit.config import CONFIGS, ViTConfig, count_params, get_config
@@ -22,7 +24,10 @@ from minivit.resample import resample_pos_embed
 from minivit.schedule import warmup_cosine
 from minivit.serialization import load, load_official_npz, load_optimizer, save, save_optimizer
 
-__version__ = "0.1.0"
+try:                                 # one version: pyproject.toml's, from the installed metadata
+    __version__ = version("minivit")
+except PackageNotFoundError:         # a checkout that was never installed (PYTHONPATH=.)
+    __version__ = "0+unknown"
 
 __all__ = [
     "AdamW", "CONFIGS", "SGD", "ViTConfig", "VisionTransformer", "clip_grad_norm",

@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 
+from minivit import __version__
 from minivit.errors import UserError
 
 # name -> one-line help; the module minivit.commands.<name> implements it.
@@ -53,6 +54,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = OneLineParser(
         prog="minivit", description="A Vision Transformer written by hand in NumPy/CuPy.")
+    parser.add_argument("--version", action="version", version=f"minivit {__version__}")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                         help="array backend (default: $MINIVIT_BACKEND or numpy)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
