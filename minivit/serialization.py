@@ -2,7 +2,7 @@
 
 Two formats, picked by the file's suffix:
 
-* ``.safetensors`` (needs ``pip install -e ".[io]"``): a JSON header then raw little-endian
+* ``.safetensors`` (the ``safetensors`` package, a dependency): a JSON header then raw little-endian
   tensors; no code runs on load.  The config is kept in the header's metadata:
   ``{"format": "minivit", "minivit_config": "<ViTConfig as JSON>"}``.
 * ``.npz`` (NumPy only): a zip of ``.npy`` arrays, always read with ``allow_pickle=False``.
