@@ -173,6 +173,23 @@ def read_hf_config(folder) -> dict:
     return hf
 
 
+def is_hf_folder(path) -> bool:
+    """True when ``path`` is a folder whose config.json says model_type "vit"."""
+    try:
+        return Path(path).is_dir() and read_hf_config(path) is not None
+    except (OSError, ValueError):
+        return False
+
+
+def hf_label_names(folder) -> list | None:
+    """The class names in an HF folder's config.json (id2label), or None."""
+    labels = read_hf_config(folder).get("id2label")
+    try:
+        return [str(labels[str(k)]) for k in range(len(labels))] if labels else None
+    except (KeyError, TypeError):
+        return None
+
+
 def hf_weights_file(folder) -> Path:
     """FOLDER/model.safetensors; FileNotFoundError naming what is there instead."""
     folder = Path(folder)
@@ -277,6 +294,6 @@ def read_hf_folder(folder, *, new_head=False):
     return hf_to_timm(arrays, hf, source=folder, new_head=new_head)
 
 
-__all__ = ["HF_CONFIG", "HF_WEIGHTS", "check_hf_compatible", "hf_config", "hf_names",
-           "hf_to_timm", "is_hf", "read_hf_config", "read_hf_folder", "save_hf", "timm_to_hf",
-           "vit_config"]
+__all__ = ["HF_CONFIG", "HF_WEIGHTS", "check_hf_compatible", "hf_config", "hf_label_names",
+           "hf_names", "hf_to_timm", "is_hf", "is_hf_folder", "read_hf_config", "read_hf_folder",
+           "save_hf", "timm_to_hf", "vit_config"]
