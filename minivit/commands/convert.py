@@ -15,7 +15,9 @@ official .npz) or a Hugging Face ViT folder.  The targets:
     npz          the official google-research/vision_transformer .npz layout
     safetensors  minivit's own file (timm names, the config in the metadata)
 
-The class names of a run (or of an HF folder's id2label) go into an HF config.json.
+The class names of a run (or of an HF folder's id2label) go into an HF config.json, and the
+run's mean/std into preprocessor_config.json (transformers' ViTImageProcessor), so that
+``transformers.pipeline("image-classification", DST)`` takes image files.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def run(args) -> int:
         raise UserError(f"{dest}: --to {args.to} writes a {SUFFIX[args.to]} file")
     model, info = load_source(args.source, args.num_heads)
     if args.to == "hf":
-        hf.save_hf(model, dest, info.get("data", {}).get("label_names"))
+        data = info.get("data", {})
+        hf.save_hf(model, dest, data.get("label_names"), data.get("mean"), data.get("std"))
     elif args.to == "npz":
         export_official_npz(model, dest)
     else:

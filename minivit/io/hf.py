@@ -51,6 +51,7 @@ from minivit.layers.layernorm import EPS as LN_EPS
 
 HF_WEIGHTS = "model.safetensors"
 HF_CONFIG = "config.json"
+HF_PREPROCESSOR = "preprocessor_config.json"
 GELU_TO_HF = {"erf": "gelu", "tanh": "gelu_pytorch_tanh"}
 HF_TO_GELU = {"gelu": "erf", "gelu_python": "erf", "gelu_pytorch_tanh": "tanh",
               "gelu_new": "tanh", "gelu_python_tanh": "tanh"}
@@ -131,11 +132,22 @@ def timm_to_hf(params: dict, cfg: ViTConfig) -> dict:
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
-def save_hf(model, directory, label_names=None) -> None:
+def preprocessor_config(cfg: ViTConfig, mean, std) -> dict:
+    """preprocessor_config.json for transformers' ViTImageProcessor: what ``minivit predict``
+    does to an image (bicubic resize to the model's size, /255, the training mean/std)."""
+    return {"image_processor_type": "ViTImageProcessor", "do_resize": True,
+            "size": {"height": cfg.image_size, "width": cfg.image_size}, "resample": 3,
+            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+            "image_mean": [float(v) for v in mean], "image_std": [float(v) for v in std]}
+
+
+def save_hf(model, directory, label_names=None, mean=None, std=None) -> None:
     """Write ``model`` as a transformers ViTForImageClassification folder: ``config.json``
     (sizes, GELU, layer_norm_eps 1e-6, labels: ``label_names`` or LABEL_k) and
-    ``model.safetensors`` (the model's dtype).  ``directory`` is made if missing (not its
-    parents).  ValueError for a model HF's ViT cannot hold (mean-pooled, distilled, conv stem).
+    ``model.safetensors`` (the model's dtype); with the training ``mean`` and ``std`` also
+    ``preprocessor_config.json``, so that ``transformers.pipeline("image-classification",
+    directory)`` classifies image files.  ``directory`` is made if missing (not its parents).
+    ValueError for a model HF's ViT cannot hold (mean-pooled, distilled, conv stem).
     """
     cfg = getattr(model, "config", None)
     if not isinstance(cfg, ViTConfig):
@@ -151,6 +163,8 @@ def save_hf(model, directory, label_names=None) -> None:
     d.mkdir(exist_ok=True)
     write_arrays(d / HF_WEIGHTS, arrays, {"format": "pt"})      # "pt": what HF's reader wants
     write_json(d / HF_CONFIG, hf_config(cfg, label_names, dtype))
+    if mean is not None and std is not None:
+        write_json(d / HF_PREPROCESSOR, preprocessor_config(cfg, mean, std))
 
 
 # ---------------------------------------------------------------------------- HF -> minivit
@@ -294,6 +308,7 @@ def read_hf_folder(folder, *, new_head=False):
     return hf_to_timm(arrays, hf, source=folder, new_head=new_head)
 
 
-__all__ = ["HF_CONFIG", "HF_WEIGHTS", "check_hf_compatible", "hf_config", "hf_label_names",
-           "hf_names", "hf_to_timm", "is_hf", "is_hf_folder", "read_hf_config", "read_hf_folder",
-           "save_hf", "timm_to_hf", "vit_config"]
+__all__ = ["HF_CONFIG", "HF_PREPROCESSOR", "HF_WEIGHTS", "check_hf_compatible", "hf_config",
+           "hf_label_names", "hf_names", "hf_to_timm", "is_hf", "is_hf_folder",
+           "preprocessor_config", "read_hf_config", "read_hf_folder", "save_hf", "timm_to_hf",
+           "vit_config"]

@@ -13,6 +13,7 @@ from minivit.io.files import write_json
 SMALL = {"image_size": 16, "patch_size": 4, "num_classes": 3, "embed_dim": 24, "depth": 2,
          "num_heads": 3, "mlp_dim": 48}
 LABELS = ["plane", "car", "bird"]
+MEAN, STD = [0.5, 0.45, 0.4], [0.25, 0.2, 0.3]
 
 
 def make_run(folder, **overrides):
@@ -22,7 +23,8 @@ def make_run(folder, **overrides):
     folder.mkdir()
     minivit.save(model, folder / "model.safetensors")
     write_json(folder / "config.json", {"train": {"objective": "classify"},
-                                        "data": {"label_names": LABELS}})
+                                        "data": {"label_names": LABELS, "mean": MEAN,
+                                                 "std": STD}})
     return model
 
 
@@ -49,6 +51,24 @@ def test_to_hf_and_back(tmp_path, capsys):
     same_params(minivit.load(tmp_path / "m.safetensors").params, model.params)
     assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "hf2"), "--to", "hf"]) == 0
     assert json.loads((tmp_path / "hf2" / "config.json").read_text())["id2label"]["2"] == "bird"
+
+
+@pytest.mark.slow                     # importing transformers' pipelines takes seconds
+def test_hf_pipeline_classifies_files_as_predict_does(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers", reason="transformers not installed")
+    image = pytest.importorskip("PIL.Image", reason="Pillow not installed")
+    make_run(tmp_path / "run")
+    assert main(["convert", str(tmp_path / "run"), str(tmp_path / "hf"), "--to", "hf"]) == 0
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    image.fromarray(pixels).save(tmp_path / "x.png")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "x.png"), "--top", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    want = [(line.split()[1], float(line.split()[2])) for line in lines]
+    pipe = transformers.pipeline("image-classification", model=str(tmp_path / "hf"))
+    got = [(r["label"], r["score"]) for r in pipe(str(tmp_path / "x.png"), top_k=3)]
+    assert [g[0] for g in got] == [w[0] for w in want]
+    assert np.allclose([g[1] for g in got], [w[1] for w in want], atol=1e-4)
 
 
 def test_to_timm_prints_the_create_model_call(tmp_path, capsys):
