@@ -47,4 +47,5 @@ def test_bad_output_name(tmp_path, capsys):
     minivit.save(minivit.create_model(minivit.ViTConfig(**SMALL)), tmp_path / "m.safetensors")
     assert main(["export-onnx", str(tmp_path / "m.safetensors"), str(tmp_path / "m.pb")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"minivit export-onnx: error: {tmp_path / 'm.pb'}: an ONNX file name ends in .onnx"
+    assert err == (f"minivit export-onnx: error: {tmp_path / 'm.pb'}: an ONNX file name ends "
+                   "in .onnx")
