@@ -24,7 +24,9 @@ timm's (and minivit's; D = embed_dim):
     classifier.{weight,bias}                                   -> head.*
 
 A ``ViTModel`` checkpoint has the same names without ``vit.``, no classifier and a pooler
-(``pooler.dense``, unused by the classifier): it loads with ``new_head=True``.
+(``pooler.dense``, unused by the classifier): it loads with ``new_head=True``.  transformers 5
+names the modules otherwise in memory (``vit.layers.{i}.attention.q_proj``, ``mlp.fc1``, ...)
+and writes the names above; a state dict saved straight from memory is read too (V5_NAMES).
 
 What does not map one to one:
 
@@ -74,6 +76,15 @@ BLOCK = {  # timm (under blocks.{i}.) -> HF (under vit.encoder.layer.{i}.); w = 
     **{f"mlp.fc2.{w}": f"output.dense.{w}" for w in ("weight", "bias")},
 }
 HEAD = ("classifier.weight", "classifier.bias")
+# transformers 5 names the modules differently in memory (``model.state_dict()``) and writes
+# the names above to disk; a state dict saved from memory is renamed back, specific first.
+V5_NAMES = [*((rf"(^|\.)layers\.(\d+)\.{re.escape(new)}\.", rf"\1encoder.layer.\2.{old}.")
+              for new, old in (("attention.q_proj", "attention.attention.query"),
+                               ("attention.k_proj", "attention.attention.key"),
+                               ("attention.v_proj", "attention.attention.value"),
+                               ("attention.o_proj", "attention.output.dense"),
+                               ("mlp.fc1", "intermediate.dense"), ("mlp.fc2", "output.dense"))),
+            (r"(^|\.)layers\.(\d+)\.", r"\1encoder.layer.\2.")]     # layernorm_before/after
 # config.json fields and transformers' ViTConfig defaults (a config.json may leave them out)
 HF_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                "intermediate_size": 3072, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
@@ -260,6 +271,16 @@ def hf_names(cfg: ViTConfig) -> list:
     return names
 
 
+def classic_name(name: str) -> str:
+    """A transformers-5 in-memory name (vit.layers.0.attention.q_proj.weight) as written to
+    disk (vit.encoder.layer.0.attention.attention.query.weight); other names unchanged."""
+    for pattern, classic in V5_NAMES:
+        renamed = re.sub(pattern, classic, name)
+        if renamed != name:
+            return renamed
+    return name
+
+
 def hf_to_timm(arrays: dict, hf: dict, *, source="HF checkpoint", new_head=False):
     """{HF name: array} + config.json -> ({timm name: host array}, ViTConfig).
 
@@ -268,6 +289,7 @@ def hf_to_timm(arrays: dict, hf: dict, *, source="HF checkpoint", new_head=False
     np = host_xp()
     w = {k if k.startswith(("vit.", "classifier.")) else "vit." + k: to_numpy(v)
          for k, v in arrays.items() if not re.match(r"(vit\.)?pooler\.", k)}
+    w = {classic_name(k): v for k, v in w.items()}
     has_head = all(k in w for k in HEAD)
     if not has_head and not new_head:
         raise ValueError(f"{source}: has no classifier (a ViTModel checkpoint); pass "

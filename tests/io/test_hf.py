@@ -205,3 +205,18 @@ def test_no_warning_for_own_eps(tmp_path):
         warnings.simplefilter("error")
         minivit.load(tmp_path / "hf")
     assert hf.is_hf(["vit.embeddings.cls_token"]) and not hf.is_hf(["cls_token"])
+
+
+def test_state_dict_saved_from_memory(tmp_path):
+    """transformers 5 names modules differently in memory (vit.layers.0.attention.q_proj);
+    a state dict saved as it is loads as well."""
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    tm = hf_model(seed=3)
+    (tmp_path / "hf").mkdir()
+    safetensors_torch.save_file(tm.state_dict(), tmp_path / "hf" / "model.safetensors")
+    tm.config.to_json_file(tmp_path / "hf" / "config.json")
+    x = images()
+    with torch.no_grad():
+        want = tm(pixel_values=torch.from_numpy(x)).logits.numpy()
+    assert rel(minivit.to_numpy(minivit.load(tmp_path / "hf").forward(x)), want) < 1e-5
