@@ -9,7 +9,7 @@ convolutional stem, a distilled model (the mean of its two heads, as ``forward``
 The graph takes images already normalised with the training mean/std, (batch, C, H, W)
 float32 with any batch size, and returns logits (batch, classes).
 
-Needs PyTorch (the ``reference`` extra: the CPU build, ``pip install torch==2.13.0``) and,
+Needs PyTorch (the ``reference`` extra: the CPU build, TORCH_HINT) and,
 for torch's exporter, onnx and onnxscript; ``check_onnx`` needs onnxruntime (the ``onnx``
 extra).  The file holds its weights inline, so models up to ONNX's 2 GB limit (ViT-L) export.
 """
@@ -31,13 +31,15 @@ from minivit.io.files import atomic_write_bytes, naming_write_errors
 INPUT, OUTPUT = "images", "logits"
 
 
-def _need(module: str, what: str, extra: str):
+TORCH_HINT = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+
+
+def _need(module: str, what: str, hint: str):
     """Import ``module`` or raise a UserError saying how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise UserError(f"{what} needs {module.split('.')[0]} ({e}): {install_hint(extra)}"
-                        ) from None
+        raise UserError(f"{what} needs {module.split('.')[0]} ({e}): {hint}") from None
 
 
 @contextmanager
@@ -65,9 +67,9 @@ def export_onnx(model, path) -> None:
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise ValueError(f"{path}: an ONNX file name ends in .onnx")
-    torch = _need("torch", "the ONNX export", "reference")
-    _need("onnxscript", "torch's ONNX exporter", "onnx")
-    reference = _need("minivit.reference_torch", "the ONNX export", "reference")
+    torch = _need("torch", "the ONNX export", f"{TORCH_HINT} (the CPU build)")
+    _need("onnxscript", "torch's ONNX exporter", install_hint("onnx"))
+    reference = _need("minivit.reference_torch", "the ONNX export", TORCH_HINT)
     params = {k: to_numpy(v).astype("float32") for k, v in model.params.items()}
     twin = reference.build_torch_vit(cfg, params)
     example = torch.zeros(2, cfg.in_chans, cfg.image_size, cfg.image_size)
@@ -82,7 +84,7 @@ def export_onnx(model, path) -> None:
 
 def onnx_logits(path, images):
     """ONNX Runtime's logits (host float32) for normalised ``images`` (B, C, H, W)."""
-    ort = _need("onnxruntime", "running an ONNX file", "onnx")
+    ort = _need("onnxruntime", "running an ONNX file", install_hint("onnx"))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run([OUTPUT], {INPUT: to_numpy(images).astype("float32")})[0]
 
@@ -96,4 +98,4 @@ def check_onnx(path, model, images) -> float:
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
 
 
-__all__ = ["INPUT", "OUTPUT", "check_onnx", "export_onnx", "onnx_logits", "quiet_exporter"]
+__all__ = ["INPUT", "OUTPUT", "TORCH_HINT", "check_onnx", "export_onnx", "onnx_logits", "quiet_exporter"]

@@ -2,11 +2,14 @@
 size), for class-token, mean-pooled and distilled models; the command line writes and checks
 the file.  Skipped where torch, onnxscript or onnxruntime is missing."""
 
+import sys
+
 import numpy as np
 import pytest
 
 import minivit
 from minivit.cli import main
+from minivit.errors import UserError
 from minivit.io.onnx import export_onnx, onnx_logits
 
 pytest.importorskip("torch", reason="PyTorch not installed (pip install torch==2.13.0)")
@@ -49,3 +52,14 @@ def test_bad_output_name(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"minivit export-onnx: error: {tmp_path / 'm.pb'}: an ONNX file name ends "
                    "in .onnx")
+
+
+def test_missing_packages_say_how_to_install_them(tmp_path, monkeypatch):
+    model = minivit.create_model(minivit.ViTConfig(**SMALL))
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(UserError, match=r"needs onnxscript .*pip install -e \"\.\[onnx\]\""):
+        export_onnx(model, tmp_path / "m.onnx")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(UserError, match="download.pytorch.org/whl/cpu"):
+        export_onnx(model, tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
