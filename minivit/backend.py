@@ -24,6 +24,8 @@ from types import ModuleType
 
 import numpy as _np
 
+from minivit.install import install_hint
+
 BACKENDS = ("numpy", "cupy")
 DTYPES = ("float32", "float64")
 DEFAULT_DTYPE = "float32"
@@ -35,8 +37,8 @@ class BackendError(RuntimeError):
     """The requested backend cannot be used here (CuPy missing, or no GPU)."""
 
 
-_CUPY_FIX = ("Install CuPy with its CUDA libraries: `pip install -e \".[gpu]\"` for a CUDA 12 "
-             "driver, `pip install -e \".[gpu-cuda13]\"` for a CUDA 13 driver (`nvidia-smi` "
+_CUPY_FIX = (f"Install CuPy with its CUDA libraries: `{install_hint('gpu')}` for a CUDA 12 "
+             f"driver, `{install_hint('gpu-cuda13')}` for a CUDA 13 driver (`nvidia-smi` "
              "shows the driver's CUDA version), or use MINIVIT_BACKEND=numpy")
 _cupy = {"module": None, "error": None}  # the outcome of the first _load_cupy(), kept
 

@@ -13,9 +13,10 @@ import os
 import sys
 import warnings
 
+from minivit import __version__
 from minivit.errors import UserError
 
-# name -> one-line help; the module minivit.commands.<name> implements it.
+# name -> one-line help; the module minivit.commands.<name> implements it ("-" as "_").
 COMMANDS = {
     "info": "backend, device, dtype and every named config with its parameter count",
     "gradcheck": "check every gradient against finite differences (and PyTorch, if installed)",
@@ -28,6 +29,9 @@ COMMANDS = {
     "linprobe": "train a linear classifier on the frozen features of a checkpoint",
     "reconstruct": "MAE reconstructions of images: original, masked, reconstruction, pasted",
     "exercise": "exercises: write a backward pass by hand, and have it graded",
+    "convert": "a model to another format: Hugging Face, timm, official .npz, minivit",
+    "export-onnx": "a trained ViT as an ONNX file (through PyTorch), checked with ONNX Runtime",
+    "tensorboard": "the metrics of training runs as TensorBoard event files",
 }
 
 
@@ -54,15 +58,17 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = OneLineParser(
         prog="minivit", description="A Vision Transformer written by hand in NumPy/CuPy.")
+    parser.add_argument("--version", action="version", version=f"minivit {__version__}")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                         help="array backend (default: $MINIVIT_BACKEND or numpy)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name, help_text in COMMANDS.items():
+        module = f"minivit.commands.{name.replace('-', '_')}"     # export-onnx: export_onnx
         try:
-            mod = importlib.import_module(f"minivit.commands.{name}")
+            mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name == f"minivit.commands.{name}":
+            if e.name == module:
                 continue                       # command not built yet
             raise
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -9,6 +9,8 @@ Figures are drawn with matplotlib's object API on the Agg canvas: no window, no 
 
 from __future__ import annotations
 
+from minivit.install import install_hint
+
 
 def _matplotlib():
     """(Figure, FigureCanvasAgg), or an ImportError that says how to install matplotlib."""
@@ -16,7 +18,7 @@ def _matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError(f'plots need matplotlib ({e}); install it with pip install -e ".[viz]"'
+        raise ImportError(f"plots need matplotlib ({e}); install it with {install_hint('viz')}"
                           ) from None
     return Figure, FigureCanvasAgg
 

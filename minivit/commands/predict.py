@@ -18,6 +18,7 @@ from minivit.analysis.evaluation import load_trained, predict_logits
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.data.batches import normalize
 from minivit.errors import UserError
+from minivit.install import install_hint
 from minivit.layers.softmax import softmax_forward
 
 
@@ -59,7 +60,7 @@ def read_image(path, size: int):
     try:
         from PIL import Image
     except ImportError:
-        raise UserError('reading images needs Pillow: pip install -e ".[viz]"') from None
+        raise UserError(f"reading images needs Pillow: {install_hint('viz')}") from None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} not found")

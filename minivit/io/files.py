@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from minivit.backend import host_xp
+from minivit.install import install_hint
 
 FORMATS = (".safetensors", ".npz")
 CHECKSUM_KEY = "minivit_sha256_v2"       # tensors and metadata
@@ -173,8 +174,9 @@ def safetensors_module():
     try:
         import safetensors.numpy  # noqa: F401
     except ImportError as e:
-        raise ImportError(f".safetensors files need the `safetensors` package ({e}); install it "
-                          'with `pip install -e ".[io]"`, or use a .npz file (NumPy only)') from None
+        raise ImportError(f".safetensors files need the `safetensors` package ({e}), a "
+                          f"dependency of minivit: reinstall with `{install_hint()}`, or use a "
+                          ".npz file (NumPy only)") from None
     return safetensors
 
 

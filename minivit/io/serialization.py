@@ -2,7 +2,7 @@
 
 Two formats, picked by the file's suffix:
 
-* ``.safetensors`` (needs ``pip install -e ".[io]"``): a JSON header then raw little-endian
+* ``.safetensors`` (the ``safetensors`` package, a dependency): a JSON header then raw little-endian
   tensors; no code runs on load.  The config is kept in the header's metadata:
   ``{"format": "minivit", "minivit_config": "<ViTConfig as JSON>"}``.
 * ``.npz`` (NumPy only): a zip of ``.npy`` arrays, always read with ``allow_pickle=False``.
@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from minivit.backend import DTYPES, host_xp, resolve_dtype, to_device, to_numpy
+from minivit.io import hf
 from minivit.io import official_npz as convert
 from minivit.io.files import read_arrays, write_arrays
 from minivit.io.resnet_files import resnet_from_arrays, save_resnet
@@ -203,7 +205,8 @@ def save(model: VisionTransformer, path) -> None:
 
 def load(path, config=None, *, num_classes=None, image_size=None, resample="bicubic",
          dtype=None, new_head=False, num_heads=None) -> VisionTransformer:
-    """Read a model written by ``save``, a timm-named state dict, or an official ViT ``.npz``.
+    """Read a model written by ``save``, a timm-named state dict, an official ViT ``.npz``, or
+    a Hugging Face ViT checkpoint (its folder, or its model.safetensors beside config.json).
 
     config      : name or ViTConfig describing the file; default: the file's own config, or
                   inferred from the shapes (then ``num_heads`` is needed)
@@ -214,9 +217,16 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
     FileNotFoundError for a missing file; ValueError naming the file for a corrupt or truncated
     file, or listing every missing / unexpected / mis-shaped parameter.
     """
-    arrays, meta = read_arrays(path)
     kw = dict(num_classes=num_classes, image_size=image_size, resample=resample, dtype=dtype,
               new_head=new_head)
+    if Path(path).is_dir():                       # a Hugging Face checkpoint folder
+        arrays, cfg = hf.read_hf_folder(path, new_head=new_head)
+        return build_model(arrays, get_config(config or cfg), source=path, **kw)
+    arrays, meta = read_arrays(path)
+    if CONFIG_KEY not in meta and hf.is_hf(arrays):   # its model.safetensors
+        arrays, cfg = hf.hf_to_timm(arrays, hf.read_hf_config(Path(path).parent), source=path,
+                                    new_head=new_head)
+        return build_model(arrays, get_config(config or cfg), source=path, **kw)
     if meta.get("format") == OPTIMIZER_FORMAT:
         raise ValueError(f"{path}: holds optimizer state, not a model; use load_optimizer")
     if meta.get("format") == RESNET_FORMAT:

@@ -39,12 +39,13 @@ from minivit.backend import (
     to_numpy,
 )
 from minivit.errors import UserError
+from minivit.install import install_hint
 
 SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
 LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
 DEFAULT_TIMEOUT = 300.0
 ABORT_GRACE = 1.0              # seconds between the error line and MPI_Abort
-INSTALL_HINT = 'pip install -e ".[mpi]"'
+INSTALL_HINT = install_hint("mpi")
 
 
 def launched_size(environ=None) -> int:
