@@ -64,13 +64,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name, help_text in COMMANDS.items():
-        module = f"minivit.commands.{name.replace('-', '_')}"     # export-onnx: export_onnx
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue                       # command not built yet
-            raise
+        mod = importlib.import_module(f"minivit.commands.{name.replace('-', '_')}")  # export_onnx
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
         modules[name] = mod
