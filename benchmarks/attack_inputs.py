@@ -311,10 +311,10 @@ def run_cases(tmp: Path, data: Path, record):
     record("run dir", "lock file left by a kill -9", rc, err, dt, [], True)
 
     d = copy("leftovers")
-    (d / ".checkpoint.safetensors.k2j_9xq1.tmp").write_bytes(bytes(1 << 20))
+    (d / ".checkpoint.safetensors.minivit-tmp.k2j_9xq1.tmp").write_bytes(bytes(1 << 20))
     rc, err, dt = run_cli(["train", "--resume", d])
     record("run dir", "temp file of a killed write, resume", rc, err, dt, [], True,
-           lost=(d / ".checkpoint.safetensors.k2j_9xq1.tmp").exists())
+           lost=(d / ".checkpoint.safetensors.minivit-tmp.k2j_9xq1.tmp").exists())
 
     d = copy("full")
     before = (d / R.CHECKPOINT_FILE).read_bytes()

@@ -44,7 +44,8 @@ from minivit.data.cifar10 import load_cifar10
 from minivit.evaluation import eval_report
 from minivit.io.files import write_json
 from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
-                               MODEL_FILE, StepsLog, append_metrics, check_run_dir_path,
+                               MODEL_FILE, StepsLog, append_metrics, check_new_run_dir,
+                               check_run_dir_path,
                                default_run_dir, format_record,
                                remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.distillation import Distillation
@@ -102,6 +103,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
         cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(ranks, default_run_dir(name)))
     check_run_dir_path(Path(cfg.run_dir))            # before the data take seconds to load
+    if not resume and ranks.is_root:
+        check_new_run_dir(cfg.run_dir)               # never a folder of someone else's files
     with ExitStack() as stack:
 
         def start():                                 # rank 0 alone locks and writes
