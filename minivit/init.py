@@ -19,6 +19,7 @@ from minivit.backend import host_rng, host_xp, to_device
 from minivit.config import ViTConfig
 from minivit.layers.block import BLOCK_PARAM_NAMES
 from minivit.layers.conv_stem import KERNEL
+from minivit.limits import check_params_fit
 
 
 def trunc_normal(gen, shape, std=0.02, a=-2.0, b=2.0):
@@ -74,6 +75,7 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
     gen = host_rng(seed)
     params = {}
     shapes = param_shapes(cfg)
+    check_params_fit(shapes, np.dtype(dtype).itemsize, "ViT")     # before a byte is drawn
     proj_fan_in = int(np.prod(shapes["patch_embed.proj.weight"][1:]))   # C*P*P, or C_last (stem)
     for name, shape in shapes.items():
         leaf = name.rsplit(".", 1)[-1]

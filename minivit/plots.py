@@ -9,6 +9,8 @@ Figures are drawn with matplotlib's object API on the Agg canvas: no window, no 
 
 from __future__ import annotations
 
+from minivit.io.files import write_figure
+
 
 def _matplotlib():
     """(Figure, FigureCanvasAgg), or an ImportError that says how to install matplotlib."""
@@ -65,7 +67,7 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
 
 
 def plot_steps(steps: list[dict], records: list[dict], path, title: str = "") -> None:
@@ -94,7 +96,7 @@ def plot_steps(steps: list[dict], records: list[dict], path, title: str = "") ->
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
 
 
 def plot_confusion(matrix, label_names, path, title: str = "confusion matrix") -> None:
@@ -116,7 +118,7 @@ def plot_confusion(matrix, label_names, path, title: str = "confusion matrix") -
         for j, v in enumerate(row):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
                     color="white" if v > top / 2 else "black")
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
 
 
 __all__ = ["plot_curves", "plot_confusion", "plot_steps"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from minivit.backend import host_xp, to_numpy
+from minivit.io.files import write_figure
 from minivit.plots import _matplotlib
 
 DPI = 90
@@ -34,7 +35,7 @@ def _figure(figsize, layout="constrained"):
 def _save(fig, path, dpi=DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    write_figure(fig, path, dpi=dpi)
     return path
 
 

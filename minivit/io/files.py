@@ -142,6 +142,14 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def write_figure(fig, path, **savefig_kw) -> None:
+    """A matplotlib figure saved to ``path`` atomically (never through a symbolic link)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **savefig_kw)
+    with naming_write_errors(path):
+        atomic_write_bytes(path, buf.getvalue())
+
+
 def write_json(path, obj) -> None:
     with naming_write_errors(path):
         atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
@@ -339,4 +347,4 @@ __all__ = ["CHECKSUM_KEY", "FORMATS", "OLD_CHECKSUM_KEY", "TEMP_TAG", "CorruptFi
            "check_plain_file", "check_sha256", "content_sha256", "naming_write_errors",
            "npz_bytes", "open_for_append", "read_arrays", "read_json", "refuse_symlink",
            "read_npz", "read_safetensors", "safetensors_bytes", "safetensors_module",
-           "tensors_sha256", "weights_suffix", "write_arrays", "write_json"]
+           "tensors_sha256", "weights_suffix", "write_arrays", "write_figure", "write_json"]

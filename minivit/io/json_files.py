@@ -39,7 +39,7 @@ class Spec:
             return
         problem = self.problem(value, where)
         if problem:
-            raise ValueError(f"field {where}: {problem}" if where else f"{problem} at the top")
+            raise ValueError(f"field {where}: {problem}" if where else f"top level: {problem}")
 
     def problem(self, value, where: str) -> str:
         raise NotImplementedError

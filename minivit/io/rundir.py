@@ -143,7 +143,9 @@ def run_lock(run_dir, create: bool = True):
     if not create and not run_dir.is_dir():
         yield None                        # nothing to lock: the caller reports the missing run
         return
-    made_dir, made_lock = not run_dir.exists(), not os.path.lexists(path)
+    full = run_dir.absolute()
+    made_dirs = [p for p in (full, *full.parents) if not os.path.lexists(p)]
+    made_lock = not os.path.lexists(path)
     with naming_write_errors(path):
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = _open_lock_file(path)
@@ -163,7 +165,7 @@ def run_lock(run_dir, create: bool = True):
             yield path
         except BaseException:
             if made_lock:
-                _discard_unstarted(run_dir, path, made_dir)
+                _discard_unstarted(run_dir, path, made_dirs)
             raise
     finally:
         os.close(fd)                      # releases the lock
@@ -194,13 +196,14 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _discard_unstarted(run_dir: Path, lock: Path, made_dir: bool) -> None:
-    """Remove the lock file (and the folder, if ``made_dir``) of a run that wrote nothing."""
+def _discard_unstarted(run_dir: Path, lock: Path, made_dirs: list) -> None:
+    """Remove the lock file, and the folders ``run_lock`` made (deepest first), of a run that
+    wrote nothing."""
     try:
         if [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
             lock.unlink()
-            if made_dir:
-                run_dir.rmdir()
+            for folder in made_dirs:
+                folder.rmdir()
     except OSError:
         pass                              # left as it is: the refusal is what matters
 
