@@ -65,9 +65,10 @@ def check_attention_fits(cfg, batch: int, itemsize: int, layers_kept: int, what:
     have = machine_memory()
     if have is not None and need > have:
         raise UserError(f"{what} of {batch} images would need at least {gib(need)} for the "
-                        f"attention maps ({tokens:,} tokens, {plural(cfg.num_heads, 'head')}, "
-                        f"{plural(layers_kept, 'layer')}), more than this machine's {gib(have)} of memory;"
-                        " use a smaller batch, larger patches or smaller images")
+                        f"attention maps ({tokens:,} tokens, "
+                        f"{plural(cfg.num_heads, 'head')}, {plural(layers_kept, 'layer')}), "
+                        f"more than this machine's {gib(have)} of memory; use a smaller batch, "
+                        "larger patches or smaller images")
 
 
 __all__ = ["TRAINING_COPIES", "check_attention_fits", "check_params_fit", "machine_memory"]

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-Image = pytest.importorskip("PIL.Image", reason="images are read with Pillow (.[viz])")
+pytest.importorskip("PIL.Image", reason="images are read with Pillow (.[viz])")
 pytest.importorskip("safetensors", reason="model files are .safetensors (.[io])")
 
 import minivit
@@ -16,6 +16,7 @@ from cli_runs import cli, error_line
 from minivit.config import ViTConfig
 from minivit.data import images as I
 from minivit.errors import UserError
+from PIL import Image
 
 CFG = ViTConfig(image_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=1, num_heads=2,
                 mlp_dim=32, name="t")
