@@ -239,17 +239,19 @@ def check_run_dir_path(run_dir) -> None:
 
 def check_new_run_dir(run_dir) -> None:
     """UserError unless ``run_dir`` is missing, empty (but for the temporary files of
-    minivit's writes) or a minivit folder (it has LOCK_FILE: a run started there, which
-    ``run_lock`` then reports if it still runs) without a checkpoint: a new run would replace
+    minivit's writes) or a minivit folder (it has LOCK_FILE: a run started there; under the
+    lock, ``train`` reports a run still going or one to --resume): a new run would replace
     files of the same names."""
     path = Path(run_dir)
     if not path.is_dir():
         return
     names = sorted(p.name for p in path.iterdir() if not TEMP_PATTERN.match(p.name))
+    if LOCK_FILE in names:
+        return
     if CHECKPOINT_FILE in names or METRICS_FILE in names:
         raise UserError(f"{path} already holds a run; continue it with --resume {path} or "
                         "choose another --run-dir")
-    if names and LOCK_FILE not in names:
+    if names:
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise UserError(f"{path} is not empty and holds no minivit run to continue (it holds "
                         f"{shown}); a new run would overwrite files there: choose a new or "
