@@ -45,7 +45,7 @@ from minivit.evaluation import eval_report
 from minivit.io.files import write_json
 from minivit.io.rundir import (CHECKPOINT_FILE, CONFIG_FILE, EVAL_VAL_FILE, METRICS_FILE,
                                MODEL_FILE, StepsLog, append_metrics, check_new_run_dir,
-                               check_run_dir_path,
+                               check_run_dir_path, check_run_files,
                                default_run_dir, format_record,
                                remove_temp_files, run_info, run_lock, trim_metrics)
 from minivit.distillation import Distillation
@@ -111,6 +111,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             if ranks.is_root and stack.enter_context(      # a second trainer: refused
                     run_lock(cfg.run_dir, create=not resume)) is not None:
                 remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
+                check_run_files(cfg.run_dir)         # no symbolic link where the run writes
             return _Run(cfg, resume, ranks)
         return start_together(ranks, start).loop()
 

@@ -5,6 +5,7 @@
     METRICS_RECORD  one line of metrics.jsonl
     STEP_RECORD     one line of steps.jsonl
     EVAL_REPORT     eval-val.json / eval-test.json (what ``minivit plot`` draws)
+    CHECKPOINT_STATE  the "state" JSON in checkpoint.safetensors (minivit.checkpoint)
 
 Only the fields minivit reads are checked, each for its type and range; a file from an older
 version without a field passes (the readers fill in defaults).  Ranges that depend on other
@@ -85,6 +86,15 @@ EVAL_REPORT = Obj({
 }, required=("accuracy", "label_names", "confusion"))
 
 
+CHECKPOINT_STATE = Obj({
+    "step": COUNT, "epochs_logged": COUNT, "elapsed": Num(lo=0),
+    "last": Obj({}, optional=True),
+    "epoch_loss": Num(), "epoch_steps": COUNT, "epoch_correct": Num(lo=0),
+    "epoch_time": Num(lo=0), "data_rng": Obj({"epoch": COUNT}, optional=True),
+    "saved_step": OPTIONAL_COUNT, "optimizer_step": COUNT, "rng": Obj({}),
+}, required=("optimizer_step", "rng"))
+
+
 def check_eval_report(report: dict) -> None:
     """ValueError unless the confusion matrix is K x K for the K class names (after
     EVAL_REPORT has checked the types)."""
@@ -95,5 +105,5 @@ def check_eval_report(report: dict) -> None:
                          "name)")
 
 
-__all__ = ["DATA_SECTION", "EVAL_REPORT", "METRICS_RECORD", "RUN_INFO", "STEP_RECORD",
-           "TIME_BUDGET_SECTION", "TRAIN_SECTION", "check_eval_report"]
+__all__ = ["CHECKPOINT_STATE", "DATA_SECTION", "EVAL_REPORT", "METRICS_RECORD", "RUN_INFO",
+           "STEP_RECORD", "TIME_BUDGET_SECTION", "TRAIN_SECTION", "check_eval_report"]

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
+import minivit.io.files as F
 import minivit.io.rundir as R
 import minivit.train as T
 from cli_runs import cli, copy_run, error_line
@@ -155,3 +156,16 @@ def test_plot_refuses_a_damaged_eval_report_and_steps_log(base_run, tmp_path):
                                     '{"step": 2, "loss": 1.0, "lr": 0.1}\n')
     assert "steps.jsonl line 1: not a step record (field loss" in error_line(
         cli("plot", run, "--out", tmp_path / "plots"))
+
+
+@pytest.mark.parametrize("state, message", [
+    ("[" * 100_000 + "]" * 100_000, "nested more than 32 deep"),
+    ('{"rng": {}, "optimizer_step": 5, "step": "five"}', "field state.step: expected an integer"),
+    ('{"rng": {}, "optimizer_step": 5, "elapsed": -1}', "field state.elapsed"),
+], ids=["deep", "step-a-string", "negative-elapsed"])
+def test_a_crafted_checkpoint_state_with_a_valid_checksum(base_run, tmp_path, state, message):
+    run = copy_run(base_run, tmp_path / "run")
+    arrays, meta = F.read_arrays(run / R.CHECKPOINT_FILE)
+    F.write_arrays(run / R.CHECKPOINT_FILE, arrays, {**meta, "state": state})   # new checksum
+    line = error_line(cli("train", "--resume", run))
+    assert "the checkpoint's state is damaged" in line and message in line

@@ -10,6 +10,7 @@ pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])"
 
 import minivit.io.files as F
 import minivit.io.rundir as R
+import minivit.io.run_lock as run_lock_module
 import minivit.train as T
 from cli_runs import cli, copy_run, error_line, train_args
 from tiny_runs import make_cfg, write_tiny_cifar
@@ -126,7 +127,18 @@ def test_a_run_refused_before_it_starts_leaves_nothing(tmp_path):
 
 def test_a_lock_whose_file_was_replaced_is_not_trusted(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    monkeypatch.setattr(R, "_same_file", lambda fd, path: False)
+    monkeypatch.setattr(run_lock_module, "_same_file", lambda fd, path: False)
     with pytest.raises(R.RunDirInUse, match="try again"):
         with R.run_lock(run):
             pass
+
+
+def test_a_symlinked_checkpoint_is_refused_when_the_run_starts(base_run, tmp_path):
+    run = copy_run(base_run, tmp_path / "run")
+    (run / R.MODEL_FILE).rename(tmp_path / "elsewhere.safetensors")
+    (run / R.MODEL_FILE).symlink_to(tmp_path / "elsewhere.safetensors")
+    before = (tmp_path / "elsewhere.safetensors").read_bytes()
+    r = cli("train", "--resume", run)
+    assert "model.safetensors: it is a symbolic link" in error_line(r)
+    assert "epoch" not in r.stdout                              # refused before training
+    assert (tmp_path / "elsewhere.safetensors").read_bytes() == before
