@@ -92,6 +92,7 @@ def test_float_options_that_become_counts_are_bounded(field, value, message):
         TrainConfig(**{field: value, "model_overrides": {}})
 
 
+@pytest.mark.slow                        # several processes
 def test_threads_and_overflow_from_the_command_line(data_dir, tmp_path):
     assert "threads must be at most" in error_line(
         cli(*train_args(data_dir, tmp_path / "a", "--threads", "10000")))
@@ -132,6 +133,7 @@ def test_normalisation_ranges_of_the_help_text(tmp_path, image, flags, message):
     assert message in error_line(cli("predict", path, image, *flags, "--top", "1"))
 
 
+@pytest.mark.slow                        # several processes
 def test_bad_output_paths_are_refused_before_the_work(data_dir, tmp_path):
     path = tmp_path / "m.safetensors"
     minivit.save(minivit.create_model(get_config("cifar-nano", embed_dim=16, depth=1,
@@ -145,6 +147,7 @@ def test_bad_output_paths_are_refused_before_the_work(data_dir, tmp_path):
     assert "it is a folder" in error_line(r) and "evaluating" not in r.stdout
 
 
+@pytest.mark.slow                        # several processes
 def test_reconstruct_names_two_images_with_one_stem_apart(tmp_path):
     Image = pytest.importorskip("PIL.Image", reason="images are read with Pillow (.[viz])")
     pytest.importorskip("matplotlib", reason="reconstruct draws with matplotlib (.[viz])")

@@ -110,6 +110,7 @@ def _damage(run, **change):
     (run / R.CONFIG_FILE).write_text(json.dumps(info))
 
 
+@pytest.mark.slow                        # several processes
 def test_deep_and_huge_config_json_in_predict_and_resume(base_run, image, tmp_path):
     deep = copy_run(base_run, tmp_path / "deep")
     (deep / R.CONFIG_FILE).write_text("[" * 100_000 + "]" * 100_000)
@@ -141,6 +142,7 @@ def test_malformed_config_json_is_one_line(base_run, data_dir, image, tmp_path, 
     assert str(run) in line or "val_size" in line        # val_size is checked against the data
 
 
+@pytest.mark.slow                        # several processes
 def test_plot_refuses_a_damaged_eval_report_and_steps_log(base_run, tmp_path):
     run = copy_run(base_run, tmp_path / "run")
     report = json.loads((run / R.EVAL_VAL_FILE).read_text())
