@@ -27,8 +27,8 @@ from pathlib import Path
 
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.commands.outputs import check_output_dir
-from minivit.commands.predict import (add_normalisation_arguments, check_normalisation,
-                                      class_names)
+from minivit.commands.predict import (add_normalisation_arguments, check_finite,
+                                      check_normalisation, class_names)
 from minivit.console import shown
 from minivit.errors import UserError
 from minivit.data.batches import normalize
@@ -200,6 +200,7 @@ def run(args) -> int:
             heads = np.stack([to_numpy(A.pooled_attention_map(attn[layer], g, cfg.pool, head=h))
                               for h in range(cfg.num_heads)], axis=1)
     probs = _softmax(predictions[0])
+    check_finite(probs, "probabilities")
     row_titles = [f"{c}\n-> {names[int(p.argmax())]} {float(p.max()):.2f}"
                   for c, p in zip(captions, probs)]
     wrote(P.plot_attention_heads(
