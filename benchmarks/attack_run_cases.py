@@ -20,6 +20,7 @@ import numpy as np
 import minivit
 from minivit.config import get_config
 from minivit.data.images import read_image
+from minivit.io import files as F
 from minivit.io import rundir as R
 from minivit.mae import MAEConfig, create_mae, save_mae
 
@@ -90,6 +91,12 @@ def second_round(tmp: Path, data: Path, base: Path, record, run_cli):
     rc, err, dt = run_cli(["train", "--resume", d], timeout=60)
     record(kind, "steps.jsonl a FIFO: resume (no hang)", rc, err, dt, [R.STEPS_FILE], False)
     d = copy()
+    (d / R.MODEL_FILE).unlink()
+    (d / R.MODEL_FILE).symlink_to(fresh_victim())
+    rc, out, err, dt = run_cli(["train", "--resume", d], stdout=True)
+    record(kind, "model.safetensors a symlink: resume refuses before training", rc, err, dt,
+           [R.MODEL_FILE], False, lost=harmed() or "epoch" in out)
+    d = copy()
     (d / R.EVAL_VAL_FILE).unlink()
     (d / R.EVAL_VAL_FILE).symlink_to(fresh_victim())
     rc, err, dt = run_cli(["eval", d, "--split", "val", "--threads", "1"])
@@ -153,6 +160,12 @@ def second_round(tmp: Path, data: Path, base: Path, record, run_cli):
             os.mkfifo(d / R.CONFIG_FILE)
         rc, err, dt = run_cli([d if a is None else a for a in args], timeout=60)
         record(kind, what, rc, err, dt, [R.CONFIG_FILE, "val_size"], False)
+    d = copy()
+    arrays, meta = F.read_arrays(d / R.CHECKPOINT_FILE)
+    F.write_arrays(d / R.CHECKPOINT_FILE, arrays, {**meta, "state": "[" * 100_000 + "]" * 100_000})
+    rc, err, dt = run_cli(["train", "--resume", d])
+    record(kind, "checkpoint state nested 100000 deep (valid checksum): resume", rc, err, dt,
+           [R.CHECKPOINT_FILE], False)
     d = copy()
     report = json.loads((d / R.EVAL_VAL_FILE).read_text())
     (d / R.EVAL_VAL_FILE).write_text(json.dumps({**report, "confusion": 5}))
