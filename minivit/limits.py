@@ -3,6 +3,8 @@ attention maps against the machine's memory.
 
     check_params_fit(shapes, itemsize, what)         before a fresh model is allocated
     check_attention_fits(cfg, batch, itemsize, ...)  before a run starts (TrainConfig.validate)
+    check_run_counts(train_cfg, vit_cfg)             both batches, and the options that become
+                                                     counts of steps (TrainConfig.validate)
     machine_memory() -> bytes or None                 physical memory, or a cgroup's limit
 
 Each check is a lower bound of what the work needs: it refuses only what cannot fit, in one
@@ -19,6 +21,11 @@ from minivit.console import plural
 from minivit.errors import UserError
 
 TRAINING_COPIES = 4          # weights, gradients and AdamW's two moments
+# Bounds on options that become counts: far above any real run, low enough that arithmetic
+# on them stays finite (1e308 warmup epochs overflowed round()).
+MAX_STEPS = 10**12
+MAX_EPOCHS = 10**6
+MAX_MINUTES = 525_600               # a year
 CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
@@ -71,4 +78,26 @@ def check_attention_fits(cfg, batch: int, itemsize: int, layers_kept: int, what:
                         "larger patches or smaller images")
 
 
-__all__ = ["TRAINING_COPIES", "check_attention_fits", "check_params_fit", "machine_memory"]
+def check_run_counts(cfg, vit_cfg=None) -> None:
+    """ValueError when an option of the TrainConfig ``cfg`` that becomes a count is beyond its
+    bound; with ``vit_cfg`` (a ViT's config) UserError when a training or an evaluation
+    batch's attention maps cannot fit (check_attention_fits)."""
+    bounds = {"epochs": MAX_STEPS, "steps": MAX_STEPS, "warmup_steps": MAX_STEPS,
+              "max_steps": MAX_STEPS, "warmup_epochs": MAX_EPOCHS,
+              "unmasked_epochs": MAX_EPOCHS, "time_budget": MAX_MINUTES,
+              "time_limit": MAX_MINUTES}
+    for name, most in bounds.items():
+        v = getattr(cfg, name)
+        if v is not None and v > most:
+            unit = " minutes (a year)" if most == MAX_MINUTES else ""
+            raise ValueError(f"{name.replace('_', '-')} must be at most {most:g}{unit}, got "
+                             f"{v!r}")
+    if vit_cfg is not None:
+        itemsize = 8 if cfg.dtype == "float64" else 4
+        check_attention_fits(vit_cfg, cfg.batch_size, itemsize, vit_cfg.depth,
+                             "a training batch")
+        check_attention_fits(vit_cfg, cfg.eval_batch_size, itemsize, 1, "an evaluation batch")
+
+
+__all__ = ["MAX_EPOCHS", "MAX_MINUTES", "MAX_STEPS", "TRAINING_COPIES", "check_attention_fits",
+           "check_params_fit", "check_run_counts", "machine_memory"]

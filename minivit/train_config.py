@@ -19,7 +19,7 @@ from minivit.config import CONFIGS, ViTConfig, get_config
 from minivit.data.randaugment import check_randaugment, parse_randaugment
 from minivit.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
 from minivit.io.rundir import CONFIG_FILE, read_run_info
-from minivit.limits import check_attention_fits
+from minivit.limits import check_run_counts
 
 # Options that belong to one session, not to the run: a resume may change them.  data_dir is
 # where this machine keeps CIFAR-10 (the run moves between machines), not which data it is.
@@ -44,11 +44,6 @@ BUDGET_MAX_EPOCHS = 100             # a time budget's cap when --epochs is not g
 # (5,000 images on every token, 5.5 s an epoch), which buys 3-4 more epochs instead.
 BUDGET_EVAL_EVERY = 5
 PRETRAIN_EPOCHS = 38
-# Bounds on options that become counts: far above any real run, low enough that arithmetic
-# on them stays finite (1e308 warmup epochs overflowed round()).
-MAX_STEPS = 10**12
-MAX_EPOCHS = 10**6
-MAX_MINUTES = 525_600               # a year
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
@@ -200,7 +195,7 @@ class TrainConfig:
         check("max_steps", optional(pos_int), "a positive integer")
         check("time_limit", optional(lambda v: non_neg(v) and v > 0),
               "a positive number of minutes")
-        self._check_counts(model_cfg, resnet)
+        check_run_counts(self, None if resnet else model_cfg)   # minivit/limits.py
         if self.objective != "classify":
             from minivit.pretrain import objective_config
             if not isinstance(self.objective_options, dict):
@@ -212,29 +207,6 @@ class TrainConfig:
                                  f"{self.objective} pre-training")
         elif self.objective_options:
             raise ValueError("objective options are for pre-training (objective mae or mpp)")
-
-    def _check_counts(self, model_cfg, resnet: bool) -> None:
-        """Bounds on what becomes a count of steps or epochs (1e308 epochs of warmup would
-        overflow) and on a batch's attention maps against the machine's memory."""
-        for name in ("epochs", "steps", "warmup_steps", "max_steps"):
-            v = getattr(self, name)
-            if v is not None and v > MAX_STEPS:
-                raise ValueError(f"{name.replace('_', '-')} must be at most {MAX_STEPS:g}, got "
-                                 f"{v!r}")
-        for name in ("warmup_epochs", "unmasked_epochs"):
-            if getattr(self, name) > MAX_EPOCHS:
-                raise ValueError(f"{name.replace('_', '-')} must be at most {MAX_EPOCHS:g}, got "
-                                 f"{getattr(self, name)!r}")
-        for name in ("time_budget", "time_limit"):
-            if (getattr(self, name) or 0) > MAX_MINUTES:
-                raise ValueError(f"{name.replace('_', '-')} must be at most {MAX_MINUTES:g} "
-                                 f"minutes (a year), got {getattr(self, name)!r}")
-        if not resnet:
-            itemsize = 8 if self.dtype == "float64" else 4
-            check_attention_fits(model_cfg, self.batch_size, itemsize, model_cfg.depth,
-                                 "a training batch")
-            check_attention_fits(model_cfg, self.eval_batch_size, itemsize, 1,
-                                 "an evaluation batch")
 
     def _check_levers(self, resnet: bool) -> None:
         """ema, layer_decay, randaugment."""
