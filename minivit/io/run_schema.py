@@ -29,7 +29,7 @@ TRAIN_SECTION = Obj({
     "weight_decay": Num(), "label_smoothing": Num(), "clip_grad": Num(),
     "unmasked_epochs": Num(), "ema": Num(), "layer_decay": Num(), "augment": Bool(),
     "mixup": Num(), "cutmix": Num(),
-    "randaugment": OneOf(List(Num(integer=True), max_len=2), Str(), optional=True),
+    "randaugment": OneOf(List(Num(), max_len=2), Str(), optional=True),     # [N, M]
     "data_dir": Str(optional=True), "download": Bool(), "val_size": COUNT,
     "eval_every": Num(integer=True, optional=True), "eval_test": Bool(),
     "eval_batch_size": Num(integer=True), "seed": Num(integer=True),

@@ -2,6 +2,7 @@
 schema per file (minivit/io/json_files.py, run_schema.py); every damaged or hostile file is
 one line naming the file and the field, in predict, eval, plot and train --resume."""
 
+import dataclasses
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import minivit.io.rundir as R
 import minivit.train as T
 from cli_runs import cli, copy_run, error_line
 from minivit.io import json_files as J
+from minivit.io.run_schema import TRAIN_SECTION
+from minivit.train_config import TrainConfig
 from tiny_runs import make_cfg, write_tiny_cifar
 
 
@@ -171,3 +174,8 @@ def test_a_crafted_checkpoint_state_with_a_valid_checksum(base_run, tmp_path, st
     F.write_arrays(run / R.CHECKPOINT_FILE, arrays, {**meta, "state": state})   # new checksum
     line = error_line(cli("train", "--resume", run))
     assert "the checkpoint's state is damaged" in line and message in line
+
+
+def test_the_schema_covers_every_training_field():
+    assert {f.name for f in dataclasses.fields(TrainConfig)} == set(TRAIN_SECTION.fields)
+    TRAIN_SECTION.check({**TrainConfig(randaugment="2,9.5").to_dict()}, "train")
