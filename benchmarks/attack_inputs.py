@@ -12,6 +12,9 @@ this script writes.  The outcome is classified from the exit status and stderr:
     crash              killed by a signal (segfault, out of memory) or a timeout
 
 The CIFAR-10 payloads are the ones of tests/data/test_cifar10.py (read from its parametrize lists).
+The run directory, run files, images, limits and outputs cases are in attack_run_cases.py; a
+case that changes a file outside its place, loses an output or leaves a folder behind is
+"lost data".
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from minivit.data.synthetic import write_cifar10_like  # noqa: E402
 from minivit.io import files as F  # noqa: E402
 from minivit.io import rundir as R  # noqa: E402
 from minivit.models.vit_config import ViTConfig  # noqa: E402
+from attack_run_cases import second_round  # noqa: E402
 
 TINY = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",
         "--set", "mlp_dim=32"]
@@ -47,7 +51,9 @@ DISK_FULL = ("import errno, os, minivit.io.files as F\n"
              "F.os.fsync = full\n")
 
 
-def run_cli(args, prelude="", timeout=120):
+def run_cli(args, prelude="", timeout=120, stdout=False):
+    """-> (exit status or None on a timeout, stderr, seconds); with stdout=True
+    (status, stdout, stderr, seconds)."""
     code = (prelude + "import sys\nfrom minivit.cli import main\n"
             f"sys.exit(main({[str(a) for a in args]!r}))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
@@ -57,8 +63,9 @@ def run_cli(args, prelude="", timeout=120):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return None, f"timeout after {timeout} s", time.perf_counter() - t0
-    return r.returncode, r.stderr, time.perf_counter() - t0
+        r = subprocess.CompletedProcess([], None, "", f"timeout after {timeout} s")
+    dt = time.perf_counter() - t0
+    return (r.returncode, r.stdout, r.stderr, dt) if stdout else (r.returncode, r.stderr, dt)
 
 
 def classify(rc, stderr, names, must_load):
@@ -248,6 +255,7 @@ def main():
                                   "--threads", "1"])
             record(kind, what, rc, err, dt, [path.name], must_load)
         run_cases(tmp, clean, record)
+        second_round(tmp, clean, tmp / "base", record, run_cli)
 
     counts = Counter(outcome for _, _, outcome, _, _ in rows)
     kinds = Counter(kind for kind, *_ in rows)
@@ -311,10 +319,10 @@ def run_cases(tmp: Path, data: Path, record):
     record("run dir", "lock file left by a kill -9", rc, err, dt, [], True)
 
     d = copy("leftovers")
-    (d / ".checkpoint.safetensors.k2j_9xq1.tmp").write_bytes(bytes(1 << 20))
+    (d / ".checkpoint.safetensors.minivit-tmp.k2j_9xq1.tmp").write_bytes(bytes(1 << 20))
     rc, err, dt = run_cli(["train", "--resume", d])
     record("run dir", "temp file of a killed write, resume", rc, err, dt, [], True,
-           lost=(d / ".checkpoint.safetensors.k2j_9xq1.tmp").exists())
+           lost=(d / ".checkpoint.safetensors.minivit-tmp.k2j_9xq1.tmp").exists())
 
     d = copy("full")
     before = (d / R.CHECKPOINT_FILE).read_bytes()

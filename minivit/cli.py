@@ -2,7 +2,9 @@
 defines ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Bad arguments or files end with one line on stderr (``minivit <cmd>: error: ...``) and exit
-status 2, never a traceback; set MINIVIT_DEBUG=1 to see the traceback.
+status 2, never a traceback; set MINIVIT_DEBUG=1 to see the traceback.  Running out of memory
+is one line too (exit 2).  A newline or other control character in the message (from a file
+name, say) is printed escaped, so the line stays one line.
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
+def one_line(text) -> str:
+    """``text`` with its control characters (a newline in a file name) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    return f"minivit: warning: {message}\n"
+    return f"minivit: warning: {one_line(message)}\n"
 
 
 def main(argv=None) -> int:
@@ -107,7 +114,14 @@ def _main(argv) -> int:
     except (UserError, ValueError, FileNotFoundError, BackendError, OSError) as e:
         if os.environ.get("MINIVIT_DEBUG"):
             raise
-        print(f"minivit {args.command}: error: {e}", file=sys.stderr)
+        print(f"minivit {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        if os.environ.get("MINIVIT_DEBUG"):
+            raise
+        print(f"minivit {args.command}: error: out of memory{f' ({one_line(e)})' if str(e) else ''}"
+              "; use a smaller model, batch or --threads, or a machine with more memory",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minivit {args.command}: interrupted", file=sys.stderr)

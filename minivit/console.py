@@ -2,6 +2,7 @@
 
     bar = progress_bar(enabled, total=1000, desc="features", unit="batch")   # tqdm or None
     plural(1, "step") -> "1 step";  plural(3, "step") -> "3 steps";  plural(0.5, "epoch")
+    shown("a\nb.png") -> "'a\\nb.png'"    a name as printed: escaped when not printable
 
 A progress bar is tqdm's (on stderr) when it is installed and wanted, else None: the caller
 then prints a line per stage instead.
@@ -28,8 +29,15 @@ def plural(n, word: str, words: str | None = None) -> str:
     return f"{text} {word if n == 1 else (words or word + 's')}"
 
 
+def shown(name) -> str:
+    """A file name (or any text) as it is safe to print: as it is when every character is
+    printable, else its repr (a newline in a name cannot forge an output line)."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)
+
+
 def silent(*args, **kwargs):
     """What a process prints where it must not print (an MPI rank other than 0)."""
 
 
-__all__ = ["plural", "progress_bar", "silent"]
+__all__ = ["plural", "progress_bar", "shown", "silent"]

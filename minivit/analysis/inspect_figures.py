@@ -16,6 +16,7 @@ from pathlib import Path
 
 from minivit.analysis.plots import _matplotlib
 from minivit.backend import host_xp, to_numpy
+from minivit.io.files import write_figure
 
 DPI = 90
 COLUMN_CHARS = 22        # characters of a 7-point caption that fit over a 1.45-inch column
@@ -34,7 +35,7 @@ def _figure(figsize, layout="constrained"):
 def _save(fig, path, dpi=DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    write_figure(fig, path, dpi=dpi)
     return path
 
 

@@ -10,6 +10,7 @@ Figures are drawn with matplotlib's object API on the Agg canvas: no window, no 
 from __future__ import annotations
 
 from minivit.install import install_hint
+from minivit.io.files import write_figure
 
 
 def _matplotlib():
@@ -67,7 +68,7 @@ def plot_curves(records: list[dict], path, title: str = "") -> None:
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
 
 
 def plot_steps(steps: list[dict], records: list[dict], path, title: str = "") -> None:
@@ -96,7 +97,7 @@ def plot_steps(steps: list[dict], records: list[dict], path, title: str = "") ->
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
 
 
 def plot_confusion(matrix, label_names, path, title: str = "confusion matrix") -> None:
@@ -118,7 +119,7 @@ def plot_confusion(matrix, label_names, path, title: str = "confusion matrix") -
         for j, v in enumerate(row):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
                     color="white" if v > top / 2 else "black")
-    fig.savefig(path, dpi=120)
+    write_figure(fig, path, dpi=120)
 
 
 __all__ = ["plot_curves", "plot_confusion", "plot_steps"]

@@ -12,12 +12,14 @@ eval-<split>.json), for any checkpoint.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from minivit.analysis.evaluation import eval_report, evaluate, load_trained
-from minivit.commands.outputs import report_path
+from minivit.commands.outputs import check_output_file, report_path
 from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
+from minivit.errors import UserError
 from minivit.io.files import write_json
 from minivit.parallel.threads import DataParallel, resolve_threads
 
@@ -61,6 +63,9 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
     model, run_dir, info = load_trained(args.checkpoint)
+    out = report_path(args.out, run_dir, f"eval-{args.split}.json")   # checked before the work
+    if args.json:
+        check_output_file(args.json)
     print(f"minivit eval: {model!r}", flush=True)
     train_cfg = info.get("train", {})
     val_size = args.val_size if args.val_size is not None else train_cfg.get("val_size", 5000)
@@ -78,11 +83,13 @@ def run(args) -> int:
         result = evaluate(model, x, y, mean, std, args.batch_size, parallel)
     report = {"checkpoint": str(args.checkpoint),
               **eval_report(result, data.label_names, args.split)}
+    if not math.isfinite(report["loss"]):
+        raise UserError(f"the loss on the {args.split} split is not finite ({report['loss']}): "
+                        "the checkpoint's weights or the normalisation are broken")
     print(format_report(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, report)
-    out = report_path(args.out, run_dir, f"eval-{args.split}.json")
     if out is not None:
         write_json(out, report)
         print(f"wrote {out}")

@@ -27,7 +27,14 @@ from pathlib import Path
 
 from minivit.analysis.evaluation import predict_logits
 from minivit.backend import host_xp, to_device, to_numpy
-from minivit.commands.predict import add_normalisation_arguments, check_normalisation
+from minivit.commands.outputs import check_output_dir
+from minivit.commands.predict import (
+    add_normalisation_arguments,
+    check_finite,
+    check_normalisation,
+    class_names,
+)
+from minivit.console import shown
 from minivit.data.batches import normalize
 from minivit.errors import UserError
 
@@ -103,17 +110,18 @@ def _check_args(args):
 
 
 def run(args) -> int:
-    from minivit.analysis import attention as A
-    from minivit.analysis import embeddings as E
-    from minivit.analysis import inspect_figures as P
+    from minivit.analysis.attention import attention as A
+    from minivit.analysis.attention import embeddings as E
+    from minivit.analysis.attention import inspect_figures as P
     from minivit.analysis.evaluation import load_trained
-    from minivit.commands.predict import read_image
+    from minivit.data.images import read_image
     from minivit.data.synthetic import LABEL_NAMES
     from minivit.models.vit import create_model
 
     _check_args(args)
     checkpoint = Path(args.checkpoint)
     model, run_dir, info = load_trained(checkpoint)
+    check_output_dir(_out_dir(args, checkpoint, run_dir))          # before any work
     cfg, data_info = model.config, info.get("data", {})
     if not -cfg.depth <= args.layer < cfg.depth:
         raise ValueError(f"--layer must be in 0..{cfg.depth - 1} (or negative from the end), "
@@ -125,9 +133,9 @@ def run(args) -> int:
         print("no training mean/std (no run config.json, no --mean/--std): using CIFAR-10's")
         mean, std = mean or CIFAR10_MEAN, std or CIFAR10_STD
     check_normalisation(mean, std)
-    names = data_info.get("label_names") or (
-        list(LABEL_NAMES) if cfg.num_classes == 10 else [f"class {k}" for k in
-                                                         range(cfg.num_classes)])
+    names = class_names(info, cfg.num_classes, checkpoint) if data_info.get("label_names") \
+        else list(LABEL_NAMES) if cfg.num_classes == 10 else class_names({}, cfg.num_classes,
+                                                                         checkpoint)
     np = host_xp()
     images = [read_image(p, cfg.image_size) for p in args.images]     # errors: one line
     (test, folder) = _find_data(args, info)
@@ -144,7 +152,7 @@ def run(args) -> int:
         images = list(test_x[:6])
         captions = [f"test {i}: {names[int(y)]}" for i, y in enumerate(test_y[:6])]
     else:
-        captions = [Path(p).name for p in args.images]
+        captions = [shown(Path(p).name) for p in args.images]
     images = np.stack(images)                                          # (B, C, H, W) uint8
 
     if cfg.in_chans != 3:
@@ -197,6 +205,7 @@ def run(args) -> int:
             heads = np.stack([to_numpy(A.pooled_attention_map(attn[layer], g, cfg.pool, head=h))
                               for h in range(cfg.num_heads)], axis=1)
     probs = _softmax(predictions[0])
+    check_finite(probs, "probabilities")
     row_titles = [f"{c}\n-> {names[int(p.argmax())]} {float(p.max()):.2f}"
                   for c, p in zip(captions, probs)]
     wrote(P.plot_attention_heads(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from minivit.analysis.evaluation import predict_logits
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
-from minivit.commands.outputs import report_path
+from minivit.commands.outputs import check_output_file, report_path
 from minivit.console import plural, progress_bar
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
@@ -93,6 +93,9 @@ def run(args) -> int:
         raise ValueError("--lr must be positive and --weight-decay >= 0")
     np = host_xp()
     model, run_dir, info = load_pretrained(args.checkpoint)
+    out = report_path(args.out, run_dir, "linprobe.json")          # checked before the work
+    if args.json:
+        check_output_file(args.json)
     enc, params = encoder_of(model)
     train_cfg, stats = info.get("train", {}), info.get("data", {})
     val_size = args.val_size if args.val_size is not None else train_cfg.get("val_size", 5000)
@@ -154,7 +157,6 @@ def run(args) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result)
-    out = report_path(args.out, run_dir, "linprobe.json")
     if out is not None:
         write_json(out, result)
         print(f"wrote {out}")

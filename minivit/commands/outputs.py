@@ -1,9 +1,12 @@
 """Where a command writes its result file: ``--out PATH`` or next to the run.
 
     path = report_path(args.out, run_dir, "eval-test.json")   # None: nowhere to write it
+    check_output_dir(folder) / check_output_file(path)         # before the work starts
 
 ``--out`` names a file, or a folder (one that exists, or a name ending in / or without a
-suffix) to write the default file name into.
+suffix) to write the default file name into.  Output paths are checked before the work
+starts (a folder that is a file, a file that is a folder or a symbolic link, a folder that
+cannot be written), so a long evaluation is never lost to a bad path.
 """
 
 from __future__ import annotations
@@ -11,16 +14,50 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from minivit.console import shown
+from minivit.errors import UserError
+
+
+def check_output_dir(folder) -> Path:
+    """UserError unless ``folder`` is, or can be made, a writable folder (nothing made)."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "it is a file" if p == folder else f"{shown(p)} is a file"
+                raise UserError(f"cannot write into {shown(folder)}: {where}; choose another "
+                                "--out")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"cannot write into {shown(folder)}: {shown(p)} is not "
+                                "writable; choose another --out")
+            return folder
+    return folder
+
+
+def check_output_file(path) -> Path:
+    """UserError unless ``path`` can be written as a plain file (not a folder, not a
+    symbolic link, in a writable folder)."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UserError(f"refusing to write {shown(path)}: it is a symbolic link; remove it or "
+                        "choose another path")
+    if path.is_dir():
+        raise UserError(f"cannot write {shown(path)}: it is a folder; choose a file name")
+    check_output_dir(path.parent)
+    return path
+
 
 def report_path(out, run_dir, name: str) -> Path | None:
-    """--out as a file or a folder for ``name``; without it RUN_DIR/name (None: no run)."""
+    """--out as a file or a folder for ``name``; without it RUN_DIR/name (None: no run).
+    The path is checked (check_output_file) and its folder made."""
     if out is None:
-        return None if run_dir is None else Path(run_dir) / name
+        return None if run_dir is None else check_output_file(Path(run_dir) / name)
     path = Path(out)
     if path.is_dir() or str(out).endswith(("/", os.sep)) or not path.suffix:
         path = path / name
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
-__all__ = ["report_path"]
+__all__ = ["check_output_dir", "check_output_file", "report_path"]

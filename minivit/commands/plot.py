@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minivit.commands.outputs import check_output_dir
 from minivit.console import plural
 from minivit.errors import UserError
-from minivit.io.files import read_json
-from minivit.io.rundir import CONFIG_FILE, METRICS_FILE, StepsLog, read_metrics
+from minivit.io.rundir import CONFIG_FILE, METRICS_FILE, StepsLog, read_eval_report, read_metrics
 
 PER_STEP_EPOCHS = 3          # runs with fewer epoch records are drawn step by step
 
@@ -44,7 +44,7 @@ def run(args) -> int:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found")
     records, steps = _records(run_dir)
-    out = Path(args.out) if args.out else run_dir
+    out = check_output_dir(Path(args.out) if args.out else run_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
         if steps:
@@ -57,7 +57,7 @@ def run(args) -> int:
         for split in ("val", "test"):
             path = run_dir / f"eval-{split}.json"
             if path.is_file():
-                report = read_json(path)
+                report = read_eval_report(path)
                 plot_confusion(report["confusion"], report["label_names"], out / "confusion.png",
                                title=f"{run_dir.name}: {split}, accuracy "
                                      f"{100 * report['accuracy']:.2f}%")

@@ -5,21 +5,25 @@
 Each image is converted to RGB, resized to the model's input size and normalised with the
 mean/std the model was trained with (from the run's config.json; give --mean/--std for a model
 file without one).  An image smaller than the model's input is enlarged with a one-line note on
-stderr (what it shows is made up by the interpolation).
+stderr (what it shows is made up by the interpolation).  Images are read by
+minivit.data.images (decompression bombs refused, 16-bit and float pixels scaled); names are
+printed escaped when they hold a newline or another unprintable character.  Outputs that are
+not finite (NaN: normalisation far outside the data's) are an error, never a result.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 from minivit.analysis.evaluation import load_trained, predict_logits
 from minivit.backend import host_xp, to_device, to_numpy
+from minivit.console import shown
 from minivit.data.batches import normalize
+from minivit.data.images import read_image
 from minivit.errors import UserError
-from minivit.install import install_hint
 from minivit.layers.softmax import softmax_forward
+
+MIN_STD = 0.001             # pixels in [0, 1] divided by less than this blow up float32
 
 
 def add_arguments(parser):
@@ -38,42 +42,38 @@ def add_normalisation_arguments(parser):
     parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
                         help="per-channel mean in [0, 1] (default: the run's)")
     parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="per-channel std in [0, 1], each > 0 (default: the run's)")
+                        help=f"per-channel std in [{MIN_STD}, 1] (default: the run's)")
 
 
 def check_normalisation(mean, std, channels: int = 3) -> None:
-    """UserError unless mean and std have one finite value per channel and std > 0."""
-    for name, values in (("mean", mean), ("std", std)):
+    """UserError unless mean and std have one value per channel, mean in [0, 1] and std in
+    [MIN_STD, 1] (the ranges the help states: pixels are in [0, 1])."""
+    for name, values, lo in (("mean", mean, 0.0), ("std", std, MIN_STD)):
         if len(values) != channels:
             raise UserError(f"--{name} needs one value per channel ({channels}), got "
                             f"{len(values)}")
-        if not all(math.isfinite(v) for v in values):
-            raise UserError(f"--{name} values must be finite numbers, got {list(values)}")
-    if not all(v > 0 for v in std):
-        raise UserError(f"--std values must be > 0 (each channel is divided by its std), got "
-                        f"{list(std)}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= 1
+                   for v in values):
+            raise UserError(f"--{name} values must be numbers in [{lo:g}, 1] (pixels are "
+                            f"scaled to [0, 1]), got {list(values)}")
 
 
-def read_image(path, size: int):
-    """An image file -> uint8 host array (3, size, size), RGB, resized (bicubic); a note on
-    stderr when the image is smaller than size x size."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise UserError(f"reading images needs Pillow: {install_hint('viz')}") from None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            img = img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    except (OSError, ValueError) as e:          # UnidentifiedImageError is an OSError
-        raise UserError(f"cannot read image {path}: {e}") from None
-    if w < size or h < size:
-        print(f"minivit: note: {path} is {w}x{h}, enlarged to the model's {size}x{size}",
-              file=sys.stderr)
-    return host_xp().asarray(img, dtype="uint8").transpose(2, 0, 1)
+def class_names(info: dict, num_classes: int, checkpoint) -> list[str]:
+    """The run's class names (config.json), one per class of the model, else class 0, ..."""
+    names = info.get("data", {}).get("label_names")
+    if names is None:
+        return [f"class {k}" for k in range(num_classes)]
+    if len(names) != num_classes:
+        raise UserError(f"{checkpoint}: config.json names {len(names)} classes, the model has "
+                        f"{num_classes}; the run's files do not belong together")
+    return names
+
+
+def check_finite(values, what: str) -> None:
+    """UserError when ``values`` (host) hold NaN or infinity: never print them as a result."""
+    if not host_xp().isfinite(values).all():
+        raise UserError(f"the model's {what} are not finite (NaN or infinity): check --mean "
+                        "and --std, and the checkpoint")
 
 
 def run(args) -> int:
@@ -89,15 +89,16 @@ def run(args) -> int:
         raise UserError(f"{args.checkpoint} has no config.json with the training mean/std; "
                         "pass --mean R G B --std R G B")
     check_normalisation(mean, std)
-    names = data.get("label_names") or [f"class {k}" for k in range(cfg.num_classes)]
+    names = class_names(info, cfg.num_classes, args.checkpoint)
     np = host_xp()
     images = np.stack([read_image(p, cfg.image_size) for p in args.images])
     logits = predict_logits(model, normalize(to_device(images), mean, std, model.dtype))
     probs = to_numpy(softmax_forward(logits)[0])
+    check_finite(probs, "probabilities")
     k = args.top
     w, rw = max(len(n) for n in names), len(str(k))
     for path, p in zip(args.images, probs):
-        print(path)
+        print(shown(path))
         for rank, c in enumerate(np.argsort(-p, kind="stable")[:k], 1):
-            print(f"  {rank:>{rw}}. {names[c]:<{w}}  {p[c]:.4f}")
+            print(f"  {rank:>{rw}}. {shown(names[c]):<{w}}  {p[c]:.4f}")
     return 0

@@ -8,7 +8,8 @@ reconstruction (the decoder's prediction for every patch), and the reconstructio
 visible patches pasted back.  With ``norm_pix_loss`` the model predicts each patch normalised
 by its own mean and variance, which the model never sees for a hidden patch; the figure
 un-normalises every prediction with the statistics of the image's *visible* patches (the mean
-of their means and the mean of their standard deviations) and says so in its title.
+of their means and the mean of their standard deviations) and says so in its title.  Two
+images with the same name (a/x.png, b/x.png) get x-mae.png and x-2-mae.png.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from pathlib import Path
 from minivit.analysis.plots import _matplotlib
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.backend import rng as make_rng
-from minivit.commands.predict import add_normalisation_arguments, check_normalisation, read_image
-from minivit.console import plural
+from minivit.commands.outputs import check_output_dir
+from minivit.commands.predict import add_normalisation_arguments, check_finite, check_normalisation
+from minivit.console import plural, shown
 from minivit.data.batches import normalize
+from minivit.data.images import read_image, unique_stems
 from minivit.errors import UserError
+from minivit.io.files import write_figure
 from minivit.io.pretrained import load_pretrained
 from minivit.layers.patches import patchify, unpatchify
 from minivit.models.mae import NORM_PIX_EPS, MaskedAutoencoder
@@ -72,10 +76,13 @@ def run(args) -> int:
     enc = cfg.encoder
     if enc.in_chans != 3:
         raise UserError(f"the model takes {enc.in_chans}-channel images; reconstruct reads RGB")
+    out_dir = check_output_dir(Path(args.out) if args.out else (
+        run_dir / "reconstructions" if run_dir is not None else Path(".")))
     np = host_xp()
     raw = np.stack([read_image(p, enc.image_size) for p in args.images])
     images = normalize(to_device(raw), mean, std, model.dtype)
     loss, pred, mask = model.forward(images, mask_rng=make_rng(args.seed), keep_cache=False)
+    check_finite(to_numpy(pred), "reconstructions")
     patches = patchify(images, enc.patch_size)
     if cfg.norm_pix_loss:
         pred = unnormalise_with_visible(pred, patches, mask)
@@ -96,12 +103,10 @@ def run(args) -> int:
               "masked input": image(patches * (1 - m) + grey * m),
               "reconstruction": image(pred),
               "reconstruction + visible": image(patches * (1 - m) + pred * m)}
-    out_dir = Path(args.out) if args.out else (
-        run_dir / "reconstructions" if run_dir is not None else Path("."))
     out_dir.mkdir(parents=True, exist_ok=True)
     N, hidden = enc.num_patches, int(to_numpy(mask[0]).sum())
     Figure, Canvas = _matplotlib()
-    for i, path in enumerate(args.images):
+    for i, (path, stem) in enumerate(zip(args.images, unique_stems(args.images))):
         fig = Figure(figsize=(10, 3.2))
         Canvas(fig)
         for j, (title, arr) in enumerate(panels.items()):
@@ -109,11 +114,11 @@ def run(args) -> int:
             ax.imshow(arr[i], interpolation="nearest")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-        fig.suptitle(f"{Path(path).name}: {hidden} of {N} patches hidden (mask ratio "
+        fig.suptitle(f"{shown(Path(path).name)}: {hidden} of {N} patches hidden (mask ratio "
                      f"{cfg.mask_ratio}), seed {args.seed}\n{how}", fontsize=8)
-        out = out_dir / f"{Path(path).stem}-mae.png"
-        fig.savefig(out, dpi=100, bbox_inches="tight")
-        print(f"{path} -> {out}")
+        out = out_dir / f"{stem}-mae.png"
+        write_figure(fig, out, dpi=100, bbox_inches="tight")
+        print(f"{shown(path)} -> {shown(out)}")
     print(f"minivit reconstruct: mean loss on hidden patches {loss:.4f} "
           f"({plural(len(args.images), 'image')})")
     return 0

@@ -17,6 +17,9 @@ does this job.)  .npz files are always read with ``allow_pickle=False``, and eac
 sizes are checked against the zip directory before it is inflated (``check_npz_members``).
 
 A failed write (disk full, say) raises WriteError naming the file; the old file is intact.
+A symbolic link where minivit would write (or append, ``open_for_append``) is refused with a
+WriteError: nothing is ever written through a link to a file elsewhere.  Temporary files are
+named ``.NAME.minivit-tmp.XXXXXXXX.tmp`` (TEMP_TAG), a pattern no user file is likely to have.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 import threading
 import zipfile
@@ -35,12 +39,14 @@ from pathlib import Path
 
 from minivit.backend import host_xp
 from minivit.install import install_hint
+from minivit.io.json_files import read_json_file
 
 FORMATS = (".safetensors", ".npz")
 CHECKSUM_KEY = "minivit_sha256_v2"       # tensors and metadata
 OLD_CHECKSUM_KEY = "minivit_sha256"      # tensors only (files written before)
 MAX_NPZ_RATIO = 200       # a member inflating more than this (zeros, a zip bomb) is refused
 NPZ_RATIO_FLOOR = 1 << 20  # ... when it inflates to more than this many bytes
+TEMP_TAG = "minivit-tmp"  # temporary files: .NAME.minivit-tmp.XXXXXXXX.tmp
 
 
 class WriteError(OSError):
@@ -78,12 +84,52 @@ def current_umask() -> int:
     return mask
 
 
+def refuse_symlink(path) -> None:
+    """WriteError when ``path`` is a symbolic link (minivit never writes through one)."""
+    if os.path.islink(path):
+        raise WriteError(f"refusing to write {path}: it is a symbolic link (to "
+                         f"{os.readlink(path)}), and minivit writes only plain files in place; "
+                         "remove the link or choose another path")
+
+
+def open_for_append(path):
+    """``open(path, "a")`` that refuses a symbolic link (O_NOFOLLOW) and anything but a plain
+    file (a FIFO would block the writer): WriteError naming the file."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(path):
+            refuse_symlink(path)
+        if e.errno == errno.ENXIO:                     # a FIFO without a reader
+            raise WriteError(f"refusing to write {path}: it is not a plain file; remove it "
+                             "or choose another --run-dir") from None
+        raise
+    try:
+        check_plain_file(fd, path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "a")
+
+
+def check_plain_file(fd: int, path) -> None:
+    """WriteError unless the open ``fd`` is a regular file."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise WriteError(f"refusing to write {path}: it is not a plain file (a FIFO, device "
+                         "or folder); remove it or choose another path")
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, then os.replace it into place:
     readers see the old file or the new one, never half of one.  The file gets the mode a
-    plain ``open(path, "w")`` would give it (0o666 less the umask), not mkstemp's 0o600."""
+    plain ``open(path, "w")`` would give it (0o666 less the umask), not mkstemp's 0o600.
+    A symbolic link at ``path`` is refused (WriteError), not followed or replaced."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    refuse_symlink(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_TAG}.",
+                               suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -97,20 +143,23 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def write_figure(fig, path, **savefig_kw) -> None:
+    """A matplotlib figure saved to ``path`` atomically (never through a symbolic link)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", **savefig_kw)
+    with naming_write_errors(path):
+        atomic_write_bytes(path, buf.getvalue())
+
+
 def write_json(path, obj) -> None:
     with naming_write_errors(path):
         atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def read_json(path) -> dict:
-    """The JSON in ``path``; FileNotFoundError or ValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
+def read_json(path):
+    """The JSON in ``path``, bounded in size and depth (minivit.io.json_files.read_json_file);
+    FileNotFoundError or ValueError naming the file."""
+    return read_json_file(path)
 
 
 # ---------------------------------------------------------------------------- checksums
@@ -295,8 +344,9 @@ def read_arrays(path) -> tuple[dict, dict]:
                          f"({type(e).__name__}: {e})") from None
 
 
-__all__ = ["CHECKSUM_KEY", "FORMATS", "OLD_CHECKSUM_KEY", "CorruptFileError",
+__all__ = ["CHECKSUM_KEY", "FORMATS", "OLD_CHECKSUM_KEY", "TEMP_TAG", "CorruptFileError",
            "UnreadableDtypeError", "WriteError", "atomic_write_bytes", "check_npz_members",
-           "check_sha256", "content_sha256", "naming_write_errors", "npz_bytes", "read_arrays", "read_json",
+           "check_plain_file", "check_sha256", "content_sha256", "naming_write_errors",
+           "npz_bytes", "open_for_append", "read_arrays", "read_json", "refuse_symlink",
            "read_npz", "read_safetensors", "safetensors_bytes", "safetensors_module",
-           "tensors_sha256", "weights_suffix", "write_arrays", "write_json"]
+           "tensors_sha256", "weights_suffix", "write_arrays", "write_figure", "write_json"]

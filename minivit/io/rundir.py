@@ -9,6 +9,10 @@ Files in RUN_DIR:
     eval-val.json            val accuracy, per-class accuracy, confusion matrix (last epoch)
     .minivit.lock            flock-ed while a trainer runs here (run_lock); holds its PID
 
+Every file is read back through minivit.io.json_files (size, depth and a schema per file:
+minivit.io.run_schema) and written without following a symbolic link (minivit.io.files).
+``train`` starts a new run only in a missing or empty folder (``check_new_run_dir``).
+
 ``find_model`` turns what a user names (a run directory, its model or checkpoint file, or any
 model file) into the model file to read and the run directory it belongs to, if any.
 """
@@ -19,13 +23,16 @@ import json
 import os
 import re
 import time
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 from minivit.backend import get_backend
 from minivit.errors import UserError
-from minivit.io.files import atomic_write_bytes, naming_write_errors, read_json, write_json
+from minivit.io.files import (TEMP_TAG, WriteError, atomic_write_bytes, naming_write_errors,
+                              open_for_append, refuse_symlink, write_json)
+from minivit.io.json_files import read_json_file, read_jsonl
+from minivit.io.run_lock import LOCK_FILE, RunDirInUse, run_lock
+from minivit.io.run_schema import (EVAL_REPORT, METRICS_RECORD, RUN_INFO, STEP_RECORD,
+                                   check_eval_report)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -33,7 +40,6 @@ MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 EVAL_VAL_FILE = "eval-val.json"
 STEPS_FILE = "steps.jsonl"
-LOCK_FILE = ".minivit.lock"
 
 
 def default_run_dir(name: str) -> str:
@@ -59,7 +65,19 @@ def find_model(path) -> tuple[Path, Path | None]:
 
 def read_run_info(run_dir) -> dict:
     """RUN_DIR/config.json, or {} for run_dir None (a model file outside a run)."""
-    return read_json(Path(run_dir) / CONFIG_FILE) if run_dir is not None else {}
+    if run_dir is None:
+        return {}
+    return read_json_file(Path(run_dir) / CONFIG_FILE, RUN_INFO, what="run's config.json")
+
+
+def read_eval_report(path) -> dict:
+    """An eval-<split>.json report (what ``minivit plot`` draws), checked."""
+    report = read_json_file(path, EVAL_REPORT, what="evaluation report")
+    try:
+        check_eval_report(report)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; fix or delete that file") from None
+    return report
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -74,32 +92,13 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def _parse_metrics(path: Path) -> list[dict]:
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
-    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-    records = []
-    for i, (n, line) in enumerate(lines):
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int):
-                raise ValueError("not a record with an integer epoch")
-        except ValueError as e:
-            if i == len(lines) - 1:
-                warnings.warn(f"{path} line {n}: dropped an incomplete last line (the run "
-                              "stopped in the middle of writing it)", stacklevel=3)
-                break
-            raise ValueError(f"{path} line {n}: not a metrics record ({e}); fix or delete "
-                             "that line") from None
-        records.append(rec)
-    return records
+    return read_jsonl(path, METRICS_RECORD, kind="metrics record")
 
 
 def append_metrics(run_dir, record: dict) -> None:
-    """One line more in RUN_DIR/metrics.jsonl."""
+    """One line more in RUN_DIR/metrics.jsonl (never through a symbolic link)."""
     path = Path(run_dir) / METRICS_FILE
-    with naming_write_errors(path), open(path, "a") as f:
+    with naming_write_errors(path), open_for_append(path) as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -114,51 +113,26 @@ def trim_metrics(run_dir, epochs_logged: int) -> None:
             atomic_write_bytes(path, "".join(ln + "\n" for ln in lines).encode())
 
 
-# ---------------------------------------------------------------------------- one process per run
-class RunDirInUse(UserError):
-    """Another process holds the run directory's lock."""
+# io.files.atomic_write_bytes' temporary files: .NAME.minivit-tmp.XXXXXXXX.tmp
+TEMP_PATTERN = re.compile(r"^\..+\." + re.escape(TEMP_TAG) + r"\.[a-z0-9_]{8}\.tmp$")
 
 
-@contextmanager
-def run_lock(run_dir, create: bool = True):
-    """Hold an exclusive lock on RUN_DIR for the block: a second trainer on the same
-    directory fails at once with RunDirInUse, naming the holder's PID.
-
-    The lock is ``fcntl.flock`` on RUN_DIR/LOCK_FILE (created, with the directory, if need be;
-    it holds the PID for the message).  The kernel releases a flock when its process exits,
-    however it exits (kill -9 included), so a lock file left behind by a dead process blocks
-    nothing: the next run locks it again.  The file is never deleted (deleting it could let
-    two processes lock two different files).  With ``create=False`` a missing RUN_DIR is
-    not created (nothing is locked)."""
-    import fcntl
-    run_dir = Path(run_dir)
-    path = run_dir / LOCK_FILE
-    if not create and not run_dir.is_dir():
-        yield None                        # nothing to lock: the caller reports the missing run
-        return
-    with naming_write_errors(path):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunDirInUse(f"{run_dir} is in use by another minivit process (PID {holder}); "
-                              "wait for it or choose another --run-dir") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
-    finally:
-        os.close(fd)                      # releases the lock
-
-
-TEMP_PATTERN = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")   # io.files.atomic_write_bytes'
+def check_run_files(run_dir) -> None:
+    """WriteError when a file a run writes in RUN_DIR is a symbolic link or not a plain file:
+    found when the run starts, not at its first save an epoch later."""
+    for name in (CONFIG_FILE, CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE, STEPS_FILE,
+                 EVAL_VAL_FILE):
+        path = Path(run_dir) / name
+        refuse_symlink(path)
+        if path.exists() and not path.is_file():
+            raise WriteError(f"refusing to write {path}: it is not a plain file (a folder, FIFO "
+                             "or device); remove it")
 
 
 def remove_temp_files(run_dir) -> list[str]:
-    """Delete what interrupted atomic writes left in RUN_DIR (``.NAME.XXXXXXXX.tmp``; only
-    that pattern, only plain files).  Call it holding ``run_lock``.  Returns their names."""
+    """Delete what interrupted atomic writes left in RUN_DIR (``.NAME.minivit-tmp.XXXXXXXX.tmp``;
+    only that pattern, only plain files).  Call it holding ``run_lock``.  Returns their
+    names."""
     gone = []
     for p in Path(run_dir).iterdir():
         if TEMP_PATTERN.match(p.name) and p.is_file() and not p.is_symlink():
@@ -180,6 +154,27 @@ def check_run_dir_path(run_dir) -> None:
             return
 
 
+def check_new_run_dir(run_dir) -> None:
+    """UserError unless ``run_dir`` is missing, empty (but for the temporary files of
+    minivit's writes) or a minivit folder (it has LOCK_FILE: a run started there; under the
+    lock, ``train`` reports a run still going or one to --resume): a new run would replace
+    files of the same names."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        return
+    names = sorted(p.name for p in path.iterdir() if not TEMP_PATTERN.match(p.name))
+    if LOCK_FILE in names:
+        return
+    if CHECKPOINT_FILE in names or METRICS_FILE in names:
+        raise UserError(f"{path} already holds a run; continue it with --resume {path} or "
+                        "choose another --run-dir")
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UserError(f"{path} is not empty and holds no minivit run to continue (it holds "
+                        f"{shown}); a new run would overwrite files there: choose a new or "
+                        "empty --run-dir")
+
+
 class StepsLog:
     """RUN_DIR/steps.jsonl: one line {"step", "loss", "lr"} per optimizer step, appended
     through a buffered file (flushed with each checkpoint, closed at the end), so a step costs
@@ -192,7 +187,8 @@ class StepsLog:
 
     def append(self, step: int, loss: float, lr: float) -> None:
         if self.file is None:
-            self.file = open(self.path, "a")
+            with naming_write_errors(self.path):
+                self.file = open_for_append(self.path)
         self.file.write(f'{{"step": {step}, "loss": {float(loss)!r}, "lr": {float(lr)!r}}}\n')
 
     def flush(self) -> None:
@@ -207,17 +203,11 @@ class StepsLog:
     @staticmethod
     def read(run_dir) -> list[dict]:
         """The records of RUN_DIR/steps.jsonl ([] when there is none); a torn last line, as a
-        crash can leave, is skipped."""
+        crash can leave, is skipped; any other bad line is a ValueError naming it."""
         path = Path(run_dir) / STEPS_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             return []
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return [r for r in records if isinstance(r, dict) and "step" in r]
+        return read_jsonl(path, STEP_RECORD, kind="step record", torn="skip")
 
     @staticmethod
     def trim(run_dir, step: int) -> None:
@@ -245,7 +235,7 @@ def run_info(cfg, run_dir, model, data, steps_per_epoch, total, warmup, unmasked
 def update_run_info(run_dir, **fields) -> None:
     """Set top-level fields of RUN_DIR/config.json (what a time budget chose, and took)."""
     path = Path(run_dir) / CONFIG_FILE
-    write_json(path, {**read_json(path), **fields})
+    write_json(path, {**read_json_file(path, RUN_INFO, what="run's config.json"), **fields})
 
 
 def format_record(rec: dict, total: int) -> str:
@@ -260,7 +250,8 @@ def format_record(rec: dict, total: int) -> str:
 
 
 __all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "EVAL_VAL_FILE", "LOCK_FILE", "METRICS_FILE",
-           "MODEL_FILE", "RunDirInUse", "STEPS_FILE", "StepsLog", "append_metrics",
-           "check_run_dir_path", "default_run_dir", "find_model", "format_record", "read_metrics",
+           "MODEL_FILE", "RunDirInUse", "STEPS_FILE", "StepsLog", "TEMP_PATTERN",
+           "append_metrics", "check_new_run_dir", "check_run_dir_path", "check_run_files",
+           "default_run_dir", "find_model", "format_record", "read_eval_report", "read_metrics",
            "read_run_info", "remove_temp_files", "run_info", "run_lock", "trim_metrics",
            "update_run_info"]

@@ -18,6 +18,7 @@ given seed gives the same model on NumPy and on CuPy.
 from minivit.backend import host_rng, host_xp, to_device
 from minivit.layers.block import BLOCK_PARAM_NAMES
 from minivit.layers.conv_stem import KERNEL
+from minivit.limits import check_params_fit
 from minivit.models.vit_config import ViTConfig
 
 
@@ -74,6 +75,7 @@ def init_params(cfg: ViTConfig, seed=0, dtype="float32") -> dict:
     gen = host_rng(seed)
     params = {}
     shapes = param_shapes(cfg)
+    check_params_fit(shapes, np.dtype(dtype).itemsize, "ViT")     # before a byte is drawn
     proj_fan_in = int(np.prod(shapes["patch_embed.proj.weight"][1:]))   # C*P*P, or C_last (stem)
     for name, shape in shapes.items():
         leaf = name.rsplit(".", 1)[-1]

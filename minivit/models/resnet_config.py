@@ -26,6 +26,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from minivit.backend import host_rng, host_xp, to_device
+from minivit.limits import check_params_fit
 from minivit.models.vit_config import check_positive_ints, config_from_dict
 
 RESNET_FORMAT = "minivit-resnet"          # the "format" of a saved ResNet file
@@ -143,6 +144,7 @@ def init_resnet_params(cfg: ResNetConfig, seed=0, dtype="float32") -> dict:
     """Fresh parameters {name: array on the active backend}, drawn on the host."""
     np, gen = host_xp(), host_rng(seed)
     params = {}
+    check_params_fit(resnet_param_shapes(cfg), np.dtype(dtype).itemsize, "ResNet")
     for name, shape in resnet_param_shapes(cfg).items():
         if len(shape) == 4:                                   # a convolution, He fan_out
             fan_out = shape[0] * shape[2] * shape[3]

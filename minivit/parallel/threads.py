@@ -37,6 +37,9 @@ from minivit.backend import rng as make_rng
 from minivit.models.vit_config import STOCHASTIC_FIELDS
 
 
+THREADS_PER_CORE = 4         # --threads above this many per core: refused
+
+
 def available_cores() -> int:
     """CPU cores this process may run on."""
     try:
@@ -46,11 +49,16 @@ def available_cores() -> int:
 
 
 def resolve_threads(threads: int) -> int:
-    """0 means: one per available core on NumPy, 1 on CuPy."""
+    """0 means: one per available core on NumPy, 1 on CuPy.  More than THREADS_PER_CORE per
+    available core is refused (each thread keeps a replica's activations)."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise ValueError(f"threads must be an integer >= 0 (0 = one per core), got {threads!r}")
     if threads == 0:
         return available_cores() if get_backend() == "numpy" else 1
+    most = THREADS_PER_CORE * available_cores()
+    if threads > most:
+        raise ValueError(f"threads must be at most {most} ({THREADS_PER_CORE} per available "
+                         f"core), got {threads}; 0 = one per core")
     return threads
 
 

@@ -29,6 +29,8 @@ from minivit.io.files import (
     naming_write_errors,
     safetensors_bytes,
 )
+from minivit.io.json_files import parse_json
+from minivit.io.run_schema import CHECKPOINT_STATE
 
 CHECKPOINT_FORMAT = "minivit-train-checkpoint-v1"
 
@@ -100,9 +102,10 @@ def load_checkpoint(path, model, optimizer, rngs: dict) -> dict:
         raise ValueError(f"{path} is not a minivit training checkpoint")
     check_sha256(path, tensors, meta)
     try:
-        state = json.loads(meta.get("state") or "null")
+        state = parse_json(meta.get("state") or "null")
         if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
             raise ValueError(f"a JSON object with the run's progress, got {str(state)[:40]}")
+        CHECKPOINT_STATE.check(state, "state")
         state["optimizer_step"] = int(state["optimizer_step"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: the checkpoint's state is damaged ({type(e).__name__}: {e}); "

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minivit.data.randaugment import check_randaugment, parse_randaugment
-from minivit.io.files import read_json
-from minivit.io.rundir import CONFIG_FILE
+from minivit.io.rundir import CONFIG_FILE, read_run_info
+from minivit.limits import check_run_counts
 from minivit.models.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
 from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 
@@ -144,7 +144,8 @@ class TrainConfig:
             raise ValueError(f"model overrides must be {kind.__name__} fields "
                              f"({', '.join(sorted(fields))}), got {self.model_overrides!r}")
         self._check_distillation(resnet)
-        (get_resnet_config if resnet else get_config)(self.model, **self.model_overrides)
+        model_cfg = (get_resnet_config if resnet else get_config)(self.model,
+                                                                   **self.model_overrides)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
@@ -194,6 +195,7 @@ class TrainConfig:
         check("max_steps", optional(pos_int), "a positive integer")
         check("time_limit", optional(lambda v: non_neg(v) and v > 0),
               "a positive number of minutes")
+        check_run_counts(self, None if resnet else model_cfg)   # minivit/limits.py
         if self.objective != "classify":
             from minivit.io.pretrained import objective_config
             if not isinstance(self.objective_options, dict):
@@ -315,7 +317,7 @@ def load_train_config(run_dir) -> TrainConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run directory ({CONFIG_FILE} "
                                 "not found)")
-    d = read_json(path)
+    d = read_run_info(run_dir)
     if "train" not in d:
         raise ValueError(f"{Path(run_dir) / CONFIG_FILE} holds no 'train' section")
     return TrainConfig.from_dict({**OLD_RUN_DEFAULTS, **d["train"]})

@@ -31,7 +31,9 @@ from minivit.io.rundir import (
     MODEL_FILE,
     StepsLog,
     append_metrics,
+    check_new_run_dir,
     check_run_dir_path,
+    check_run_files,
     default_run_dir,
     format_record,
     remove_temp_files,
@@ -100,12 +102,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
         cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(ranks, default_run_dir(name)))
     check_run_dir_path(Path(cfg.run_dir))            # before the data take seconds to load
+    if not resume and ranks.is_root:
+        check_new_run_dir(cfg.run_dir)               # never a folder of someone else's files
     with ExitStack() as stack:
 
         def start():                                 # rank 0 alone locks and writes
             if ranks.is_root and stack.enter_context(      # a second trainer: refused
                     run_lock(cfg.run_dir, create=not resume)) is not None:
                 remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
+                check_run_files(cfg.run_dir)         # no symbolic link where the run writes
             return _Run(cfg, resume, ranks)
         return start_together(ranks, start).loop()
 

@@ -120,7 +120,8 @@ def run_cli(*argv):
 
 
 @pytest.mark.parametrize("argv, command, message", [
-    (["predict", "RUN", "IMG", "--std", "0", "0", "0"], "predict", "--std values must be > 0"),
+    (["predict", "RUN", "IMG", "--std", "0", "0", "0"], "predict",
+     "--std values must be numbers in [0.001, 1]"),
     (["predict", "RUN", "IMG", "--top", "20"], "predict",
      "--top must be at most the model's 10 classes, got 20"),
     (["train", "--min-lr", "0.1", "--lr", "0.01"], "train",

@@ -95,7 +95,7 @@ def test_split_heads_returns_both_heads_in_evaluation(xp):
 
 @pytest.mark.parametrize("train", [True, False])
 def test_distilled_model_matches_torch(train):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch_vit import build_torch_vit, to_torch, torch_grads
     model = _model(np)
     images = randn(np, 3, 3, 8, 8, seed=5)

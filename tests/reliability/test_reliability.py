@@ -286,8 +286,10 @@ def test_genuine_compressed_npz_still_loads(tmp_path):
 def test_leftover_temp_files_are_removed_on_start_and_resume(data_dir, tmp_path):
     run = tmp_path / "run"
     T.train(make_cfg(data_dir, run, max_steps=3))
-    left = [run / ".checkpoint.safetensors.k2j_9xq1.tmp", run / ".model.safetensors.abcdefgh.tmp"]
-    keep = [run / "notes.tmp", run / ".hidden.tmp", run / "mine.txt"]
+    left = [run / ".checkpoint.safetensors.minivit-tmp.k2j_9xq1.tmp",
+            run / ".model.safetensors.minivit-tmp.abcdefgh.tmp"]
+    keep = [run / "notes.tmp", run / ".hidden.tmp", run / "mine.txt", run / ".draft.20250101.tmp",
+            run / ".checkpoint.safetensors.k2j_9xq1.tmp"]
     for p in left + keep:
         p.write_bytes(b"x" * 100)
     T.resume(run, max_steps=4)
