@@ -1,5 +1,8 @@
 """What the tests share.
 
+Command-line runs: ``cli`` (a fresh ``python -m minivit`` process), ``error_line`` (its one
+line of refusal), ``train_args`` (a tiny run's flags), ``copy_run``.
+
 Gradient-check helpers shared by the tests (float64, central differences).
 
 ``check_layer`` checks a forward/backward pair: for a random upstream gradient dout it compares
@@ -10,6 +13,11 @@ Tiny training runs shared by the tests: a one-block ViT on synthetic CIFAR-10 fi
 """
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
@@ -143,3 +151,34 @@ def whole_model_check(model, images, labels, smoothing=0.0, train=False, samples
     bad = {k: v for k, v in errors.items() if not v < TOL_FD64}
     assert not bad, f"rel errors above {TOL_FD64}: {bad}"
     return errors
+
+
+# ------------------------------------------------------------------ command-line runs
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None, timeout=120):
+    """Run ``python -m minivit ARGS`` -> CompletedProcess (text)."""
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    full.pop("MINIVIT_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "minivit", *map(str, args)], env=full,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def error_line(result, code: int = 2) -> str:
+    """The one line on stderr of a refused command (exit ``code``, no traceback)."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == code and len(lines) == 1 and "Traceback" not in result.stderr, \
+        (result.returncode, result.stderr)
+    return lines[0]
+
+
+def train_args(data_dir, run_dir, *extra):
+    return ["train", "--data-dir", data_dir, "--run-dir", run_dir, "--batch-size", "16",
+            "--val-size", "20", "--epochs", "2", "--no-progress", "--threads", "1", *TINY_FLAGS,
+            *extra]
+
+
+def copy_run(base: Path, to: Path) -> Path:
+    shutil.copytree(base, to)
+    return to

@@ -110,9 +110,9 @@ def _check_args(args):
 
 
 def run(args) -> int:
-    from minivit.analysis.attention import attention as A
-    from minivit.analysis.attention import embeddings as E
-    from minivit.analysis.attention import inspect_figures as P
+    from minivit.analysis import attention as A
+    from minivit.analysis import embeddings as E
+    from minivit.analysis import inspect_figures as P
     from minivit.analysis.evaluation import load_trained
     from minivit.data.images import read_image
     from minivit.data.synthetic import LABEL_NAMES

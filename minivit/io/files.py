@@ -8,18 +8,16 @@
                                              uint8 array of UTF-8 bytes named ``__k__``)
 
 A .safetensors file written here carries ``minivit_sha256_v2`` (CHECKSUM_KEY), a SHA-256 of
-every tensor's name, dtype, shape and bytes and of every other metadata entry (model config,
-checkpoint state), so a byte flipped anywhere raises CorruptFileError instead of loading
-silently (safetensors itself has no checksum).  Files written before carry
-``minivit_sha256`` (OLD_CHECKSUM_KEY, the tensors only), which is still checked; a file with
-neither (from PyTorch, say) loads unchecked.  (In .npz files the zip's CRC-32 of each member
-does this job.)  .npz files are always read with ``allow_pickle=False``, and each member's
-sizes are checked against the zip directory before it is inflated (``check_npz_members``).
+every tensor's name, dtype, shape and bytes and of the other metadata (config, checkpoint
+state): a byte flipped anywhere raises CorruptFileError instead of loading silently (safetensors has no checksum; .npz has the zip's CRC-32).  Older files carry
+``minivit_sha256`` (the tensors only), still checked; a file with neither (from PyTorch, say)
+loads unchecked.  .npz files are read with ``allow_pickle=False``, each member's sizes checked
+against the zip directory before it is inflated (``check_npz_members``).
 
-A failed write (disk full, say) raises WriteError naming the file; the old file is intact.
-A symbolic link where minivit would write (or append, ``open_for_append``) is refused with a
-WriteError: nothing is ever written through a link to a file elsewhere.  Temporary files are
-named ``.NAME.minivit-tmp.XXXXXXXX.tmp`` (TEMP_TAG), a pattern no user file is likely to have.
+A failed write (disk full, say) raises WriteError naming the file; the old file is intact.  A
+symbolic link where minivit would write or append (``open_for_append``) is refused: nothing is
+ever written through a link to a file elsewhere.  Temporary files are named
+``.NAME.minivit-tmp.XXXXXXXX.tmp`` (TEMP_TAG), a pattern no user file is likely to have.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ import pytest
 pytest.importorskip("PIL.Image", reason="images are read with Pillow (.[viz])")
 pytest.importorskip("safetensors", reason="model files are .safetensors (.[io])")
 
+from PIL import Image
+from support import cli, error_line
+
 import minivit
-from cli_runs import cli, error_line
-from minivit.models.vit_config import ViTConfig
 from minivit.data import images as I
 from minivit.errors import UserError
-from PIL import Image
+from minivit.models.vit_config import ViTConfig
 
 CFG = ViTConfig(image_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=1, num_heads=2,
                 mlp_dim=32, name="t")

@@ -7,17 +7,17 @@ import pytest
 
 pytest.importorskip("safetensors", reason="model files are .safetensors (.[io])")
 
+from support import cli, error_line, train_args, write_tiny_cifar
+
 import minivit
 import minivit.cli as C
 import minivit.limits as L
 import minivit.parallel.threads as P
 from minivit.commands import info as info_command
-from cli_runs import cli, error_line, train_args
-from minivit.models.vit_config import ViTConfig, get_config
 from minivit.errors import UserError
 from minivit.models.init import init_params, param_shapes
+from minivit.models.vit_config import ViTConfig, get_config
 from minivit.training.config import TrainConfig
-from tiny_runs import write_tiny_cifar
 
 CFG = ViTConfig(image_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=1, num_heads=2,
                 mlp_dim=32, name="t")

@@ -11,14 +11,14 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
+from support import cli, copy_run, error_line, make_cfg, write_tiny_cifar
+
 import minivit.io.files as F
 import minivit.io.rundir as R
 import minivit.training as T
-from cli_runs import cli, copy_run, error_line
 from minivit.io import json_files as J
 from minivit.io.run_schema import TRAIN_SECTION
 from minivit.training.config import TrainConfig
-from tiny_runs import make_cfg, write_tiny_cifar
 
 
 @pytest.fixture(scope="module")

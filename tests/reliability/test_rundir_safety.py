@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
+from support import cli, copy_run, error_line, make_cfg, train_args, write_tiny_cifar
+
 import minivit.io.files as F
-import minivit.io.rundir as R
 import minivit.io.run_lock as run_lock_module
+import minivit.io.rundir as R
 import minivit.training as T
-from cli_runs import cli, copy_run, error_line, train_args
-from tiny_runs import make_cfg, write_tiny_cifar
 
 
 @pytest.fixture(scope="module")
