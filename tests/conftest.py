@@ -1,7 +1,9 @@
 """Shared test setup: backend parametrisation (NumPy always, CuPy where a GPU is present) and
 hypothesis settings.  Tests that take ``xp`` run once per available backend."""
 
+import inspect
 import os
+import re
 import sys
 
 import pytest
@@ -43,3 +45,31 @@ def xp(request):
     mod = backend.set_backend(request.param)
     yield mod
     backend.set_backend(previous)
+
+
+# --- the one-minute loop ------------------------------------------------------------------------
+# Every test that runs a training loop, MPI ranks or a fresh interpreter is `slow`, so that
+# `pytest -m "not slow"` stays a quick loop: a test is marked when its own source or the source
+# of a fixture it uses starts one.
+TRAINS = re.compile(r"\bT\.(train|resume)\(|(?<![\w.])(train|resume)\(|cli_flags\(|train_args\("
+                    r"|\b(main|cli|run_cli)\(\[?\"(train|pretrain|linprobe)\"|mpiexec"
+                    r"|(?<![\w.])(cli|run_cli)\(|subprocess\.run\(")
+
+
+def _starts_training(func) -> bool:
+    try:
+        return bool(TRAINS.search(inspect.getsource(func)))
+    except (OSError, TypeError):        # a builtin or a fixture defined by a plugin
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        func = getattr(item, "function", None)
+        if func is None or item.get_closest_marker("slow"):
+            continue
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        fixtures = [d[-1].func for d in defs.values() if d and "_pytest" not in
+                    getattr(d[-1].func, "__module__", "_pytest")]
+        if item.get_closest_marker("mpi") or any(map(_starts_training, [func, *fixtures])):
+            item.add_marker(pytest.mark.slow)

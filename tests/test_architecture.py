@@ -216,3 +216,14 @@ def test_the_top_level_keeps_the_package_face_only():
     assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules in minivit/: {top}"
     files = sorted(p.name for p in TESTS.iterdir() if p.is_file() and p.suffix == ".py")
     assert len(files) <= MAX_TEST_FILES, f"{len(files)} files directly in tests/: {files}"
+
+
+def test_tests_that_train_are_marked_slow():
+    """conftest.py marks a test slow when its source (or a fixture's) starts a training loop,
+    MPI ranks or a fresh interpreter."""
+    from conftest import TRAINS
+    for source in ("T.train(make_cfg(data_dir, tmp_path))", 'main(["train", "--data-dir", d])',
+                   "T.resume(run)", 'cli("predict", run, image)', "subprocess.run(argv)"):
+        assert TRAINS.search(source), source
+    for source in ("xp.ones(3).sum()", "model.forward(x, train=True)", 'data["train"]'):
+        assert not TRAINS.search(source), source
