@@ -219,14 +219,19 @@ def plot_attention_heads(images, maps, path, row_titles=None, title="", dpi=DPI)
     fig = _grid_figure((1.25 * (H + 1), 1.45 * B + 0.45), B, title)
     axes = fig.subplots(B, H + 1, squeeze=False)
     for b in range(B):
-        axes[b, 0].imshow(to_hwc(images[b]), interpolation="nearest")
-        axes[b, 0].set_axis_off()
-        if row_titles:
-            axes[b, 0].set_title(row_titles[b], fontsize=7)
+        _image_cell(axes[b, 0], images[b], row_titles[b] if row_titles else None)
         for h in range(H):
             overlay(axes[b, h + 1], images[b], maps[b, h],
                     title=f"head {h + 1}" if b == 0 else None)
     return _save(fig, path, dpi)
+
+
+def _image_cell(ax, image, title=None):
+    """The first column of a row: the image itself, with its row title."""
+    ax.imshow(to_hwc(image), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=7)
 
 
 ROLLOUT_SCALE = 2.0   # rollout colours: 0 .. 2x the average patch weight (uniform: the middle)
@@ -246,10 +251,7 @@ def plot_rollout(images, panels, path, row_titles=None, title="", dpi=DPI) -> Pa
     fig = _grid_figure((1.45 * (n + 1), 1.45 * B + 0.45), B, title, caption_lines=lines)
     axes = fig.subplots(B, n + 1, squeeze=False)
     for b in range(B):
-        axes[b, 0].imshow(to_hwc(images[b]), interpolation="nearest")
-        axes[b, 0].set_axis_off()
-        if row_titles:
-            axes[b, 0].set_title(row_titles[b], fontsize=7)
+        _image_cell(axes[b, 0], images[b], row_titles[b] if row_titles else None)
         for j, (_, maps) in enumerate(panels):
             overlay(axes[b, j + 1], images[b], to_numpy(maps)[b], relative=ROLLOUT_SCALE)
             if b == 0:

@@ -13,14 +13,12 @@ eval-<split>.json), for any checkpoint.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from minivit.analysis.evaluation import eval_report, evaluate, load_trained
-from minivit.commands.outputs import check_output_file, report_path
+from minivit.commands.outputs import add_run_arguments, check_output_file, report_path, write_result
 from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
 from minivit.errors import UserError
-from minivit.io.files import write_json
 from minivit.parallel.threads import DataParallel, resolve_threads
 
 
@@ -28,17 +26,8 @@ def add_arguments(parser):
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or model file")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="which split to evaluate (default test)")
-    parser.add_argument("--data-dir", help="CIFAR-10 folder (default: the run's, then "
-                                           "$MINIVIT_DATA, then the cache)")
-    parser.add_argument("--val-size", type=int,
-                        help="validation split size (default: the run's, else 5000)")
     parser.add_argument("--batch-size", type=int, default=500, help="default 500")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="NumPy: split each batch over N threads (default 0 = one per core)")
-    parser.add_argument("--out", metavar="PATH",
-                        help="write the JSON report here (a file, or a folder for "
-                             "eval-<split>.json) instead of RUN_DIR/eval-<split>.json")
-    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    add_run_arguments(parser, "eval-<split>.json", threads="split each batch over N threads")
 
 
 def format_report(report: dict) -> str:
@@ -87,10 +76,5 @@ def run(args) -> int:
         raise UserError(f"the loss on the {args.split} split is not finite ({report['loss']}): "
                         "the checkpoint's weights or the normalisation are broken")
     print(format_report(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.json, report)
-    if out is not None:
-        write_json(out, report)
-        print(f"wrote {out}")
+    write_result(report, out, args.json)
     return 0

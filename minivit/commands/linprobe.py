@@ -18,15 +18,12 @@ head's epochs (--no-progress: a line per stage).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from minivit.analysis.evaluation import predict_logits
 from minivit.backend import host_rng, host_xp, to_device, to_numpy
-from minivit.commands.outputs import check_output_file, report_path
+from minivit.commands.outputs import add_run_arguments, check_output_file, report_path, write_result
 from minivit.console import plural, progress_bar
 from minivit.data.batches import batch_indices, iterate_batches, normalize
 from minivit.data.cifar10 import load_cifar10
-from minivit.io.files import write_json
 from minivit.io.pretrained import encoder_of, load_pretrained
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.loss import cross_entropy
@@ -47,18 +44,8 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW lr (default 1e-3)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
     parser.add_argument("--seed", type=int, default=0, help="default 0")
-    parser.add_argument("--data-dir", help="CIFAR-10 folder (default: the run's, then "
-                                           "$MINIVIT_DATA, then the cache)")
-    parser.add_argument("--val-size", type=int,
-                        help="training images held out for validation (default: the run's, "
-                             "else 5000)")
     parser.add_argument("--eval-batch-size", type=int, default=500, help="default 500")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="NumPy: extract features with N threads (default 0 = one per core)")
-    parser.add_argument("--out", metavar="PATH",
-                        help="write the JSON result here (a file, or a folder for "
-                             "linprobe.json) instead of RUN_DIR/linprobe.json")
-    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    add_run_arguments(parser, "linprobe.json", "result", threads="extract features with N threads")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
 
@@ -154,10 +141,5 @@ def run(args) -> int:
                               ("test", data.test_y))}}
     print("  " + "  ".join(f"{s} acc {100 * result[f'{s}_acc']:.2f}%"
                            for s in ("train", "val", "test") if result[f"{s}_acc"] is not None))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.json, result)
-    if out is not None:
-        write_json(out, result)
-        print(f"wrote {out}")
+    write_result(result, out, args.json)
     return 0

@@ -1,5 +1,7 @@
-"""Where a command writes its result file: ``--out PATH`` or next to the run.
+"""The options of a command that evaluates a run, and where it writes its result file:
+``--out PATH`` or next to the run.
 
+    add_run_arguments(parser, "eval-<split>.json")            # --data-dir, ..., --out, --json
     path = report_path(args.out, run_dir, "eval-test.json")   # None: nowhere to write it
     check_output_dir(folder) / check_output_file(path)         # before the work starts
 
@@ -16,6 +18,32 @@ from pathlib import Path
 
 from minivit.console import shown
 from minivit.errors import UserError
+from minivit.io.files import write_json
+
+
+def add_run_arguments(parser, file_name: str, what: str = "report", threads: str = "N threads"):
+    """The options every command that reads a run's data shares: --data-dir, --val-size,
+    --threads, and where its JSON goes (--out: a file, or a folder for ``file_name``)."""
+    parser.add_argument("--data-dir", help="CIFAR-10 folder (default: the run's, then "
+                                           "$MINIVIT_DATA, then the cache)")
+    parser.add_argument("--val-size", type=int, help="training images held out for "
+                                                     "validation (default: the run's, else 5000)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help=f"NumPy: {threads} (default 0 = one per core)")
+    parser.add_argument("--out", metavar="PATH",
+                        help=f"write the JSON {what} here (a file, or a folder for "
+                             f"{file_name}) instead of RUN_DIR/{file_name}")
+    parser.add_argument("--json", metavar="OUT", help=f"also write the {what} as JSON")
+
+
+def write_result(result: dict, out, json_copy=None) -> None:
+    """The command's JSON result to ``out`` (report_path; None: nowhere) and to --json."""
+    if json_copy:
+        Path(json_copy).parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_copy, result)
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
 
 
 def check_output_dir(folder) -> Path:

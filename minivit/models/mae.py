@@ -186,11 +186,10 @@ class MaskedAutoencoder(PretrainingModel):
         self.store_grads(g)
         return dimages + dimages_target
 
-    def __repr__(self):
-        c, e = self.config, self.config.encoder
-        return (f"MaskedAutoencoder(encoder {e.name}: D={e.embed_dim}, depth={e.depth}; decoder "
-                f"Dd={c.decoder_embed_dim}, depth={c.decoder_depth}; mask {c.mask_ratio}, "
-                f"norm_pix_loss={c.norm_pix_loss}, {self.num_params():,} params, {self.dtype})")
+    def describe(self) -> str:
+        c = self.config
+        return (f"decoder Dd={c.decoder_embed_dim}, depth={c.decoder_depth}; mask "
+                f"{c.mask_ratio}, norm_pix_loss={c.norm_pix_loss}")
 
 
 def create_mae(config: MAEConfig | str = "cifar-tiny", seed=0, dtype="float32",

@@ -195,11 +195,8 @@ class MaskedPatchPrediction(PretrainingModel):
         self.store_grads(g)
         return dimages
 
-    def __repr__(self):
-        c, e = self.config, self.config.encoder
-        return (f"MaskedPatchPrediction(encoder {e.name}: D={e.embed_dim}, depth={e.depth}; "
-                f"corrupt {c.corrupt_ratio}, {c.num_colors} colours, {self.num_params():,} "
-                f"params, {self.dtype})")
+    def describe(self) -> str:
+        return f"corrupt {self.config.corrupt_ratio}, {self.config.num_colors} colours"
 
 
 def create_mpp(config: MPPConfig | str = "cifar-tiny", seed=0, dtype="float32",

@@ -264,6 +264,15 @@ class PretrainingModel(ModelBase):
         """A VisionTransformer with this encoder and a new zero head (fine-tuning, probing)."""
         return vit_from_encoder(self.config.encoder, self.encoder_params(), num_classes)
 
+    def describe(self) -> str:
+        """What the model adds to its encoder, for its repr."""
+        return ""
+
+    def __repr__(self):
+        e = self.config.encoder
+        return (f"{type(self).__name__}(encoder {e.name}: D={e.embed_dim}, depth={e.depth}; "
+                f"{self.describe()}, {self.num_params():,} params, {self.dtype})")
+
 
 __all__ = ["PretrainingModel", "VisionTransformer", "check_params", "count_params",
            "create_model", "vit_from_encoder"]
