@@ -61,13 +61,16 @@ def read_image(path, size: int):
     except ImportError:
         raise UserError('reading images needs Pillow: pip install -e ".[viz]"') from None
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"image {path} is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"image {path} not found")
     try:
         with Image.open(path) as img:
             w, h = img.size
             img = img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    except (OSError, ValueError) as e:          # UnidentifiedImageError is an OSError
+    except (OSError, ValueError, Image.DecompressionBombError) as e:   # UnidentifiedImageError
+        # is an OSError; a decompression bomb is refused before it is decoded
         raise UserError(f"cannot read image {path}: {e}") from None
     if w < size or h < size:
         print(f"minivit: note: {path} is {w}x{h}, enlarged to the model's {size}x{size}",
