@@ -27,6 +27,7 @@ COMMANDS = {
     "pretrain": "self-supervised pre-training on CIFAR-10 images: MAE or masked patch prediction",
     "linprobe": "train a linear classifier on the frozen features of a checkpoint",
     "reconstruct": "MAE reconstructions of images: original, masked, reconstruction, pasted",
+    "explain": "one self-contained HTML page of the forward and backward pass on images",
 }
 
 

@@ -1,0 +1,59 @@
+"""``minivit explain``: one self-contained HTML page where a learner hovers a patch and
+watches the forward and the backward pass of a trained ViT on their own image.
+
+    from minivit.explain import explain
+    explain("results/cifar-nano-hour-s0", ["cat.png"], "cat.html")
+
+Every number on the page is computed here, in NumPy, by the model's own forward and backward
+passes (forward_story.py, backward_story.py, logit_lens.py); ``static/explain.js`` only draws
+them and derives cheap views (the attention rollout from the stored attention).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minivit.commands.predict import check_normalisation, read_image
+from minivit.errors import UserError
+from minivit.evaluation import load_trained
+from minivit.explain.explanation import build_manifest
+from minivit.explain.page import write_page
+from minivit.model import VisionTransformer, create_model
+
+CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)        # as ``minivit inspect``: when a run has none
+CIFAR10_STD = (0.2472, 0.2437, 0.2617)
+
+
+def check_model(model, path) -> None:
+    """UserError unless ``model`` is a ViT classifier the page can show."""
+    if not isinstance(model, VisionTransformer):
+        raise UserError(f"{path} is not a ViT classifier ({type(model).__name__}); explain "
+                        "needs a model trained with minivit train")
+    if model.config.distilled:
+        raise UserError(f"{path} is a distilled ViT (two heads); explain shows one-head ViTs")
+    if model.config.in_chans != 3:
+        raise UserError(f"{path} takes {model.config.in_chans} channels; explain reads RGB "
+                        "images")
+
+
+def explain(checkpoint, image_paths, out, untrained=True, mean=None, std=None, seed=0) -> Path:
+    """Write the page for the model at ``checkpoint`` (a run directory or a model file) on the
+    images ``image_paths`` to ``out``.  untrained: add the same config at initialisation
+    (seed ``seed``, as ``minivit train`` starts) behind a toggle.  mean/std: the per-channel
+    normalisation (default: the run's config.json, else CIFAR-10's).  Returns the path."""
+    model, _, info = load_trained(checkpoint)
+    check_model(model, checkpoint)
+    cfg, data = model.config, info.get("data", {})
+    mean = mean or data.get("mean") or CIFAR10_MEAN
+    std = std or data.get("std") or CIFAR10_STD
+    check_normalisation(mean, std)
+    names = data.get("label_names") or [f"class {k}" for k in range(cfg.num_classes)]
+    images = [(Path(p).name, read_image(p, cfg.image_size)) for p in image_paths]
+    models = [("trained", model)]
+    if untrained:
+        models.append(("untrained", create_model(cfg, seed=seed, dtype=model.dtype)))
+    title = f"minivit explain: {Path(checkpoint).name}"
+    return write_page(out, build_manifest(models, images, mean, std, names, title))
+
+
+__all__ = ["check_model", "explain"]
