@@ -292,11 +292,11 @@ function renderAttentionDetail() {
   const { block: l, head: h } = state.detail, t = state.token;
   box.append(el("h3", { text: `block ${l + 1}, head ${h + 1} (row ${t}: ${tokenName(t)})` }));
   const row = el("div", { class: "row wrap" });
-  const probsC = el("canvas", { width: 3 * T, height: 3 * T, id: "detail-probs" });
+  const probsC = el("canvas", { width: 3 * T, height: 3 * T, id: "detail-probs", class: "matrix" });
   drawMatrix(probsC, slice(arr("probs"), l, h), T, T, false, t);
   row.append(el("div", { class: "strip-box" }, el("span", { class: "label", text: "A: rows are queries, columns keys (token 0 first)" }), probsC));
   if (story().scores) {
-    const scoresC = el("canvas", { width: 3 * T, height: 3 * T, id: "detail-scores" });
+    const scoresC = el("canvas", { width: 3 * T, height: 3 * T, id: "detail-scores", class: "matrix" });
     drawMatrix(scoresC, slice(arr("scores"), l, h), T, T, true, t);
     row.append(el("div", { class: "strip-box" }, el("span", { class: "label", text: "q k^T / √d: the scores before the softmax" }), scoresC));
   }
@@ -452,6 +452,7 @@ function setTarget(k) {
   state.target = k;
   renderPrediction();
   renderBackward();
+  renderCompare();
 }
 
 // ---------------------------------------------------------------- panel 6: the backward pass
@@ -537,7 +538,8 @@ function renderParamGrads() {
   const bottom = top - 4;
   const cell = (i) => {
     const v = norms[i], x = (Math.log10(v + 1e-12) - bottom) / 4;
-    return el("td", { style: `background:${css(seqColor(x))}`, title: `${names[i]}: ${fmt(v)}`, text: fmt(v, 2) });
+    return el("td", { style: `background:${css(seqColor(x))};color:${x > 0.6 ? "#000" : "#fff"}`,
+      title: `${names[i]}: ${fmt(v)}`, text: fmt(v, 2) });
   };
   const rows = [el("tr", {}, el("th", { text: "" }), ...blockNames.map(n => el("th", { class: "vertical", text: n })))];
   for (let l = L - 1; l >= 0; l--) {
@@ -572,14 +574,24 @@ document.getElementById("step-play").addEventListener("click", () => {
 
 // ---------------------------------------------------------------- panel 7 and the controls
 function renderCompare() {
-  const box = document.getElementById("compare");
-  box.replaceChildren(...M.models.map((m, i) => {
-    const p = softmax(m.images[state.image].logits.data), best = argmax(p);
-    return el("p", { class: i === state.model ? "current" : "" , text:
-      `${m.label}: ${M.class_names[best]} ${p[best].toFixed(3)}, mean attention distance ` +
-      `${fmt(m.images[state.image].attention_distance.data.reduce((a, b) => a + b, 0) / (L * H))} px` });
-  }));
-  if (M.models.length < 2) box.append(el("p", { class: "label", text: "(written without the untrained model)" }));
+  const box = document.getElementById("compare"), im = state.image;
+  const head = el("tr", {}, el("th", { text: "" }),
+    ...M.models.map((m, i) => el("th", { class: i === state.model ? "current" : "", text: m.label })));
+  const row = (name, f) => el("tr", {}, el("th", { text: name }),
+    ...M.models.map((m, i) => el("td", { class: i === state.model ? "current" : "", text: f(m.images[im]) })));
+  const rows = [head, row("prediction", s => {
+    const p = softmax(s.logits.data), k = argmax(p);
+    return `${M.class_names[k]} ${p[k].toFixed(3)}`;
+  }), row(`loss for ${M.class_names[state.target]}`, s => at(s.loss, state.target).toFixed(3)),
+  row("‖∂L/∂x‖", s => fmt(Math.hypot(...slice(s.d_image, state.target))))];
+  for (let l = 0; l < L; l++) {
+    rows.push(row(`block ${l + 1}: mean attention distance`, s =>
+      `${fmt(slice(s.attention_distance, l).reduce((a, b) => a + b, 0) / H)} px`));
+  }
+  box.replaceChildren(el("table", { class: "compare" }, ...rows),
+    el("p", { class: "label", text: M.models.length > 1
+      ? "The trained / untrained switch at the top redraws every panel for the other model."
+      : "(written without the untrained model)" }));
 }
 
 function setModel(i) {
