@@ -7,6 +7,7 @@ watches the forward and the backward pass of a trained ViT on their own image.
 Every number on the page is computed here, in NumPy, by the model's own forward and backward
 passes (forward_story.py, backward_story.py, logit_lens.py); ``static/explain.js`` only draws
 them and derives cheap views (the attention rollout from the stored attention).
+The script (``static/explain*.js``) and style are package data, inlined into the page.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ from pathlib import Path
 from minivit.explain.manifest import manifest_json
 from minivit.io.files import atomic_write_bytes, naming_write_errors
 
+# the page's script, in this order: the manifest and drawing, then the panels
+SCRIPTS = ("explain.js", "explain_forward.js", "explain_backward.js")
+
 
 def static_text(name: str) -> str:
     """A file of ``minivit/explain/static`` (package data)."""
@@ -21,7 +24,7 @@ def render_page(manifest: dict) -> str:
     page = static_text("page.html")
     parts = {"{{TITLE}}": html.escape(manifest["title"]),
              "{{CSS}}": static_text("explain.css"),
-             "{{JS}}": static_text("explain.js"),
+             "{{JS}}": "\n".join(static_text(name) for name in SCRIPTS),
              "{{DATA}}": manifest_json(manifest)}
     for key, value in parts.items():        # the data last: nothing is replaced inside it
         page = page.replace(key, value)
