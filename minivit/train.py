@@ -60,6 +60,7 @@ from minivit.loop_checks import (TrainingDiverged, check_data_order, check_finit
                                  diverged_message, recorded_warmup)
 from minivit.parallel import resolve_threads
 from minivit.schedule import Schedule, epoch_order
+from minivit.snapshots import snapshot_epochs, snapshot_path
 from minivit.step_window import StepWindow, read_every_for_backend
 from minivit.time_budget import (FirstEpoch, eval_probe, plan_run, record_elapsed, record_plan,
                                  recorded_plan, refit_plan, run_shape, undone)
@@ -393,6 +394,10 @@ class _Run:
         p.epochs_logged, p.last, p.epoch_loss, p.epoch_steps = epoch, rec, 0.0, 0
         p.epoch_correct, p.epoch_time = 0, 0.0
         self.save()
+        if self.root and epoch in snapshot_epochs(cfg.snapshots,
+                                                  self.schedule.epochs_done(self.schedule.total)):
+            with evaluation_weights(self.optimizer, self.model):      # for minivit explain
+                self.objective.save_model(snapshot_path(self.run_dir, epoch, create=True))
         self.say(format_record(rec, self.schedule.total))
 
 

@@ -100,6 +100,8 @@ class TrainConfig:
     # run directory and session
     run_dir: str | None = None              # None: runs/<model>-<timestamp>
     checkpoint_every: int = 0               # steps; 0 = only at epoch ends and at the end
+    snapshots: int = 0                      # keep the model after this many epochs, spread
+                                            # evenly (RUN_DIR/snapshots, minivit.snapshots)
     max_steps: int | None = None            # stop (resumably) once this many steps are done
     time_limit: float | None = None         # minutes; stop (resumably) after this long
     progress: bool = True                   # tqdm progress bar
@@ -191,6 +193,7 @@ class TrainConfig:
         check("threads", lambda v: isinstance(v, int) and v >= 0,
               "an integer >= 0 (0 = one per CPU core)")
         check("checkpoint_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("snapshots", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
         check("max_steps", optional(pos_int), "a positive integer")
         check("time_limit", optional(lambda v: non_neg(v) and v > 0),
               "a positive number of minutes")
