@@ -18,6 +18,7 @@ from minivit.commands.predict import check_normalisation, read_image
 from minivit.errors import UserError
 from minivit.evaluation import load_trained
 from minivit.explain.explanation import build_manifest
+from minivit.explain.film import film
 from minivit.explain.page import write_page
 from minivit.model import VisionTransformer, create_model
 
@@ -37,12 +38,14 @@ def check_model(model, path) -> None:
                         "images")
 
 
-def explain(checkpoint, image_paths, out, untrained=True, mean=None, std=None, seed=0) -> Path:
+def explain(checkpoint, image_paths, out, untrained=True, mean=None, std=None, seed=0,
+            epochs=True) -> Path:
     """Write the page for the model at ``checkpoint`` (a run directory or a model file) on the
     images ``image_paths`` to ``out``.  untrained: add the same config at initialisation
     (seed ``seed``, as ``minivit train`` starts) behind a toggle.  mean/std: the per-channel
-    normalisation (default: the run's config.json, else CIFAR-10's).  Returns the path."""
-    model, _, info = load_trained(checkpoint)
+    normalisation (default: the run's config.json, else CIFAR-10's).  epochs: for a run kept
+    with ``minivit train --snapshots N``, add the epoch slider.  Returns the path."""
+    model, run_dir, info = load_trained(checkpoint)
     check_model(model, checkpoint)
     cfg, data = model.config, info.get("data", {})
     mean = mean or data.get("mean") or CIFAR10_MEAN
@@ -53,8 +56,13 @@ def explain(checkpoint, image_paths, out, untrained=True, mean=None, std=None, s
     models = [("trained", model)]
     if untrained:
         models.append(("untrained", create_model(cfg, seed=seed, dtype=model.dtype)))
+    frames = None
+    if epochs and run_dir is not None:           # epoch 0: the run's own initialisation
+        initial = create_model(cfg, seed=info.get("train", {}).get("seed", seed),
+                               dtype=model.dtype)
+        frames = film(run_dir, initial, images, mean, std)
     title = f"minivit explain: {Path(checkpoint).name}"
-    return write_page(out, build_manifest(models, images, mean, std, names, title))
+    return write_page(out, build_manifest(models, images, mean, std, names, title, frames))
 
 
 __all__ = ["check_model", "explain"]

@@ -84,8 +84,10 @@ def drop_heavy(manifest: dict) -> list:
     return [note]
 
 
-def build_manifest(models, images, mean, std, class_names, title="minivit explain") -> dict:
-    """The manifest of the page (see the module's docstring)."""
+def build_manifest(models, images, mean, std, class_names, title="minivit explain",
+                   film=None) -> dict:
+    """The manifest of the page (see the module's docstring); film: the epoch slider's frames
+    (``film.film``), or None."""
     cfg = models[0][1].config
     manifest = {
         "format": FORMAT, "title": title, "config": config_entry(cfg),
@@ -93,6 +95,7 @@ def build_manifest(models, images, mean, std, class_names, title="minivit explai
         "stages": stage_names(cfg.depth),
         "images": [{"name": name, "pixels": encode_array(img, "u8")} for name, img in images],
         "models": [model_story(label, m, images, mean, std) for label, m in models],
+        "film": film,
     }
     manifest["notes"] = drop_heavy(manifest)
     return manifest

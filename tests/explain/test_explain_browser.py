@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_explain_cli import read_manifest
+from tiny_runs import make_cfg, write_tiny_cifar
 
 from minivit import analysis
 from minivit.backend import to_numpy
@@ -17,7 +19,9 @@ from minivit.commands.predict import read_image
 from minivit.data.batches import normalize
 from minivit.evaluation import load_trained
 from minivit.explain.backward_story import class_backward
+from minivit.explain.manifest import decode_array
 from minivit.model import create_model
+from minivit.train import train
 
 pytestmark = pytest.mark.slow
 Image = pytest.importorskip("PIL.Image", reason="reading images needs Pillow")
@@ -208,3 +212,42 @@ def test_untrained_toggle_shows_the_untrained_model(page, built):
     np.testing.assert_allclose(page.js("window.minivitExplain.array('logits')")["data"], logits,
                                rtol=1e-5, atol=1e-6)
     assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def film_page(tmp_path_factory):
+    """A tiny 3-epoch run with 2 snapshots, explained: a page with an epoch slider."""
+    folder = tmp_path_factory.mktemp("film")
+    train(make_cfg(write_tiny_cifar(folder / "data"), folder / "run", epochs=3, snapshots=2))
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "img.png")
+    page = folder / "film.html"
+    assert main(["explain", str(folder / "run"), str(folder / "img.png"), "--out", str(page)]) == 0
+    return page
+
+
+def test_the_epoch_slider_replays_attention_and_prediction(browser, film_page):
+    opened = Opened(browser, film_page)
+    frames = read_manifest(film_page)["film"]["frames"]
+    assert opened.tab.locator("#film").is_visible()
+    assert "final model (epoch 3)" in opened.tab.locator("#film-label").inner_text()
+    token = 1 + 3 * 8 + 4
+    opened.js(f"window.minivitExplain.selectToken({token})")
+    for i, frame in enumerate(frames):
+        opened.tab.eval_on_selector(
+            "#film-epoch", f"e => {{ e.value = {i}; e.dispatchEvent(new Event('input')); }}")
+        assert opened.js("window.minivitExplain.state.frame") == i
+        assert f"epoch {frame['epoch']} of 3" in opened.tab.locator("#film-label").inner_text()
+        probs = decode_array(frame["images"][0]["probs"]).astype(np.float32)
+        expected = [[int(np.argmax(probs[l, h, token, 1:])) for h in range(2)]
+                    for l in range(len(probs))]
+        assert opened.js("window.minivitExplain.attentionArgmax()") == expected
+        logits = decode_array(frame["images"][0]["logits"])
+        assert opened.js("window.minivitExplain.shownTopClass()") == int(np.argmax(logits))
+        rollout = analysis.attention_rollout(list(probs[:, None]), 0.0, "mean")[0]
+        got = np.reshape(opened.js("Array.from(window.minivitExplain.rollout(1, 0, 'mean'))"),
+                         rollout.shape)
+        np.testing.assert_allclose(got, rollout, atol=1e-3)
+    assert opened.tab.locator("#film-note").is_visible()
+    assert opened.errors == [] and opened.requests == [film_page.as_uri()]
+    opened.tab.close()

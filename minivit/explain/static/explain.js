@@ -44,11 +44,19 @@ const K = C.num_classes, D = C.embed_dim, S = C.image_size, PS = C.patch_size;
 
 const state = {
   model: 0, image: 0, token: P + (G >> 1) * G + (G >> 1), direction: "from", detail: null,
-  target: null, step: 0, playing: null,
+  target: null, step: 0, playing: null, frame: null,      // frame: the epoch slider's, or null
 };
 
 function story() { return M.models[state.model].images[state.image]; }
 function arr(name) { return story()[name]; }
+function frameStory() {            // the epoch slider's frame (trained model only), or null
+  if (!M.film || state.frame === null || state.model !== 0) return null;
+  return M.film.frames[state.frame].images[state.image];
+}
+function farr(name) {              // panels 2, 4 and 5: the frame's array where it has one
+  const frame = frameStory();
+  return frame && frame[name] ? frame[name] : arr(name);
+}
 function at(a, ...idx) {            // element of a decoded array by its indices
   let off = 0;
   for (let i = 0; i < idx.length; i++) off = off * a.shape[i] + idx[i];

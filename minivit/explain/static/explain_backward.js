@@ -2,7 +2,7 @@
 // against untrained (after explain.js and explain_forward.js).
 
 // ---------------------------------------------------------------- panel 5: prediction
-function prediction() { return softmax(arr("logits").data); }
+function prediction() { return softmax(farr("logits").data); }
 
 function renderPrediction() {
   const p = prediction(), order = p.map((v, k) => k).sort((a, b) => p[b] - p[a]);
@@ -170,6 +170,7 @@ function setModel(i) {
   if (i >= M.models.length) return;
   state.model = i;
   document.getElementById("model-trained").setAttribute("aria-pressed", i === 0);
+  document.getElementById("film-epoch").disabled = i !== 0;
   document.getElementById("model-untrained").setAttribute("aria-pressed", i === 1);
   renderAll();
 }
@@ -191,6 +192,31 @@ for (const id of ["rollout-depth", "rollout-discard", "rollout-fusion", "rollout
   document.getElementById(id).addEventListener("input", renderRollout);
 }
 
+// ---------------------------------------------------------------- the epoch slider (panel 8)
+const filmInput = document.getElementById("film-epoch");
+
+function setFrame(i) {               // i: a frame of M.film, or null for the final model
+  state.frame = i;
+  const frames = M.film.frames;
+  filmInput.value = i === null ? frames.length : i;
+  const last = frames[frames.length - 1].epoch;
+  document.getElementById("film-label").textContent =
+    i === null ? `final model (epoch ${last})` : `epoch ${frames[i].epoch} of ${last}`;
+  const note = document.getElementById("film-note");
+  note.hidden = i === null;
+  note.textContent = i === null ? "" :
+    `Replaying the training: panels 2, 4 and 5 show the model after epoch ${frames[i].epoch}` +
+    (frames[i].epoch === 0 ? " (its initialisation)" : "") + "; the other panels show the final model.";
+  renderAttention(); renderRollout(); renderPrediction();
+}
+
+if (M.film) {
+  document.getElementById("film").hidden = false;
+  filmInput.max = M.film.frames.length;
+  filmInput.addEventListener("input", () =>
+    setFrame(+filmInput.value === M.film.frames.length ? null : +filmInput.value));
+}
+
 function renderTokenViews() {
   renderPatches(); renderAttention(); renderResidual(); renderRollout();
 }
@@ -206,11 +232,12 @@ document.getElementById("subtitle").textContent =
 document.getElementById("notes").textContent = (M.notes || []).join(" ");
 buildAttentionGrid();
 renderAll();
+if (M.film) setFrame(null);
 
 // For tests and for the curious: the decoded manifest and the page's own views.
 window.minivitExplain = {
   manifest: M, state: state, rollout: rollout, selectToken: selectToken, setTarget: setTarget,
-  setModel: setModel, step: step,
+  setModel: setModel, step: step, setFrame: setFrame,
   array: (name, model, image) => {
     const a = M.models[model === undefined ? state.model : model].images[image === undefined ? state.image : image][name];
     return { shape: a.shape, data: Array.from(a.data) };

@@ -102,7 +102,7 @@ function buildAttentionGrid() {
 }
 
 function attentionValues(l, h) {     // over the patches: the selected row, or column
-  const probs = arr("probs"), t = state.token, out = new Float32Array(N);
+  const probs = farr("probs"), t = state.token, out = new Float32Array(N);
   for (let n = 0; n < N; n++) {
     out[n] = state.direction === "from" ? at(probs, l, h, t, P + n) : at(probs, l, h, P + n, t);
   }
@@ -110,7 +110,7 @@ function attentionValues(l, h) {     // over the patches: the selected row, or c
 }
 
 function renderAttention() {
-  const dist = arr("attention_distance"), probs = arr("probs");
+  const dist = farr("attention_distance"), probs = farr("probs");
   for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) {
     const m = attentionMaps[l][h], values = attentionValues(l, h);
     m.argmax = drawPatchMap(m.canvas, values, { mark: state.token });
@@ -133,8 +133,12 @@ function renderAttentionDetail() {
   box.append(el("h3", { text: `block ${l + 1}, head ${h + 1} (row ${t}: ${tokenName(t)})` }));
   const row = el("div", { class: "row wrap" });
   const probsC = el("canvas", { width: 3 * T, height: 3 * T, id: "detail-probs", class: "matrix" });
-  drawMatrix(probsC, slice(arr("probs"), l, h), T, T, false, t);
+  drawMatrix(probsC, slice(farr("probs"), l, h), T, T, false, t);
   row.append(el("div", { class: "strip-box" }, el("span", { class: "label", text: "A: rows are queries, columns keys (token 0 first)" }), probsC));
+  if (frameStory()) {
+    box.append(row, el("p", { class: "label", text: "The scores and A·V are shown for the final model only (slide the epoch to the end)." }));
+    return;
+  }
   if (story().scores) {
     const scoresC = el("canvas", { width: 3 * T, height: 3 * T, id: "detail-scores", class: "matrix" });
     drawMatrix(scoresC, slice(arr("scores"), l, h), T, T, true, t);
@@ -204,8 +208,9 @@ function lensTable(caption, logitsOf) {
 // As minivit.analysis.attention_rollout: fuse the heads, zero the `discard` fraction of the
 // smallest weights of each row, add the identity, renormalise the rows, chain the blocks.
 function rollout(depth, discard, fusion, modelIndex, imageIndex) {
-  const probs = M.models[modelIndex === undefined ? state.model : modelIndex]
-    .images[imageIndex === undefined ? state.image : imageIndex].probs;
+  const probs = modelIndex === undefined && imageIndex === undefined ? farr("probs")
+    : M.models[modelIndex === undefined ? state.model : modelIndex]
+      .images[imageIndex === undefined ? state.image : imageIndex].probs;
   let result = new Float64Array(T * T);
   for (let i = 0; i < T; i++) result[i * T + i] = 1;
   const nDrop = Math.floor(discard * T);
