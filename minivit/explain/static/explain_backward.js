@@ -226,8 +226,9 @@ function renderAll() {
   renderTokenViews(); renderPrediction(); renderBackward(); renderCompare();
 }
 
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
 document.getElementById("subtitle").textContent =
-  `${C.name}: ${S}×${S} pixels, ${PS}×${PS} patches (${N} + ${P} tokens), ${L} blocks, ${H} heads, ` +
+  `${C.name}: ${S}×${S} pixels, ${PS}×${PS} patches (${N} + ${P} tokens), ${plural(L, "block")}, ${plural(H, "head")}, ` +
   `width ${D}, pool ${C.pool}, ${K} classes`;
 document.getElementById("notes").textContent = (M.notes || []).join(" ");
 buildAttentionGrid();
