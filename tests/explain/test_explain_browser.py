@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_explain_cli import read_manifest
+from explain_pages import read_manifest
 from tiny_runs import make_cfg, write_tiny_cifar
 
 from minivit import analysis

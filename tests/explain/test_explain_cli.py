@@ -1,13 +1,12 @@
 """``minivit explain`` from the command line and from Python: the page's manifest holds what
 NumPy computed, and bad input ends with one line naming the file, exit 2, no page."""
 
-import json
-import re
 import struct
 import zlib
 
 import numpy as np
 import pytest
+from explain_pages import read_manifest
 
 from minivit.cli import main
 from minivit.explain import explain
@@ -33,13 +32,6 @@ def image_file(tmp_path, name="img.png", size=8):
     path = tmp_path / name
     Image.fromarray(pixels).save(path)
     return path
-
-
-def read_manifest(page):
-    text = page.read_text()
-    found = re.search(r'<script type="application/json" id="minivit-data">(.*?)</script>',
-                      text, re.DOTALL)
-    return json.loads(found.group(1))
 
 
 def test_page_from_the_command_line(tmp_path, capsys):
@@ -116,3 +108,23 @@ def test_out_that_is_a_folder(tmp_path, capsys):
     model, img = tiny_model_file(tmp_path), image_file(tmp_path)
     assert main(["explain", str(model), str(img), "--out", str(tmp_path), *NORM]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_large_page_leaves_out_the_heaviest_arrays(tmp_path, monkeypatch):
+    from minivit.explain import explanation
+    monkeypatch.setattr(explanation, "MAX_BYTES", 1000)   # the tiny page is ~20 kB
+    out = explain(tiny_model_file(tmp_path), [image_file(tmp_path)], tmp_path / "p.html",
+                  untrained=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+    m = read_manifest(out)
+    story = m["models"][0]["images"][0]
+    assert "scores" not in story and "head_outputs" not in story and "probs" in story
+    assert m["notes"] and "leaves out" in m["notes"][0]
+
+
+def test_a_distilled_model_is_refused(tmp_path, capsys):
+    model = create_model("cifar-nano", seed=0, image_size=8, patch_size=4, embed_dim=16,
+                         depth=1, num_heads=2, mlp_dim=24, distilled=True, pool="token")
+    path = tmp_path / "deit.safetensors"
+    save(model, path)
+    assert main(["explain", str(path), str(image_file(tmp_path)), *NORM]) == 2
+    assert "distilled" in capsys.readouterr().err

@@ -3,7 +3,7 @@ the files a short run writes, and the frames ``minivit explain`` makes of them."
 
 import numpy as np
 import pytest
-from test_explain_cli import read_manifest
+from explain_pages import read_manifest
 from tiny_runs import make_cfg, write_tiny_cifar
 
 from minivit.cli import main
