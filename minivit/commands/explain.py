@@ -26,6 +26,9 @@ def add_arguments(parser):
                         default=True, help="add the same model at initialisation behind a "
                                            "toggle (default on)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the untrained model")
+    parser.add_argument("--epochs", action=argparse.BooleanOptionalAction, default=True,
+                        help="for a run trained with --snapshots N: the epoch slider that "
+                             "replays the attention and the prediction (default on)")
     add_normalisation_arguments(parser)
 
 
@@ -42,6 +45,6 @@ def run(args) -> int:
         raise ValueError(f"--out {out} is a folder; give the page's file name, e.g. "
                          f"{out / 'explain.html'}")
     path = explain(checkpoint, args.images, out, untrained=args.compare_untrained,
-                   mean=args.mean, std=args.std, seed=args.seed)
+                   mean=args.mean, std=args.std, seed=args.seed, epochs=args.epochs)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
