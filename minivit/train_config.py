@@ -47,7 +47,7 @@ PRETRAIN_EPOCHS = 38
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
-                    "randaugment": None, "time_budget": None}
+                    "randaugment": None, "time_budget": None, "snapshots": 0}
 
 
 @dataclass
