@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minivit.commands.inspect import CIFAR10_MEAN, CIFAR10_STD
 from minivit.commands.predict import check_normalisation, read_image
 from minivit.errors import UserError
 from minivit.evaluation import load_trained
@@ -21,9 +22,6 @@ from minivit.explain.explanation import build_manifest
 from minivit.explain.film import film
 from minivit.explain.page import write_page
 from minivit.model import VisionTransformer, create_model
-
-CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)        # as ``minivit inspect``: when a run has none
-CIFAR10_STD = (0.2472, 0.2437, 0.2617)
 
 
 def check_model(model, path) -> None:
