@@ -50,6 +50,7 @@ def _playwright_or_skip():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The committed cifar-nano run explained on a made-up 32x32 image."""
+    _playwright_or_skip()                      # no page to build where it cannot be opened
     if not (RUN / "model.safetensors").is_file():
         pytest.skip(f"{RUN} has no model.safetensors")
     folder = tmp_path_factory.mktemp("explain")
@@ -217,6 +218,7 @@ def test_untrained_toggle_shows_the_untrained_model(page, built):
 @pytest.fixture(scope="module")
 def film_page(tmp_path_factory):
     """A tiny 3-epoch run with 2 snapshots, explained: a page with an epoch slider."""
+    _playwright_or_skip()
     folder = tmp_path_factory.mktemp("film")
     train(make_cfg(write_tiny_cifar(folder / "data"), folder / "run", epochs=3, snapshots=2))
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
