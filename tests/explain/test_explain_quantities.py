@@ -112,3 +112,33 @@ def test_forward_story_pieces_agree():
                                np.linalg.norm(trace["blocks"][0][0], axis=-1), rtol=1e-6)
     np.testing.assert_allclose(story["patch_tokens"] + model.params["pos_embed"][0, 1:],
                                story["embedded"][1:], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("pool", ["mean", "token"])
+def test_token_gradients_match_pytorch(pool):
+    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    from torch_vit import build_torch_vit, from_torch, to_torch
+    model, x, k = tiny(pool), images(), 1
+    reference = build_torch_vit(model.config, model.params)
+    block_inputs, final = [], []
+
+    def keep(_module, args):                   # each block's input z_{l-1}, its grad kept
+        args[0].retain_grad()
+        block_inputs.append(args[0])
+
+    def keep_output(_module, _args, out):       # z_L, the last block's output
+        out.retain_grad()
+        final.append(out)
+
+    for block in reference.blocks:
+        block.register_forward_pre_hook(keep)
+    reference.blocks[-1].register_forward_hook(keep_output)
+    logits = reference(to_torch(x))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([k])).backward()
+    trace = {}
+    _, d_logits = cross_entropy(model.forward(x), np.asarray([k]))
+    model.backward(d_logits, trace)
+    expected = [from_torch(final[0].grad)] + [from_torch(z.grad) for z in block_inputs[::-1]]
+    for ours, theirs in zip(trace["d_blocks"], expected, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
