@@ -1,11 +1,13 @@
-"""Write the committed example of ``minivit explain``: walkthroughs/rendered/explain_cat.html,
+"""Write the committed examples of ``minivit explain``: walkthroughs/rendered/explain_cat.html,
 the CIFAR-10 test image it explains (explain_cat_input.png, test image 0 from the committed
-sample) and a screenshot of the page (explain_cat.png, with Playwright and Debian's chromium).
+sample) and a screenshot of the page (explain_cat.png, with Playwright and Debian's chromium);
+with FILM_RUN, also explain_cat_epochs.html and its screenshot: the page with the epoch slider.
 
-    python walkthroughs/assets/make_explain_example.py [RUN_DIR]
+    python walkthroughs/assets/make_explain_example.py [RUN_DIR [FILM_RUN]]
 
-RUN_DIR defaults to results/cifar-nano-hour-s0.  Without Playwright or a browser the page is
-still written; only the screenshot is skipped.
+RUN_DIR defaults to results/cifar-nano-hour-s0.  FILM_RUN: a run trained with snapshots, as
+``minivit train --epochs 3 --snapshots 3 --run-dir runs/film`` (not committed).  Without
+Playwright or a browser the pages are still written; only the screenshots are skipped.
 """
 
 import sys
@@ -30,7 +32,7 @@ def write_input(path: Path) -> Path:
     return path
 
 
-def screenshot(page: Path, out: Path) -> None:
+def screenshot(page: Path, out: Path, frame=None) -> None:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -42,17 +44,24 @@ def screenshot(page: Path, out: Path) -> None:
         tab.goto(page.as_uri())
         tab.evaluate(f"window.minivitExplain.selectToken(1 + {PATCH[0]} * 8 + {PATCH[1]})")
         tab.click(".map[data-block='3'][data-head='1']")
+        if frame is not None:                   # the epoch slider at this frame
+            tab.evaluate(f"window.minivitExplain.setFrame({frame})")
         tab.screenshot(path=str(out))
         browser.close()
     print(f"wrote {out}")
 
 
-def main(run_dir) -> None:
+def main(run_dir, film_run=None) -> None:
     image = write_input(OUT / "explain_cat_input.png")
     page = explain(run_dir, [image], OUT / "explain_cat.html")
     print(f"wrote {page} ({page.stat().st_size / 1e6:.2f} MB)")
     screenshot(page, OUT / "explain_cat.png")
+    if film_run is not None:
+        page = explain(film_run, [image], OUT / "explain_cat_epochs.html")
+        print(f"wrote {page} ({page.stat().st_size / 1e6:.2f} MB)")
+        screenshot(page, OUT / "explain_cat_epochs.png", frame=1)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ROOT / "results" / "cifar-nano-hour-s0")
+    main(sys.argv[1] if len(sys.argv) > 1 else ROOT / "results" / "cifar-nano-hour-s0",
+         sys.argv[2] if len(sys.argv) > 2 else None)
