@@ -34,6 +34,7 @@ COMMANDS = {
     "convert": "a model to another format: Hugging Face, timm, official .npz, minivit",
     "export-onnx": "a trained ViT as an ONNX file (through PyTorch), checked with ONNX Runtime",
     "tensorboard": "the metrics of training runs as TensorBoard event files",
+    "explain": "one self-contained HTML page of the forward and backward pass on images",
 }
 
 

@@ -338,6 +338,21 @@ assert np.allclose(to_numpy(core[0, 0, QUERY + 1]), out_q, atol=1e-5)
 assert np.allclose(to_numpy(core), to_numpy(out), atol=1e-5) and np.allclose(to_numpy(probs), to_numpy(A))
 print("by hand == attention_core_forward: OK")
 
+fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.4), layout="constrained",
+                         gridspec_kw={"width_ratios": [1.3, 1, 1]})
+axes[0].bar(range(N + 1), to_numpy(A[0, 0, QUERY + 1]), color="tab:blue")
+axes[0].set_title(f"A[{QUERY + 1}]: patch {QUERY}'s weights, head 1", fontsize=10)
+axes[0].set_xlabel("key token j")
+axes[1].imshow(to_numpy(v[0, 0]), aspect="auto", interpolation="nearest", **diverging(v[0, 0]))
+axes[1].set_title("values v, head 1: (N+1) x d", fontsize=10)
+axes[1].set_ylabel("token j")
+axes[2].imshow(to_numpy(out[0, :, QUERY + 1]), aspect="auto", interpolation="nearest",
+               **diverging(out[0, :, QUERY + 1]))
+axes[2].set_title(f"A v for patch {QUERY}, each head", fontsize=10)
+axes[2].set_yticks(range(H), [f"head {h + 1}" for h in range(H)])
+axes[2].set_xlabel("dimension (d = 32)")
+save(fig, "07b_weighted_values")
+
 # %% [markdown]
 # ## 11. Several heads side by side
 #
@@ -412,6 +427,18 @@ z1p = z0 + msa
 print("z'_1", z1p.shape, "| mean |update| / mean |z0| =",
       round(float(abs(msa).mean() / abs(z0).mean()), 3))
 
+fig, axes = plt.subplots(1, 4, figsize=(11, 3.4), layout="constrained", sharey=True)
+for ax, arr, title in zip(axes, (merged, msa, z0, z1p),
+                          ("heads merged: [SA_1; ...; SA_h]", "MSA = merged U_msa (attn.proj)",
+                           "z_0, the block's input", "z'_1 = z_0 + MSA")):
+    ax.imshow(to_numpy(arr[0]), aspect="auto", interpolation="nearest", **diverging(z1p[0]))
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(f"feature (D = {D})")
+axes[0].set_ylabel("token")
+fig.suptitle("block 1: the projected attention output is added to the residual stream "
+             "(one colour scale)", fontsize=10)
+save(fig, "08b_projection_residual")
+
 # %% [markdown]
 # ## 14. LayerNorm and the GELU MLP
 #
@@ -456,9 +483,11 @@ save(fig, "09_mlp_gelu")
 # %%
 z = z1
 attn_maps = [patch_row_map(A, QUERY)[0]]
+block_outputs = [to_numpy(z1[0])]                     # z_1 .. z_L, (N+1, D) each
 for i in range(1, L):
     z, block_cache = block_forward(z, model.block_params(i), H, cfg.gelu)
     attn_maps.append(patch_row_map(block_cache.probs, QUERY)[0])
+    block_outputs.append(to_numpy(z[0]))
     print(f"after block {i + 1}: z {z.shape}, mean token norm {float((z * z).sum(-1).mean() ** 0.5):.2f}")
 assert z.shape == (1, N + 1, D)
 
@@ -467,6 +496,16 @@ for i, ax in enumerate(axes):
     overlay(ax, image_u8, attn_maps[i], title=f"block {i + 1}")
     mark(ax, QUERY)
 save(fig, "10_blocks")
+
+# each block's output: every patch token's norm, on the image grid
+fig, axes = plt.subplots(1, L, figsize=(1.6 * L, 2.1), layout="constrained")
+for i, ax in enumerate(axes):
+    norms = np.linalg.norm(block_outputs[i][1:], axis=-1).reshape(g, g)
+    ax.imshow(norms, cmap="magma", interpolation="nearest")
+    ax.set_title(f"|z_{i + 1}| {norms.min():.0f}..{norms.max():.0f}", fontsize=8)
+    ax.set_axis_off()
+fig.suptitle("the output of each block: the size of every patch token", fontsize=10)
+save(fig, "10b_block_outputs")
 
 # %% [markdown]
 # Averaged over the heads, patch 27's attention changes from block to block: spread over many
@@ -495,6 +534,18 @@ print("step by step == model.forward(x): OK; max difference",
 pr = to_numpy(probs_cls[0])
 for c in np.argsort(-pr)[:3]:
     print(f"  {label_names[c]:<10} {pr[c]:.3f}")
+
+top = int(np.argmax(pr))
+fig, axes = plt.subplots(2, 1, figsize=(8, 3.6), layout="constrained", sharex=True)
+axes[0].bar(range(D), to_numpy(y_img[0]), color="tab:gray")
+axes[0].set_title(f"the pooled vector y: the mean of the {N} normalised patch tokens", fontsize=10)
+contrib = to_numpy(p["head.weight"][top] * y_img[0])
+axes[1].bar(range(D), contrib, color=np.where(contrib > 0, "tab:red", "tab:blue"))
+axes[1].set_title(f"W_{label_names[top]} * y, feature by feature: they sum to the logit "
+                  f"{float(contrib.sum() + to_numpy(p['head.bias'])[top]):.2f} (with the bias)",
+                  fontsize=10)
+axes[1].set_xlabel(f"feature (D = {D})")
+save(fig, "10c_pooled")
 
 fig, ax = plt.subplots(figsize=(6, 2.8), layout="constrained")
 colors = ["tab:green" if c == label else "tab:gray" for c in range(cfg.num_classes)]
@@ -528,6 +579,34 @@ assert dimages.shape == x.shape and set(model.grads) == set(model.params)
 for name in ["head.weight", "blocks.5.attn.qkv.weight", "pos_embed", "patch_embed.proj.weight"]:
     print(f"  |grad {name}| = {float((model.grads[name] ** 2).sum() ** 0.5):.4f}")
 
+# the same pass once more with a trace: the gradient reaching every block's input, per token
+trace = {}
+model.backward(cross_entropy(model.forward(x), y)[1], trace)
+token_grads = [np.linalg.norm(to_numpy(dz[0, 1:]), axis=-1).reshape(g, g)
+               for dz in trace["d_blocks"]]                # dL/dz_L, ..., dL/dz_0
+pixel_grad = to_numpy(dimages[0])
+fig, axes = plt.subplots(1, 5, figsize=(11, 2.6), layout="constrained")
+axes[0].imshow(image_u8.transpose(1, 2, 0), interpolation="nearest")
+axes[0].set_title("the image", fontsize=9)
+for ax, lvl in zip(axes[1:3], (L, 0)):
+    ax.imshow(token_grads[L - lvl], cmap="magma", interpolation="nearest")
+    ax.set_title(f"|dL/dz_{lvl}| per patch token", fontsize=9)
+axes[3].imshow(np.linalg.norm(pixel_grad, axis=0), cmap="magma", interpolation="nearest")
+axes[3].set_title("|dL/dx| per pixel", fontsize=9)
+axes[4].imshow(pixel_grad.sum(axis=0), interpolation="nearest", **diverging(pixel_grad.sum(0)))
+axes[4].set_title("dL/dx, channels summed", fontsize=9)
+for ax in axes:
+    ax.set_axis_off()
+fig.suptitle("the gradient of the loss, from the last block's output back to the pixels",
+             fontsize=10)
+save(fig, "11b_gradient_map")
+
+# %% [markdown]
+# These are real gradients of this model on this image: the loss reaches every patch token
+# through the mean pooling, each block reshapes where it is large, and at the pixels it is
+# largest on the cat and small on the blue background.
+
+# %%
 opt = AdamW(model.params, lr=1e-4, weight_decay=0.05)
 losses = [loss]
 for step in range(3 if FAST else 10):
@@ -550,3 +629,10 @@ save(fig, "12_loss_steps")
 # That is the whole forward and backward pass. Walkthrough 02 derives each backward pass and
 # checks it; walkthrough 03 looks at what a trained model has learned; walkthrough 04 trains
 # one on CIFAR-10.
+#
+# To do all of this interactively, for any patch, head and block, and to step the backward
+# pass from the loss to the pixels for any target class, open
+# [`rendered/explain_cat.html`](explain_cat.html), written by
+# `minivit explain results/cifar-nano-hour-s0 cat.png --out explain_cat.html` (the one-hour run,
+# on the same test image; docs/explain.md describes the page). Your own image:
+# `minivit explain RUN_DIR my_image.png --out my_image.html`.

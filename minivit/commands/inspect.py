@@ -31,16 +31,13 @@ from minivit.commands.outputs import check_output_dir
 from minivit.commands.predict import (
     add_normalisation_arguments,
     check_finite,
-    check_normalisation,
     class_names,
 )
 from minivit.console import shown
-from minivit.data.batches import normalize
+from minivit.data.batches import CIFAR10_MEAN, CIFAR10_STD, check_normalisation, normalize
 from minivit.errors import UserError
 
 # CIFAR-10 per-channel mean / std of the 45,000 training images (val_size 5000), [0, 1] units
-CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
-CIFAR10_STD = (0.2472, 0.2437, 0.2617)
 READS = {"token": "class-token attention", "mean": "mean patch-query attention"}
 DISTANCE_IMAGES = 128          # the paper's Fig. 7 right averages over 128 images
 

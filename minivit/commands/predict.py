@@ -13,17 +13,13 @@ not finite (NaN: normalisation far outside the data's) are an error, never a res
 
 from __future__ import annotations
 
-import math
-
 from minivit.analysis.evaluation import load_trained, predict_logits
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.console import shown
-from minivit.data.batches import normalize
+from minivit.data.batches import MIN_STD, check_normalisation, normalize
 from minivit.data.images import read_image
 from minivit.errors import UserError
 from minivit.layers.softmax import softmax_forward
-
-MIN_STD = 0.001             # pixels in [0, 1] divided by less than this blow up float32
 
 
 def add_arguments(parser):
@@ -43,19 +39,6 @@ def add_normalisation_arguments(parser):
                         help="per-channel mean in [0, 1] (default: the run's)")
     parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
                         help=f"per-channel std in [{MIN_STD}, 1] (default: the run's)")
-
-
-def check_normalisation(mean, std, channels: int = 3) -> None:
-    """UserError unless mean and std have one value per channel, mean in [0, 1] and std in
-    [MIN_STD, 1] (the ranges the help states: pixels are in [0, 1])."""
-    for name, values, lo in (("mean", mean, 0.0), ("std", std, MIN_STD)):
-        if len(values) != channels:
-            raise UserError(f"--{name} needs one value per channel ({channels}), got "
-                            f"{len(values)}")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= 1
-                   for v in values):
-            raise UserError(f"--{name} values must be numbers in [{lo:g}, 1] (pixels are "
-                            f"scaled to [0, 1]), got {list(values)}")
 
 
 def class_names(info: dict, num_classes: int, checkpoint) -> list[str]:

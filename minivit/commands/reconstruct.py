@@ -21,9 +21,9 @@ from minivit.analysis.plots import _matplotlib
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.backend import rng as make_rng
 from minivit.commands.outputs import check_output_dir
-from minivit.commands.predict import add_normalisation_arguments, check_finite, check_normalisation
+from minivit.commands.predict import add_normalisation_arguments, check_finite
 from minivit.console import plural, shown
-from minivit.data.batches import normalize
+from minivit.data.batches import check_normalisation, normalize
 from minivit.data.images import read_image, unique_stems
 from minivit.errors import UserError
 from minivit.io.files import write_figure

@@ -157,6 +157,9 @@ def add_arguments(parser, classify: bool = True):
                         f"config; only {_SESSION_FLAGS} may be given with it")
     r.add_argument("--checkpoint-every", type=int,
                    help="also checkpoint every N steps (default: at epoch ends and the end)")
+    r.add_argument("--snapshots", type=int, metavar="N",
+                   help="keep the model after N epochs spread over the run, in "
+                        "RUN_DIR/snapshots (minivit explain replays them; default 0)")
     r.add_argument("--max-steps", type=int,
                    help="stop, resumably, once N steps are done (the schedule is unchanged)")
     r.add_argument("--time-limit", type=float, metavar="MINUTES",

@@ -7,7 +7,10 @@ and calls ``normalize`` on the device.
 
 from __future__ import annotations
 
+import math
+
 from minivit.backend import array_module, host_rng, host_xp, resolve_dtype
+from minivit.errors import UserError
 
 np = host_xp()
 
@@ -74,3 +77,23 @@ def normalize(x, mean, std, dtype=None):
     mean = xp.asarray(mean, dtype=dt).reshape(1, -1, 1, 1)
     std = xp.asarray(std, dtype=dt).reshape(1, -1, 1, 1)
     return (x.astype(dt) / dt.type(255) - mean) / std
+# The normalisation of images from files (minivit predict, inspect, explain): CIFAR-10's
+# training-set statistics, and the range a --mean / --std must keep to.
+CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)
+CIFAR10_STD = (0.2472, 0.2437, 0.2617)
+MIN_STD = 0.001             # pixels in [0, 1] divided by less than this blow up float32
+
+
+def check_normalisation(mean, std, channels: int = 3) -> None:
+    """UserError unless mean and std have one value per channel, mean in [0, 1] and std in
+    [MIN_STD, 1] (the ranges the help states: pixels are in [0, 1])."""
+    for name, values, lo in (("mean", mean, 0.0), ("std", std, MIN_STD)):
+        if len(values) != channels:
+            raise UserError(f"--{name} needs one value per channel ({channels}), got "
+                            f"{len(values)}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= 1
+                   for v in values):
+            raise UserError(f"--{name} values must be numbers in [{lo:g}, 1] (pixels are "
+                            f"scaled to [0, 1]), got {list(values)}")
+
+

@@ -44,12 +44,14 @@ def drop_path_rates(depth: int, rate: float) -> list:
 
 
 def encoder_forward(z, blocks, num_heads, approximate="erf", drop=0.0, attn_drop=0.0,
-                    drop_paths=None, rng=None, train=False, keep=True, keep_probs=False):
+                    drop_paths=None, rng=None, train=False, keep=True, keep_probs=False,
+                    states=None):
     """z (B, T, D) -> (z_L (B, T, D), EncoderCache).
 
     drop_paths: one stochastic depth rate per block (None: all 0).  keep=False: no backward
     will follow, so the block caches are not kept; keep_probs: keep the attention
-    probabilities of every block in ``cache.probs`` (with or without ``keep``).
+    probabilities of every block in ``cache.probs`` (with or without ``keep``).  states: a
+    list to append each block's output z_l (B, T, D) to (``minivit explain``).
     """
     caches, probs = [], []
     for i, p in enumerate(blocks):
@@ -59,12 +61,18 @@ def encoder_forward(z, blocks, num_heads, approximate="erf", drop=0.0, attn_drop
             caches.append(c)
         if keep_probs:
             probs.append(c.probs)
+        if states is not None:
+            states.append(z)
     return z, EncoderCache(caches, probs)
 
 
-def encoder_backward(dz, cache):
-    """dz_L (B, T, D) -> (dz_0 (B, T, D), [grads dict of block 0, block 1, ...])."""
+def encoder_backward(dz, cache, states=None):
+    """dz_L (B, T, D) -> (dz_0 (B, T, D), [grads dict of block 0, block 1, ...]).
+    states: a list to append the gradient w.r.t. each block's input z_{l-1} to, last block
+    first (``minivit explain``)."""
     grads = [None] * len(cache.blocks)
     for i in reversed(range(len(cache.blocks))):
         dz, grads[i] = block_backward(dz, cache.blocks[i])
+        if states is not None:
+            states.append(dz)
     return dz, grads

@@ -114,7 +114,7 @@ class VisionTransformer(ModelBase):
         return array_module(p["cls_token"]).concatenate([p["cls_token"], p["dist_token"]], axis=1)
 
     def forward(self, images, train=False, return_attention=False, keep_cache=True,
-                patch_dropout=True, split_heads=False):
+                patch_dropout=True, split_heads=False, trace=None):
         """images (B, C, H, W) -> logits (B, num_classes) [, list of (B, h, T, T) per block].
         A distilled model in training returns (2, B, num_classes): class head, distillation head;
         in evaluation the mean of the two, or both (2, B, num_classes) with split_heads=True.
@@ -122,6 +122,8 @@ class VisionTransformer(ModelBase):
         keep_cache=False: no backward will follow (evaluation), so the activations are not kept.
         patch_dropout=False: skip patch dropout in training (no draw), as if patch_drop_rate
         were 0.
+        trace: a dict to fill with the token states (``minivit explain``): "embedded" z_0,
+        "blocks" [z_1, ..., z_L], "normed" LN(z_L), all (B, T, D).
         """
         self.check_images(images)
         cfg, p = self.config, self.params
@@ -136,13 +138,18 @@ class VisionTransformer(ModelBase):
         patch_drop_rate = cfg.patch_drop_rate if patch_dropout else 0.0
         z, patch_drop = patch_dropout_forward(z, patch_drop_rate, rng, train,
                                               cfg.num_prefix_tokens)          # (B, P+K, D)
+        states = None if trace is None else trace.setdefault("blocks", [])
+        if trace is not None:
+            trace["embedded"] = z
         # (2), (3) the encoder blocks
         z, enc = encoder_forward(z, stack_params(p, "blocks", cfg.depth), cfg.num_heads,
                                  cfg.gelu, cfg.drop_rate, cfg.attn_drop_rate,
                                  self.drop_path_rates(), rng, train, keep=keep_cache,
-                                 keep_probs=return_attention)
+                                 keep_probs=return_attention, states=states)
         # (4) final LayerNorm, pool (class token or mean of patch tokens), head
         z, norm_cache = layernorm_forward(z, p["norm.weight"], p["norm.bias"])   # (B, T, D)
+        if trace is not None:
+            trace["normed"] = z
         if cfg.distilled:
             logits, (head, dist_head, averaged) = self._distilled_heads(z, train or split_heads)
             self._cache = ViTCache(pe_cache, pos_drop, patch_drop, enc, norm_cache, z.shape,
@@ -178,9 +185,11 @@ class VisionTransformer(ModelBase):
         return dz
 
     # ------------------------------------------------------------------ backward
-    def backward(self, dlogits):
+    def backward(self, dlogits, trace=None):
         """dlogits (B, num_classes) -> dimages (B, C, H, W); fills ``self.grads``.
-        A distilled model takes what its forward returned: (2, B, K) in training."""
+        A distilled model takes what its forward returned: (2, B, K) in training.
+        trace: a dict to fill with the gradients w.r.t. the token states (``minivit explain``):
+        "d_normed" (B, T, D), "d_blocks" [d z_L, ..., d z_0], "d_patch_tokens" (B, N, D)."""
         c = self.pop_cache()
         xp = array_module(dlogits)
         g = {}
@@ -195,8 +204,13 @@ class VisionTransformer(ModelBase):
                 dz[:, 0] = dpooled
             else:
                 dz[:, 1:] = (dpooled / (T - 1))[:, None, :]
+        states = None if trace is None else trace.setdefault("d_blocks", [])
+        if trace is not None:
+            trace["d_normed"] = dz
         dz, g["norm.weight"], g["norm.bias"] = layernorm_backward(dz, c.norm)
-        dz, block_grads = encoder_backward(dz, c.encoder)
+        if states is not None:
+            states.append(dz)
+        dz, block_grads = encoder_backward(dz, c.encoder, states)
         g.update(stack_grads(block_grads, "blocks"))
         P = self.config.num_prefix_tokens
         dz = patch_dropout_backward(dz, c.patch_drop, P)                     # (B, P+N, D)
@@ -205,6 +219,8 @@ class VisionTransformer(ModelBase):
         g["cls_token"] = dprefix[:, :1]
         if self.config.distilled:
             g["dist_token"] = dprefix[:, 1:]
+        if trace is not None:
+            trace["d_patch_tokens"] = dx
         dimages = self.embed_patches_backward(dx, c.patch_embed, g)
         self.store_grads(g)
         return dimages

@@ -47,7 +47,7 @@ PRETRAIN_EPOCHS = 38
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
-                    "randaugment": None, "time_budget": None}
+                    "randaugment": None, "time_budget": None, "snapshots": 0}
 
 
 @dataclass
@@ -100,6 +100,8 @@ class TrainConfig:
     # run directory and session
     run_dir: str | None = None              # None: runs/<model>-<timestamp>
     checkpoint_every: int = 0               # steps; 0 = only at epoch ends and at the end
+    snapshots: int = 0                      # keep the model after this many epochs, spread
+                                            # evenly (RUN_DIR/snapshots, minivit.training.snapshots)
     max_steps: int | None = None            # stop (resumably) once this many steps are done
     time_limit: float | None = None         # minutes; stop (resumably) after this long
     progress: bool = True                   # tqdm progress bar
@@ -192,6 +194,7 @@ class TrainConfig:
         check("threads", lambda v: isinstance(v, int) and v >= 0,
               "an integer >= 0 (0 = one per CPU core)")
         check("checkpoint_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("snapshots", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
         check("max_steps", optional(pos_int), "a positive integer")
         check("time_limit", optional(lambda v: non_neg(v) and v > 0),
               "a positive number of minutes")

@@ -12,9 +12,8 @@ prediction; the files of a run directory are minivit/io/rundir.py's; the checkpo
 ``time_budget`` run fixes its length before the first step and once more after the first
 epoch (minivit/training/time_budget.py).
 
-Everything random is either a pure function of (seed, epoch) or drawn from a generator whose
-state the checkpoint stores, so ``resume`` continues bit for bit (tests/training/test_loop.py
-trains 2N steps straight and N + resume + N, and compares every parameter exactly on NumPy).
+Everything random is a pure function of (seed, epoch) or drawn from a generator whose state
+the checkpoint stores, so ``resume`` continues bit for bit (tests/training/test_loop.py).
 """
 
 from __future__ import annotations
@@ -24,27 +23,14 @@ import math
 import time
 import warnings
 from contextlib import ExitStack
-from pathlib import Path
 
 from minivit.backend import host_rng, rng
-from minivit.io.rundir import (
-    MODEL_FILE,
-    StepsLog,
-    append_metrics,
-    check_new_run_dir,
-    check_run_dir_path,
-    check_run_files,
-    default_run_dir,
-    format_record,
-    remove_temp_files,
-    run_lock,
-)
+from minivit.io.rundir import MODEL_FILE, StepsLog, append_metrics, format_record
 from minivit.parallel.mpi import Ranks, connect
 from minivit.parallel.ranks import (
     NoStepsLog,
     Stop,
     check_same_params,
-    shared_run_dir,
     start_together,
     sum_step_values,
 )
@@ -63,7 +49,8 @@ from minivit.training.guards import (
 from minivit.training.objectives import errors_ignored
 from minivit.training.optim import clip_flat_grads
 from minivit.training.schedule import Schedule, epoch_order
-from minivit.training.session import Session
+from minivit.training.session import Session, check_run_dir, lock_run_dir
+from minivit.training.snapshots import snapshot_epochs, snapshot_path
 from minivit.training.time_budget import eval_probe
 
 AUG_STREAM = 1                      # seeds [seed, stream, ...] keep the random streams apart
@@ -98,19 +85,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         from minivit.io.pretrained import with_pretrained_architecture
         cfg = with_pretrained_architecture(cfg)
     ranks = connect()                                # several under mpirun (parallel/mpi.py)
-    if not cfg.run_dir:
-        name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
-        cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(ranks, default_run_dir(name)))
-    check_run_dir_path(Path(cfg.run_dir))            # before the data take seconds to load
-    if not resume and ranks.is_root:
-        check_new_run_dir(cfg.run_dir)               # never a folder of someone else's files
+    cfg = check_run_dir(cfg, ranks, resume)          # before the data take seconds to load
     with ExitStack() as stack:
 
         def start():                                 # rank 0 alone locks and writes
-            if ranks.is_root and stack.enter_context(      # a second trainer: refused
-                    run_lock(cfg.run_dir, create=not resume)) is not None:
-                remove_temp_files(cfg.run_dir)       # what writes cut short by kill -9 left
-                check_run_files(cfg.run_dir)         # no symbolic link where the run writes
+            lock_run_dir(stack, cfg, ranks, resume)
             return _Run(cfg, resume, ranks)
         return start_together(ranks, start).loop()
 
@@ -248,6 +227,9 @@ class _Run(Session):
         progress.epoch_loss, progress.epoch_steps, progress.epoch_correct = 0.0, 0, 0
         progress.epoch_time = 0.0
         self.save()
+        if self.root and rec["epoch"] in snapshot_epochs(cfg.snapshots, self.schedule.epochs):
+            with evaluation_weights(self.optimizer, self.model):      # for minivit explain
+                self.objective.save_model(snapshot_path(self.run_dir, rec["epoch"], create=True))
         self.say(format_record(rec, self.schedule.total))
 
     # -- a time budget (minivit/training/time_budget.py): the run's length from timed steps

@@ -56,6 +56,11 @@ class Schedule:
     def lr_at(self, step: int) -> float:
         return warmup_cosine(step, self.lr, self.total, self.warmup, self.min_lr)
 
+    @property
+    def epochs(self) -> int:
+        """The run's epochs (the last may be short)."""
+        return self.epochs_done(self.total)
+
     def epochs_done(self, step: int) -> int:
         """Epochs finished after ``step`` steps (the last may be short)."""
         return step // self.steps_per_epoch + (step == self.total

@@ -8,6 +8,7 @@ the steps.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,10 +21,16 @@ from minivit.io.rundir import (
     METRICS_FILE,
     MODEL_FILE,
     StepsLog,
+    check_new_run_dir,
+    check_run_dir_path,
+    check_run_files,
+    default_run_dir,
+    remove_temp_files,
     run_info,
+    run_lock,
     trim_metrics,
 )
-from minivit.parallel.ranks import agreed_seconds, check_rank_split, fingerprint
+from minivit.parallel.ranks import agreed_seconds, check_rank_split, fingerprint, shared_run_dir
 from minivit.training.checkpoint import Progress, load_checkpoint
 from minivit.training.config import SESSION_FIELDS, choose_warmup
 from minivit.training.ema import WithEMA
@@ -34,6 +41,28 @@ from minivit.training.optim import AdamW
 from minivit.training.schedule import Schedule, unmasked_steps
 from minivit.training.step_window import StepWindow, read_every_for_backend
 from minivit.training.time_budget import TimeBudget, run_shape
+
+
+def check_run_dir(cfg, ranks, resume: bool):
+    """``cfg`` with its run directory (a new default one named by rank 0's clock), checked:
+    a path that can be a run directory; a new run never in a folder of someone else's files."""
+    if not cfg.run_dir:
+        name = cfg.model if cfg.objective == "classify" else f"{cfg.objective}-{cfg.model}"
+        cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(ranks, default_run_dir(name)))
+    check_run_dir_path(Path(cfg.run_dir))
+    if not resume and ranks.is_root:
+        check_new_run_dir(cfg.run_dir)
+    return cfg
+
+
+def lock_run_dir(stack, cfg, ranks, resume: bool) -> None:
+    """Rank 0 locks the run directory for the ExitStack's life (a second trainer is refused),
+    removes what writes cut short by kill -9 left, and refuses symbolic links where the run
+    writes."""
+    if ranks.is_root and stack.enter_context(
+            run_lock(cfg.run_dir, create=not resume)) is not None:
+        remove_temp_files(cfg.run_dir)
+        check_run_files(cfg.run_dir)
 
 
 class Session:

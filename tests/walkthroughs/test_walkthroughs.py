@@ -31,8 +31,9 @@ _spec.loader.exec_module(render)
 FIGURES = {
     "01_pixels_to_prediction": [
         "01_image", "02_patches", "03_flattened", "04_patch_embedding", "05_tokens", "06_qkv",
-        "07_scores_softmax", "08_heads", "09_mlp_gelu", "10_blocks", "11_probabilities",
-        "12_loss_steps"],
+        "07_scores_softmax", "07b_weighted_values", "08_heads", "08b_projection_residual",
+        "09_mlp_gelu", "10_blocks", "10b_block_outputs", "10c_pooled", "11_probabilities",
+        "11b_gradient_map", "12_loss_steps"],
     "02_backward_by_hand": ["01_gelu_derivative", "02_op_errors", "03_whole_vit"],
     "03_inside_a_trained_vit": ["01_filters_pca", "02_position_similarity",
                                 "03_attention_distance", "04_heads_layer1", "05_rollout",
