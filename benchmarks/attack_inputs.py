@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from attack_run_cases import second_round  # noqa: E402
 
 import minivit  # noqa: E402
 from minivit.data.synthetic import write_cifar10_like  # noqa: E402
 from minivit.io import files as F  # noqa: E402
 from minivit.io import rundir as R  # noqa: E402
 from minivit.models.vit_config import ViTConfig  # noqa: E402
-from attack_run_cases import second_round  # noqa: E402
 
 TINY = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",
         "--set", "mlp_dim=32"]

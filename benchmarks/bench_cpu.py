@@ -4,10 +4,10 @@
     python3 benchmarks/bench_cpu.py --configs cifar-nano --rounds 3 --out results.md
 
 minivit runs as its command line runs it: data parallel over one thread per core
-(minivit.parallel.threads.DataParallel) with one-threaded BLAS each -- this script starts itself again
-with OPENBLAS_NUM_THREADS=1 (and the malloc settings of minivit/cli.py) before NumPy loads.
-PyTorch runs eager on the CPU with torch.set_num_threads(cores), the model built by
-minivit/reference/torch_twin.py (fused attention, exact GELU).
+(minivit.parallel.threads.DataParallel) with one-threaded BLAS each -- this script starts
+itself again with OPENBLAS_NUM_THREADS=1 (and the malloc settings of minivit/cli.py) before
+NumPy loads.  PyTorch runs eager on the CPU with torch.set_num_threads(cores), the model built
+by minivit/reference/torch_twin.py (fused attention, exact GELU).
 
 * training step: forward, cross-entropy, backward, AdamW update, float32, batch 128;
 * inference: logits of a batch of 256 (minivit.predict_logits; torch under no_grad).
@@ -153,7 +153,8 @@ def bench_config(name, args, peak):
     row = {"config": name, **rates}
     for k in libs:
         row[f"{k} peak%"] = 100.0 * flops / args.batch * row[f"{k} train"] / peak
-        row[f"{k} MB"] = peak_memory(k, name, args.threads, args.batch) if args.memory else float("nan")
+        row[f"{k} MB"] = (peak_memory(k, name, args.threads, args.batch) if args.memory
+                          else float("nan"))
     del libs
     return row
 

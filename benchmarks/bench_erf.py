@@ -62,7 +62,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     print(f"erf on {args.dist} inputs, best of {args.repeat} runs (seconds)")
-    header = f"{'elements':>10}  {'dtype':<8} {'erf_numpy':>10} {'scipy':>10} {'ratio':>7} {'max|diff|':>10}"
+    header = (f"{'elements':>10}  {'dtype':<8} {'erf_numpy':>10} {'scipy':>10} {'ratio':>7} "
+              f"{'max|diff|':>10}")
     print(header)
     print("-" * len(header))
     for size in args.sizes:

@@ -134,7 +134,8 @@ def main():
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count()} cores, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     if not args.model_only:
-        print("\n| config | ranks | global batch | step | allreduce | share |\n|---|---|---|---|---|---|")
+        print("\n| config | ranks | global batch | step | allreduce | share |"
+              "\n|---|---|---|---|---|---|")
         for config in args.configs:
             for n in args.ranks:
                 r = measure(config, n, args)

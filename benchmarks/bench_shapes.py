@@ -42,8 +42,8 @@ def main():
     import minivit
     from minivit.backend import to_device
     from minivit.parallel.threads import DataParallel, resolve_threads
-    from minivit.training.objectives.classification import classify
     from minivit.training.config import RECIPE_MODEL_OVERRIDES as RECIPE
+    from minivit.training.objectives.classification import classify
 
     shapes = [""] + [s for s in (args.shape or SHAPES) if s]
     threads = resolve_threads(args.threads)

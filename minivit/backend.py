@@ -79,7 +79,8 @@ def _try_cupy() -> str | None:
     except ImportError as e:  # pragma: no cover - depends on the machine
         return f"backend 'cupy' was requested but CuPy is not installed ({e}). {_CUPY_FIX}."
     except Exception as e:  # pragma: no cover - a broken CuPy install
-        return f"backend 'cupy' was requested but CuPy fails to import ({_one_line(e)}). {_CUPY_FIX}."
+        return (f"backend 'cupy' was requested but CuPy fails to import ({_one_line(e)}). "
+                f"{_CUPY_FIX}.")
     try:
         n = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # pragma: no cover - depends on the machine
@@ -120,7 +121,8 @@ def get_backend() -> str:
     if _active["name"] is None:
         name = os.environ.get("MINIVIT_BACKEND", "numpy").strip().lower() or "numpy"
         if name not in BACKENDS:
-            raise ValueError(f"MINIVIT_BACKEND={name!r} is not a backend; expected one of {BACKENDS}")
+            raise ValueError(f"MINIVIT_BACKEND={name!r} is not a backend; "
+                             f"expected one of {BACKENDS}")
         set_backend(name)
     return _active["name"]
 
@@ -196,8 +198,8 @@ def cupy_special() -> ModuleType:
 
 
 def cupy_nccl():
-    """``cupy.cuda.nccl`` (NCCL collectives between GPUs: minivit/parallel/mpi.py), or None where CuPy
-    was built without NCCL."""
+    """``cupy.cuda.nccl`` (NCCL collectives between GPUs: minivit/parallel/mpi.py), or None
+    where CuPy was built without NCCL."""
     try:
         import cupy.cuda.nccl as nccl
     except (ImportError, AttributeError):

@@ -94,7 +94,8 @@ def all_rngs_on(data_dir, run_dir, **kw):
 
 def cli_flags(data_dir, run_dir):
     return ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--batch-size",
-            "16", "--val-size", "20", "--epochs", "2", "--no-progress", "--threads", "2", *TINY_FLAGS]
+            "16", "--val-size", "20", "--epochs", "2", "--no-progress", "--threads", "2",
+            *TINY_FLAGS]
 
 
 def checkpoint(run_dir):

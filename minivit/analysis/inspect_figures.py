@@ -2,9 +2,9 @@
 
 The ViT paper's Figure 7 (left: principal components of the patch-embedding filters; center:
 position-embedding similarity; right: mean attention distance per head and layer) and Figure 6
-(attention rollout maps), computed by ``minivit.analysis.attention``.  Each function takes host or device
-arrays (moved to the host here), writes one PNG and returns its path.  Several models (say
-trained and untrained) go side by side as ``panels``: a list of (title, data) pairs.
+(attention rollout maps), computed by ``minivit.analysis.attention``.  Each function takes
+host or device arrays (moved to the host here), writes one PNG and returns its path.  Several
+models (say trained and untrained) go side by side as ``panels``: a list of (title, data) pairs.
 
 matplotlib is imported only when a figure is drawn, through ``minivit.analysis.plots._matplotlib``:
 the object API on the Agg canvas, no window, no pyplot state.

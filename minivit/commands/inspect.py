@@ -15,9 +15,9 @@ Writes into --out (default RUN_DIR/inspect, or <model file name>-inspect next to
 
 Each figure puts the checkpoint next to an untrained model of the same config (same init as
 ``minivit train``, seed --seed), unless --no-compare-untrained.  The computations are
-``minivit.analysis.attention``; the drawing is ``minivit.analysis.inspect_figures``.  Images are resized to the
-model's input size and normalised with the run's mean/std (config.json), --mean/--std, or
-CIFAR-10's training-set statistics.
+``minivit.analysis.attention``; the drawing is ``minivit.analysis.inspect_figures``.  Images
+are resized to the model's input size and normalised with the run's mean/std (config.json),
+--mean/--std, or CIFAR-10's training-set statistics.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def run(args) -> int:
         print(f"wrote {path}", flush=True)
     # Fig. 7 left and center: the weights alone
     # (with a convolutional stem, the filters that see pixels are the first conv's 3x3 kernels)
-    pixel_filters = "patch_embed.backbone.0.conv.weight" if cfg.conv_stem else "patch_embed.proj.weight"
+    pixel_filters = ("patch_embed.backbone.0.conv.weight" if cfg.conv_stem
+                     else "patch_embed.proj.weight")
     fan = model.params[pixel_filters][0].size
     wrote(P.plot_filter_pca(
         [(t, E.patch_embedding_pca(m.params[pixel_filters],

@@ -7,9 +7,10 @@
     minivit linprobe runs/mae-cifar-nano-...                        # or probe linearly
 
 The loop, its flags, run files, checkpoints and exact resume are those of ``minivit train``
-(minivit/training/loop.py with an objective from minivit/training/objectives/classification.py); labels are not used, and
-mixup, cutmix and label smoothing do not apply.  The epoch's validation loss uses the same
-masks every epoch.  RUN_DIR/model.safetensors holds the whole MAE (or MPP model).
+(minivit/training/loop.py with an objective from minivit/training/objectives/pretraining.py);
+labels are not used, and mixup, cutmix and label smoothing do not apply.  The epoch's
+validation loss uses the same masks every epoch.  RUN_DIR/model.safetensors holds the whole
+MAE (or MPP model).
 """
 
 from __future__ import annotations

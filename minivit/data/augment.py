@@ -4,8 +4,8 @@ Every function takes its random generator explicitly, made with
 ``minivit.backend.rng(seed, xp)`` on the same backend as the images, so a run is
 reproducible and there is no hidden global random state.  Mixup and CutMix draw only
 per-batch scalars (lambda, the box, the choice between them): give them a host generator
-(``minivit.backend.host_rng``), so that no draw is read back from the device. No Python loop runs over the
-samples of a batch: per-sample choices become index arrays and one gather.
+(``minivit.backend.host_rng``), so that no draw is read back from the device.  No Python
+loop runs over the samples of a batch: per-sample choices become index arrays and one gather.
 
 Images are (B, C, H, W). ``random_crop_flip`` and ``cutmix`` accept uint8 or float;
 ``mixup`` needs float (apply it after ``normalize``).

@@ -21,7 +21,8 @@ def channel_stats(x):
     Uses a 256-bin histogram per channel: exact, and no float copy of the images.
     """
     if x.dtype != np.uint8 or x.ndim != 4 or len(x) == 0:
-        raise ValueError(f"channel_stats needs uint8 images (N>0, C, H, W), got {x.dtype} {x.shape}")
+        raise ValueError("channel_stats needs uint8 images (N>0, C, H, W), "
+                         f"got {x.dtype} {x.shape}")
     levels = np.arange(256, dtype=np.float64) / 255.0
     mean, std = np.empty(x.shape[1]), np.empty(x.shape[1])
     for c in range(x.shape[1]):

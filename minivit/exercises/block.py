@@ -1,9 +1,9 @@
 """Exercise: the backward pass of a pre-LN encoder block (minivit/layers/block.py)."""
 
-from minivit.models.vit_config import get_config
 from minivit.exercises.exercise import Case, Exercise, WrongAnswer
-from minivit.models.init import param_shapes
 from minivit.layers.block import BLOCK_PARAM_NAMES, BlockCache, block_backward, block_forward
+from minivit.models.init import param_shapes
+from minivit.models.vit_config import get_config
 
 STATEMENT = """
 One encoder block, ViT equations (2) and (3), with the LayerNorm before each branch:

@@ -5,13 +5,14 @@ the library's forward pass runs on float64 inputs, a random upstream gradient ``
 drawn, and the learner's function gets the cache.  Each gradient it returns is compared with
 
     finite differences   of sum(forward(inputs) * dout), central, on up to ``fd_samples``
-                         entries of each tensor (minivit.reference.numerical.numerical_gradient)   TOL_FD64
+                         entries of each tensor                                       TOL_FD64
+                         (minivit.reference.numerical.numerical_gradient)
     minivit              the library's own backward on the same cache                 TOL_REF64
     PyTorch              autograd through the same forward, when torch is installed   TOL_REF64
 
-the thresholds of the library's own gradient tests (minivit/reference/numerical.py).  Gradients too small
-for finite differences to resolve are judged by their absolute error (gradcheck's
-``fd_scale_floor``).  Each comparison is one relative error over the whole tensor.
+the thresholds of the library's own gradient tests (minivit/reference/numerical.py).
+Gradients too small for finite differences to resolve are judged by their absolute error
+(gradcheck's ``fd_scale_floor``).  Each comparison is one relative error over the whole tensor.
 
 What the learner gets wrong is reported, never raised as minivit's own traceback:
 ``NotImplementedYet`` (the stub as written), ``LearnerError`` (their code raised: their
@@ -31,12 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minivit.backend import host_rng, to_device, to_numpy
-from minivit.reference.numerical import TOL_FD64, TOL_REF64, numerical_gradient, rel_error, sample_indices
 from minivit.errors import UserError
 from minivit.exercises.exercise import WrongAnswer
 from minivit.exercises.registry import get_exercise
 from minivit.exercises.text import marker_name
 from minivit.reference.gradcheck import fd_scale_floor
+from minivit.reference.numerical import (
+    TOL_FD64,
+    TOL_REF64,
+    numerical_gradient,
+    rel_error,
+    sample_indices,
+)
 
 H = 1e-5                     # finite-difference step (float64)
 COLUMNS = (("fd", "finite differences", TOL_FD64), ("ref", "minivit", TOL_REF64),

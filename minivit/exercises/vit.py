@@ -2,11 +2,11 @@
 
 import types
 
-from minivit.models.vit_config import get_config
 from minivit.exercises.block import random_params
 from minivit.exercises.exercise import Case, Exercise, WrongAnswer
 from minivit.models.init import param_shapes
 from minivit.models.vit import VisionTransformer, ViTCache
+from minivit.models.vit_config import get_config
 
 STATEMENT = """
 The whole Vision Transformer, ViT equations (1)-(4), as ``VisionTransformer.forward`` runs it:

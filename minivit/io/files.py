@@ -7,12 +7,12 @@
                                              tensors) or .npz (metadata entry k stored as a
                                              uint8 array of UTF-8 bytes named ``__k__``)
 
-A .safetensors file written here carries ``minivit_sha256_v2`` (CHECKSUM_KEY), a SHA-256 of
-every tensor's name, dtype, shape and bytes and of the other metadata (config, checkpoint
-state): a byte flipped anywhere raises CorruptFileError instead of loading silently (safetensors has no checksum; .npz has the zip's CRC-32).  Older files carry
-``minivit_sha256`` (the tensors only), still checked; a file with neither (from PyTorch, say)
-loads unchecked.  .npz files are read with ``allow_pickle=False``, each member's sizes checked
-against the zip directory before it is inflated (``check_npz_members``).
+A .safetensors file written here has ``minivit_sha256_v2`` (CHECKSUM_KEY), a SHA-256 of every
+tensor's name, dtype, shape and bytes and of the other metadata (config, checkpoint state): a byte
+flipped anywhere raises CorruptFileError instead of loading silently (safetensors has no checksum,
+.npz only the zip's CRC-32).  Older files have ``minivit_sha256`` (the tensors only), still checked;
+a file with neither (from PyTorch, say) loads unchecked.  .npz is read with ``allow_pickle=False``,
+each member's sizes checked against the zip directory before it is inflated (``check_npz_members``).
 
 A failed write (disk full, say) raises WriteError naming the file; the old file is intact.  A
 symbolic link where minivit would write or append (``open_for_append``) is refused: nothing is

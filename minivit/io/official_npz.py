@@ -8,7 +8,8 @@ patch-embedding convolution as (P, P, C, D) (HWIO); timm (and minivit) use PyTor
 and (D, C, P, P).  Attention keeps the heads as a separate axis.  The map, as timm's
 ``_load_weights`` does it (D = embed_dim, h = heads, d = D / h, H = mlp_dim, K = classes):
 
-    embedding/kernel (P, P, C, D)            -> patch_embed.proj.weight (D, C, P, P): transpose(3, 2, 0, 1)
+    embedding/kernel (P, P, C, D)            -> patch_embed.proj.weight (D, C, P, P):
+                                                transpose(3, 2, 0, 1)
     embedding/bias (D,)                      -> patch_embed.proj.bias
     cls (1, 1, D)                            -> cls_token
     Transformer/posembed_input/pos_embedding -> pos_embed (1, N+1, D)

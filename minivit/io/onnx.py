@@ -98,4 +98,5 @@ def check_onnx(path, model, images) -> float:
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
 
 
-__all__ = ["INPUT", "OUTPUT", "TORCH_HINT", "check_onnx", "export_onnx", "onnx_logits", "quiet_exporter"]
+__all__ = ["INPUT", "OUTPUT", "TORCH_HINT", "check_onnx", "export_onnx", "onnx_logits",
+           "quiet_exporter"]

@@ -1,7 +1,8 @@
 """Pre-trained encoders: the pre-training objectives' configs, and their models afterwards.
 
 ``objective_config`` builds the MAEConfig / MPPConfig of ``TrainConfig.objective = "mae" /
-"mpp"`` (the objective the loop trains is ``minivit.training.objectives.classification.Pretraining``).
+"mpp"`` (the objective the loop trains is
+``minivit.training.objectives.pretraining.Pretraining``).
 
 After pre-training, ``load_pretrained`` reads a run directory or a model file of any kind
 (ViT, MAE, MPP) and ``encoder_of`` gives its encoder as a ViTConfig and timm-named params,
@@ -95,7 +96,8 @@ def init_from_pretrained(model, path) -> None:
     diff = [f"{k}: {getattr(enc, k)} vs {getattr(cfg, k)}" for k in ARCHITECTURE
             if getattr(enc, k) != getattr(cfg, k)]
     if diff:
-        raise ValueError(f"{path}: the pre-trained encoder does not fit the model ({'; '.join(diff)})")
+        raise ValueError(f"{path}: the pre-trained encoder does not fit the model "
+                         f"({'; '.join(diff)})")
     for k in param_shapes(cfg):
         if k.startswith("head."):
             model.params[k] = model.params[k] * 0
@@ -135,5 +137,6 @@ def load_mpp(path, dtype=None) -> MaskedPatchPrediction:
         raise ValueError(f"{path}: {e}") from None
 
 
-__all__ = ["load_mae", "load_mpp", "save_mae", "save_mpp", "ARCHITECTURE", "OBJECTIVES", "encoder_of", "init_from_pretrained", "load_pretrained",
-           "objective_config", "with_pretrained_architecture"]
+__all__ = ["load_mae", "load_mpp", "save_mae", "save_mpp", "ARCHITECTURE", "OBJECTIVES",
+           "encoder_of", "init_from_pretrained", "load_pretrained", "objective_config",
+           "with_pretrained_architecture"]

@@ -27,12 +27,24 @@ from pathlib import Path
 
 from minivit.backend import get_backend
 from minivit.errors import UserError
-from minivit.io.files import (TEMP_TAG, WriteError, atomic_write_bytes, naming_write_errors,
-                              open_for_append, refuse_symlink, write_json)
+from minivit.io.files import (
+    TEMP_TAG,
+    WriteError,
+    atomic_write_bytes,
+    naming_write_errors,
+    open_for_append,
+    refuse_symlink,
+    write_json,
+)
 from minivit.io.json_files import read_json_file, read_jsonl
 from minivit.io.run_lock import LOCK_FILE, RunDirInUse, run_lock
-from minivit.io.run_schema import (EVAL_REPORT, METRICS_RECORD, RUN_INFO, STEP_RECORD,
-                                   check_eval_report)
+from minivit.io.run_schema import (
+    EVAL_REPORT,
+    METRICS_RECORD,
+    RUN_INFO,
+    STEP_RECORD,
+    check_eval_report,
+)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"

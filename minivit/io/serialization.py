@@ -57,9 +57,9 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
 
     Read off the shapes: patch_embed.proj.weight (D, C, P, P) -> embed_dim, in_chans,
     patch_size (or, after a convolutional stem patch_embed.backbone.{i}.conv.weight, its
-    channels, and P = 2**(number of convs)); pos_embed (1, N+1, D) -> image_size = sqrt(N) P; blocks.{i} -> depth;
-    mlp.fc1.weight (H, D) -> mlp_dim; head.weight (K, D) -> num_classes; qkv bias present or not;
-    dist_token present -> distilled (DeiT; pos_embed is then (1, N+2, D)).
+    channels, and P = 2**(number of convs)); pos_embed (1, N+1, D) -> image_size = sqrt(N) P;
+    blocks.{i} -> depth; mlp.fc1.weight (H, D) -> mlp_dim; head.weight (K, D) -> num_classes;
+    qkv bias present or not; dist_token present -> distilled (DeiT; pos_embed is then (1, N+2, D)).
     ``num_heads`` is in no shape (qkv is (3D, D) for every head count) and must be given.
     ``fields`` set the rest (pool, gelu, ...; defaults "token", "erf").
     """
@@ -70,7 +70,8 @@ def infer_config(shapes: dict, num_heads: int | None = None, **fields) -> ViTCon
     D, C, P, P2 = shapes["patch_embed.proj.weight"]
     if P != P2:
         raise ValueError(f"non-square patches {P}x{P2} are not supported")
-    stem = []                              # a convolutional stem: backbone.{i}.conv (C_i, C_{i-1}, 3, 3)
+    # a convolutional stem: backbone.{i}.conv (C_i, C_{i-1}, 3, 3)
+    stem = []
     while f"patch_embed.backbone.{len(stem)}.conv.weight" in shapes:
         stem.append(shapes[f"patch_embed.backbone.{len(stem)}.conv.weight"])
     if stem:
@@ -194,7 +195,8 @@ def save(model: VisionTransformer, path) -> None:
     """Write ``model.params`` (timm names and shapes) and ``model.config`` to ``path``.
 
     ``.safetensors`` or ``.npz`` by suffix; arrays are copied to the host; the write is atomic.
-    A ResNet (minivit.models.resnet) is written with its BatchNorm buffers (minivit.io.resnet_files).
+    A ResNet (minivit.models.resnet) is written with its BatchNorm buffers
+    (minivit.io.resnet_files).
     """
     if isinstance(model, ResNet):
         return save_resnet(model, path)

@@ -17,11 +17,12 @@ output (its backward masks dout by out > 0 first).
 Running statistics (buffers, not parameters: no gradient, no weight decay), updated after each
 training forward with momentum m (PyTorch's convention, m = 0.1) and the *unbiased* variance:
 
-    running_mean <- (1 - m) running_mean + m mu          running_var <- (1 - m) running_var + m var n / (n - 1)
+    running_mean <- (1 - m) running_mean + m mu
+    running_var  <- (1 - m) running_var + m var n / (n - 1)
 
 The update is its own function (``update_running_stats``), so that a batch split over threads
-(minivit.parallel.threads) can first pool the shards' statistics (``pool_batch_stats``) into those of
-the whole batch and update once, in a fixed order.
+(minivit.parallel.threads) can first pool the shards' statistics (``pool_batch_stats``) into
+those of the whole batch and update once, in a fixed order.
 
 Backward of training mode, with g = dout * weight:
 

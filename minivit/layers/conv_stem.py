@@ -12,8 +12,9 @@ halve the image that many times, so that 2**len(channels) = P and the feature ma
 (H/P) x (W/P) grid as P x P patches; then a 1 x 1 convolution ``patch_embed.proj`` projects
 each position's features to D.  Names follow timm's ``HybridEmbed``:
 
-    patch_embed.backbone.{i}.conv.weight (C_i, C_{i-1}, 3, 3)   .bias (C_i,)    C_{-1} = image channels
+    patch_embed.backbone.{i}.conv.weight (C_i, C_{i-1}, 3, 3)   .bias (C_i,)
     patch_embed.proj.weight (D, C_last, 1, 1)                    patch_embed.proj.bias (D,)
+    C_{-1} = image channels
 """
 
 from typing import NamedTuple

@@ -32,7 +32,8 @@ def gelu_forward(x, approximate="erf"):
     """x (...) -> (y (...), GELUCache)."""
     xp = array_module(x)
     if approximate == "erf":
-        cdf = normal_cdf(x)                                      # Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        # Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        cdf = normal_cdf(x)
         return x * cdf, GELUCache("erf", x, cdf)                 # gelu(x) = x Phi(x)
     if approximate == "tanh":
         t = xp.tanh(SQRT_2_OVER_PI * (x + TANH_C * x * x * x))

@@ -1,7 +1,8 @@
 """Softmax cross-entropy from logits, with label smoothing and soft targets.
 
     loss = -(1/B) sum_b sum_k t_bk log softmax(x_b)_k
-    dloss/dx_b = (softmax(x_b) sum_k t_bk - t_b) / B   (= (softmax(x_b) - t_b) / B when t_b sums to 1)
+    dloss/dx_b = (softmax(x_b) sum_k t_bk - t_b) / B
+               = (softmax(x_b) - t_b) / B            when t_b sums to 1
 
 Targets t: one-hot of integer labels, or given soft targets (mixup, cutmix); label smoothing
 eps mixes them with the uniform distribution as PyTorch does: t <- (1 - eps) t + eps / K.
@@ -65,13 +66,15 @@ def cross_entropy_device(logits, labels, label_smoothing=0.0):
     t = _targets(logits, labels, label_smoothing)
     logp = log_softmax(logits)
     loss = -(t * logp).sum() / B
-    dlogits = (xp.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / B   # = (p - t) / B when t sums to 1
+    # dlogits = (p - t) / B when t sums to 1
+    dlogits = (xp.exp(logp) * t.sum(axis=-1, keepdims=True) - t) / B
     return loss, dlogits
 
 
 def _check_inputs(logits, labels, label_smoothing):
     if not hasattr(logits, "ndim") or logits.ndim != 2:
-        raise ValueError(f"logits must have shape (B, K), got {getattr(logits, 'shape', type(logits))}")
+        raise ValueError("logits must have shape (B, K), "
+                         f"got {getattr(logits, 'shape', type(logits))}")
     if logits.dtype.kind != "f":
         raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
     if not hasattr(labels, "ndim"):
@@ -80,4 +83,5 @@ def _check_inputs(logits, labels, label_smoothing):
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     xp = array_module(logits)
     if array_module(labels) is not xp:
-        raise ValueError("logits and labels are on different backends; move both with minivit.to_device")
+        raise ValueError("logits and labels are on different backends; "
+                         "move both with minivit.to_device")

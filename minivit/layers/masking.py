@@ -95,7 +95,8 @@ def gather_tokens_forward(x, ids):
 
 
 def gather_tokens_backward(dout, cache):
-    """dout (B, K, D) -> dx (B, N, D): each row goes back where it was taken from, zeros elsewhere."""
+    """dout (B, K, D) -> dx (B, N, D): each row goes back where it was taken from, zeros
+    elsewhere."""
     rows, shape = cache
     xp = array_module(dout)
     B, N, D = shape

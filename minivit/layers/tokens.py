@@ -38,5 +38,6 @@ def embed_tokens_forward(patch_tokens, cls_token, pos_embed):
 
 
 def embed_tokens_backward(dz0, cache=None):
-    """dz0 (B, N+1, D) -> (dpatch_tokens (B, N, D), dcls_token (1, 1, D), dpos_embed (1, N+1, D))."""
+    """dz0 (B, N+1, D) -> (dpatch_tokens (B, N, D), dcls_token (1, 1, D),
+    dpos_embed (1, N+1, D))."""
     return embed_prefix_backward(dz0, 1)

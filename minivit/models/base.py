@@ -6,11 +6,12 @@ models (MAE, masked patch prediction), the config fields and checks of their ViT
 A subclass names its parameters with ``param_shapes(config)`` and the ViTConfig its images
 must fit with ``vit_config``.
 
-Parameters and gradients each live in one flat buffer (minivit/models/flat_params.py): ``model.params`` and
-``model.grads`` are dicts of named views (timm names, the tensors' shapes) into
-``model.flat_params`` / ``model.flat_grads``.  Assigning ``model.params[k] = array`` (or
-``model.params = dict``) copies into the views; a backward pass ends with ``store_grads``,
-which writes every gradient into its view in one concatenation.
+Parameters and gradients each live in one flat buffer (minivit/models/flat_params.py):
+``model.params`` and ``model.grads`` are dicts of named views (timm names, the tensors'
+shapes) into ``model.flat_params`` / ``model.flat_grads``.  Assigning
+``model.params[k] = array`` (or ``model.params = dict``) copies into the views; a backward
+pass ends with ``store_grads``, which writes every gradient into its view in one
+concatenation.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class ModelBase:
 
     def replica(self):
         """A model that shares this one's parameter buffer but keeps its own activations,
-        gradient buffer and generator (one per thread in ``minivit.parallel.threads.DataParallel``)."""
+        gradient buffer and generator (one per thread in
+        ``minivit.parallel.threads.DataParallel``)."""
         r = copy.copy(self)
         r._new_grad_buffer()
         r.rng = make_rng(0, array_module(self._params.flat))
@@ -170,7 +172,8 @@ class ModelBase:
     def pop_cache(self):
         """The last forward's cache, released (each forward allows one backward)."""
         if self._cache is None:
-            raise RuntimeError("backward() needs a forward() first (each forward allows one backward)")
+            raise RuntimeError("backward() needs a forward() first "
+                               "(each forward allows one backward)")
         cache, self._cache = self._cache, None
         return cache
 

@@ -62,7 +62,8 @@ def param_shapes(cfg: ViTConfig) -> dict:
             if k == "attn.qkv.bias" and not cfg.qkv_bias:
                 continue
             shapes[f"blocks.{i}.{k}"] = s
-    shapes.update({"norm.weight": (D,), "norm.bias": (D,), "head.weight": (K, D), "head.bias": (K,)})
+    shapes.update({"norm.weight": (D,), "norm.bias": (D,), "head.weight": (K, D),
+                   "head.bias": (K,)})
     if cfg.distilled:                                      # timm registers these last
         shapes.update({"dist_token": (1, 1, D), "head_dist.weight": (K, D),
                        "head_dist.bias": (K,)})

@@ -112,9 +112,9 @@ def mae_param_shapes(cfg: MAEConfig) -> dict:
 
 
 def init_mae_params(cfg: MAEConfig, seed=0, dtype="float32") -> dict:
-    """Encoder and decoder blocks as timm initialises a ViT (``minivit.models.init``); decoder_embed,
-    decoder_pred and a learned decoder_pos_embed truncated normal 0.02, biases zero;
-    mask_token normal 0.02 as in the MAE code."""
+    """Encoder and decoder blocks as timm initialises a ViT (``minivit.models.init``);
+    decoder_embed, decoder_pred and a learned decoder_pos_embed truncated normal 0.02, biases
+    zero; mask_token normal 0.02 as in the MAE code."""
     enc = init_params(cfg.encoder, seed=seed, dtype=dtype)
     dec = init_params(cfg.decoder_config(), seed=seed + 1, dtype=dtype)
     gen = host_rng([seed, 2])

@@ -83,7 +83,8 @@ class VisionTransformer(ModelBase):
     def stem_convs(self):
         """[(weight, bias), ...] of the convolutional stem; [] for a plain patchify ViT."""
         p = self.params
-        return [(p[f"patch_embed.backbone.{i}.conv.weight"], p[f"patch_embed.backbone.{i}.conv.bias"])
+        return [(p[f"patch_embed.backbone.{i}.conv.weight"],
+                 p[f"patch_embed.backbone.{i}.conv.bias"])
                 for i in range(len(self.config.conv_stem))]
 
     def embed_patches(self, images):
@@ -227,8 +228,9 @@ class VisionTransformer(ModelBase):
 
     def __repr__(self):
         c = self.config
-        return (f"VisionTransformer({c.name}: {c.image_size}px, patch {c.patch_size}, D={c.embed_dim}, "
-                f"depth={c.depth}, heads={c.num_heads}, mlp={c.mlp_dim}, pool={c.pool}, "
+        return (f"VisionTransformer({c.name}: {c.image_size}px, patch {c.patch_size}, "
+                f"D={c.embed_dim}, depth={c.depth}, heads={c.num_heads}, mlp={c.mlp_dim}, "
+                f"pool={c.pool}, "
                 f"{'conv stem ' + str(list(c.conv_stem)) + ', ' if c.conv_stem else ''}"
                 f"{'distilled, ' if c.distilled else ''}"
                 f"{self.num_params():,} params, {self.dtype}, {get_backend()})")

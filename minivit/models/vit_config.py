@@ -69,7 +69,8 @@ class ViTConfig:
         if self.gelu not in GELUS:
             raise ValueError(f"config.gelu must be one of {GELUS}, got {self.gelu!r}")
         if self.head_init not in ("trunc_normal", "zeros"):
-            raise ValueError(f"config.head_init must be 'trunc_normal' or 'zeros', got {self.head_init!r}")
+            raise ValueError("config.head_init must be 'trunc_normal' or 'zeros', "
+                             f"got {self.head_init!r}")
         self._check_conv_stem()
         for k in STOCHASTIC_FIELDS:
             v = getattr(self, k)
@@ -190,7 +191,8 @@ def get_config(name_or_config, **overrides) -> ViTConfig:
         cfg = name_or_config
     elif isinstance(name_or_config, str):
         if name_or_config not in CONFIGS:
-            raise ValueError(f"unknown config {name_or_config!r}; expected one of {sorted(CONFIGS)}")
+            raise ValueError(f"unknown config {name_or_config!r}; "
+                             f"expected one of {sorted(CONFIGS)}")
         cfg = CONFIGS[name_or_config]
     else:
         raise TypeError(f"expected a config name or ViTConfig, got {type(name_or_config).__name__}")

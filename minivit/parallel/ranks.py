@@ -1,5 +1,5 @@
-"""Data-parallel training over N ranks (MPI processes, minivit/parallel/mpi.py): one model, each rank
-computing the gradient of its share of every global batch.
+"""Data-parallel training over N ranks (MPI processes, minivit/parallel/mpi.py): one model,
+each rank computing the gradient of its share of every global batch.
 
 One step on rank r of N, global batch B (``Objective.step``, minivit/training/objectives/base.py):
 

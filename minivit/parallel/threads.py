@@ -36,7 +36,6 @@ from minivit.backend import array_module, get_backend, host_xp, to_device
 from minivit.backend import rng as make_rng
 from minivit.models.vit_config import STOCHASTIC_FIELDS
 
-
 THREADS_PER_CORE = 4         # --threads above this many per core: refused
 
 

@@ -5,15 +5,15 @@ respect to every parameter tensor and to the input images.  Each of those gradie
 compared with two independent answers:
 
 * central finite differences, (L(x + h e_i) - L(x - h e_i)) / 2h, on a deterministic random
-  sample of entries of each tensor (``minivit.reference.numerical.sample_indices``): two forward passes per
-  entry, always in float64 (a float32 model is copied to float64 for this).  A perturbed
-  parameter of block i only changes what comes after it, so those passes start at block i
-  (``StagedLoss``);
+  sample of entries of each tensor (``minivit.reference.numerical.sample_indices``): two
+  forward passes per entry, always in float64 (a float32 model is copied to float64 for
+  this).  A perturbed parameter of block i only changes what comes after it, so those passes
+  start at block i (``StagedLoss``);
 * PyTorch autograd on the full tensor (``minivit/reference/torch_twin.py``), when torch is
   installed.  PyTorch is optional: it is imported here only inside ``torch_errors``.
 
-Each comparison is one relative error, ``minivit.reference.numerical.rel_error``, checked against the
-thresholds of ``minivit.reference.numerical``:
+Each comparison is one relative error, ``minivit.reference.numerical.rel_error``, checked
+against the thresholds of ``minivit.reference.numerical``:
 
     finite differences      TOL_FD64 (1e-6) for a float64 model; TOL_REF32 (1e-5) for float32
     PyTorch                 TOL_REF64 (1e-10) for float64;       TOL_REF32 (1e-5) for float32
@@ -127,7 +127,8 @@ def float64_copy(model: VisionTransformer) -> VisionTransformer:
     """The same model in float64 (itself when it already is): finite differences need it."""
     if model.dtype.name == "float64":
         return model
-    return VisionTransformer(model.config, {k: v.astype("float64") for k, v in model.params.items()})
+    return VisionTransformer(model.config,
+                             {k: v.astype("float64") for k, v in model.params.items()})
 
 
 class StagedLoss:

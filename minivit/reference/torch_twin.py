@@ -229,6 +229,6 @@ def reference_gradients(config, params: dict, images, labels, label_smoothing: f
     return from_torch(logits), loss.item(), torch_grads(module), from_torch(x.grad)
 
 
-__all__ = ["Attention", "Block", "HybridEmbed", "LN_EPS", "Mlp", "PatchEmbed", "TorchViT", "build_torch_vit",
-           "from_torch", "load_minivit_params", "reference_gradients", "to_torch", "torch_dtype",
-           "torch_grads"]
+__all__ = ["Attention", "Block", "HybridEmbed", "LN_EPS", "Mlp", "PatchEmbed", "TorchViT",
+           "build_torch_vit", "from_torch", "load_minivit_params", "reference_gradients",
+           "to_torch", "torch_dtype", "torch_grads"]

@@ -208,5 +208,5 @@ def stop_on_sigterm():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
-__all__ = ["CHECKPOINT_FORMAT", "Progress", "Snapshot", "load_checkpoint", "rng_state", "save_checkpoint",
-           "set_rng_state", "stop_on_sigterm"]
+__all__ = ["CHECKPOINT_FORMAT", "Progress", "Snapshot", "load_checkpoint", "rng_state",
+           "save_checkpoint", "set_rng_state", "stop_on_sigterm"]

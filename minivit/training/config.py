@@ -105,11 +105,13 @@ class TrainConfig:
     max_steps: int | None = None            # stop (resumably) once this many steps are done
     time_limit: float | None = None         # minutes; stop (resumably) after this long
     progress: bool = True                   # tqdm progress bar
-    # objective: "classify", or pre-training ("mae", "mpp"; labels unused, see minivit.io.pretrained)
+    # objective: "classify", or pre-training ("mae", "mpp"; labels unused,
+    # see minivit.io.pretrained)
     objective: str = "classify"
     objective_options: dict = field(default_factory=dict)  # MAEConfig / MPPConfig fields
     init_from: str | None = None            # classify: start from this checkpoint's encoder
-    # distillation (DeiT, minivit/training/objectives/distillation.py): a distilled ViT learns from a teacher
+    # distillation (DeiT, minivit/training/objectives/distillation.py): a distilled ViT
+    # learns from a teacher
     teacher: str | None = None              # a trained run directory or model file
     distill: str | None = None              # "hard" (the default with a teacher) or "soft"
     distill_tau: float = 3.0                # soft: temperature (DeiT's 3.0)
@@ -202,7 +204,8 @@ class TrainConfig:
         if self.objective != "classify":
             from minivit.io.pretrained import objective_config
             if not isinstance(self.objective_options, dict):
-                raise ValueError(f"objective options must be a dict, got {self.objective_options!r}")
+                raise ValueError("objective options must be a dict, "
+                                 f"got {self.objective_options!r}")
             objective_config(self.objective, get_config(self.model, **self.model_overrides),
                              self.objective_options)
             if self.mixup or self.cutmix or self.init_from:

@@ -11,12 +11,12 @@ After the t-th optimizer step (t = 1, 2, ...) the average moves towards the para
     decay_t = min(decay, t / (t + 9))              # the warmup: (1 + n) / (10 + n), n = t - 1
     ema     = ema + (1 - decay_t) * (params - ema) # = decay_t * ema + (1 - decay_t) * params
 
-as three in-place operations over the flat parameter buffer (minivit/models/flat_params.py); the decay is
-a Python number, so nothing is read back from the device.  The warmup (TensorFlow's
-``ExponentialMovingAverage`` with ``num_updates``) lets the average forget the initial weights
-within the first steps of a short run; it reaches ``decay`` after 9 * decay / (1 - decay)
-steps (8,991 for 0.999; the default recipe has 13,338).  The average starts from the
-parameters as they are when it is made (after ``--init-from``).
+as three in-place operations over the flat parameter buffer (minivit/models/flat_params.py);
+the decay is a Python number, so nothing is read back from the device.  The warmup
+(TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``) lets the average forget the
+initial weights within the first steps of a short run; it reaches ``decay`` after
+9 * decay / (1 - decay) steps (8,991 for 0.999; the default recipe has 13,338).  The average
+starts from the parameters as they are when it is made (after ``--init-from``).
 
 The average is the optimizer's state too: ``state_dict`` adds "ema.<name>" views of its
 buffer to the optimizer's, so a checkpoint stores it and a resume continues bit for bit;

@@ -5,12 +5,12 @@ so trajectories agree with PyTorch to rounding (tests/reference/test_torch_twin.
 a flat dict of arrays ("step", "exp_avg.<name>", ...) that ``state_dict`` /
 ``load_state_dict`` save and restore.
 
-AdamW updates one flat buffer (minivit/models/flat_params.py): a model's ``params`` / ``grads`` are views into
-``flat_params`` / ``flat_grads``, so a step is a dozen whole-buffer operations done in place,
-element for element the same arithmetic as the per-tensor rule.  Plain dicts of arrays work
-too: they are packed into a buffer for the step and each entry is replaced by its new value.
-The gradient norm and clipping run on the device over the flat gradient buffer (one
-reduction, the scale applied in place); nothing is read back to the host.
+AdamW updates one flat buffer (minivit/models/flat_params.py): a model's ``params`` /
+``grads`` are views into ``flat_params`` / ``flat_grads``, so a step is a dozen whole-buffer
+operations done in place, element for element the same arithmetic as the per-tensor rule.
+Plain dicts of arrays work too: they are packed into a buffer for the step and each entry is
+replaced by its new value.  The gradient norm and clipping run on the device over the flat
+gradient buffer (one reduction, the scale applied in place); nothing is read back to the host.
 
 Weight decay is not applied to biases, norm weights (every 1-D parameter), the class token or
 the position embeddings, as in timm (``no_weight_decay`` + 1-D rule).

@@ -23,7 +23,8 @@ def warmup_cosine(step: int, base_lr: float, total_steps: int, warmup_steps: int
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], "
+                         f"got {warmup_steps}")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))

@@ -1,4 +1,5 @@
-"""minivit.analysis.attention: the ViT paper's Fig. 6/7 analyses on inputs whose answers are known."""
+"""minivit.analysis.attention: the ViT paper's Fig. 6/7 analyses on inputs whose answers are
+known."""
 
 import itertools
 import math

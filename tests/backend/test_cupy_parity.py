@@ -22,7 +22,8 @@ def _run(name, images, labels, **overrides):
         logits = model.forward(x)
         loss, dlogits = minivit.cross_entropy(logits, y, label_smoothing=0.1)
         dimages = model.backward(dlogits)
-        out = {"logits": logits, "dimages": dimages, **{"grad." + k: g for k, g in model.grads.items()}}
+        out = {"logits": logits, "dimages": dimages,
+               **{"grad." + k: g for k, g in model.grads.items()}}
         return loss, {k: backend.to_numpy(v) for k, v in out.items()}
     finally:
         backend.set_backend("numpy")

@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-safe_open = pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])").safe_open
+safe_open = pytest.importorskip("safetensors",
+                                reason="runs save .safetensors files (.[io])").safe_open
 load_file = pytest.importorskip("safetensors.numpy").load_file
 
 import minivit.io.rundir as R

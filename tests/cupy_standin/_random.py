@@ -36,7 +36,8 @@ class XORWOW(BitGenerator):
     def _store(self):
         s = self._pcg.state
         raw = (s["state"]["state"].to_bytes(16, "little") + s["state"]["inc"].to_bytes(16, "little")
-               + int(s["has_uint32"]).to_bytes(8, "little") + int(s["uinteger"]).to_bytes(8, "little"))
+               + int(s["has_uint32"]).to_bytes(8, "little")
+               + int(s["uinteger"]).to_bytes(8, "little"))
         self._state._a[...] = np.frombuffer(raw, dtype=np.int8)
 
     def _load(self):

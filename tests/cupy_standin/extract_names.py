@@ -26,7 +26,8 @@ def main():
     wheel = sys.argv[1] if len(sys.argv) > 1 else "unknown wheel"
     sections = {
         "cupy": _public(cupy, lambda n: not n.startswith("_")),
-        "cupy.ndarray": _public(cupy.ndarray, lambda n: not n.startswith("_") or n.startswith("__")),
+        "cupy.ndarray": _public(cupy.ndarray,
+                                lambda n: not n.startswith("_") or n.startswith("__")),
         "cupy.ufunc": _public(cupy.ufunc, lambda n: not n.startswith("_")),
         "cupy.random": _public(cupy.random, lambda n: not n.startswith("_")),
         "cupy.random.Generator": _public(cupy.random.Generator, lambda n: not n.startswith("_")),
@@ -41,9 +42,11 @@ def main():
     }
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "names_cupy14.txt")
     with open(out, "w") as f:
-        f.write(f"# Public names of CuPy {cupy.__version__}, written by tests/cupy_standin/extract_names.py\n")
+        f.write(f"# Public names of CuPy {cupy.__version__}, "
+                "written by tests/cupy_standin/extract_names.py\n")
         f.write(f"# from the wheel {wheel} (imported without a GPU).\n")
-        f.write("# One '[namespace]' line, then one name per line.  The stand-in refuses any other name.\n")
+        f.write("# One '[namespace]' line, then one name per line.  "
+                "The stand-in refuses any other name.\n")
         for section, names in sections.items():
             f.write(f"[{section}]\n")
             f.writelines(n + "\n" for n in names)

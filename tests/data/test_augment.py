@@ -37,9 +37,9 @@ def test_crop_is_a_shifted_window_of_the_padded_image(xp):
     padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     seen = []
     for i in range(len(x)):  # find the (top, left, flipped) window that each output is
-        windows = {(t, l): padded[i, :, t:t + 8, l:l + 8]
-                   for t in range(2 * p + 1) for l in range(2 * p + 1)}
-        hits = [(t, l, f) for (t, l), w in windows.items() for f in (0, 1)
+        windows = {(t, left): padded[i, :, t:t + 8, left:left + 8]
+                   for t in range(2 * p + 1) for left in range(2 * p + 1)}
+        hits = [(t, left, f) for (t, left), w in windows.items() for f in (0, 1)
                 if np.array_equal(out[i], w[..., ::-1] if f else w)]
         assert len(hits) == 1, f"sample {i} is not a window of its padded input"
         seen.append(hits[0])

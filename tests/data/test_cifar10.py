@@ -380,9 +380,10 @@ def _int(v: int) -> bytes:
 def _dtype(code: bytes, fields: bytes = b"NN", flags: int = 0, elsize: int = -1) -> bytes:
     """numpy.dtype(code, False, True) then BUILD with the state (3, '|', None, names, fields,
     elsize, alignment, flags), as NumPy pickles a dtype."""
-    return (_global(b"numpy", b"dtype") + _s(code) + b"\x89\x88\x87R"  # NEWFALSE NEWTRUE TUPLE3 REDUCE
+    return (_global(b"numpy", b"dtype") + _s(code)
+            + b"\x89\x88\x87R"                                     # NEWFALSE NEWTRUE TUPLE3 REDUCE
             + b"(K\x03" + _s(b"|") + b"N" + fields + _int(elsize) + _int(-1 if elsize < 0 else 1)
-            + _int(flags) + b"tb")                                       # MARK ... TUPLE BUILD
+            + _int(flags) + b"tb")                                 # MARK ... TUPLE BUILD
 
 
 def _array(shape: bytes, dtype: bytes, raw: bytes) -> bytes:
@@ -441,7 +442,8 @@ def test_object_dtype_pickle_is_refused_without_a_crash(tmp_path, meta, expect):
     ("data_batch_1", ZERO_STRIDES, "numpy.ndarray called directly"),
     ("data_batch_2", MEMO_BOMB, f"memo index {2**27} is beyond the limit of {MAX_MEMO}"),
     ("batches.meta", DEEP_META, "nested too deep"),
-    ("batches.meta", _dict(label_names=(b"]" * 200 + b"a" * 199)), f"nested more than {MAX_DEPTH} deep"),
+    ("batches.meta", _dict(label_names=(b"]" * 200 + b"a" * 199)),
+     f"nested more than {MAX_DEPTH} deep"),
     ("data_batch_3", _dict(data=_array(b"K\x02\x85", _dtype(b"u1"), b"A"), labels=b"]"),
      "needs 2 bytes of data, the file holds 1"),
     ("data_batch_4", _dict(data=_array(_int(-1) + b"\x85", _dtype(b"u1"), b""), labels=b"]"),

@@ -20,7 +20,8 @@ from minivit.erf.fdlibm import erf_fdlibm, erf_float32, erf_numpy
 
 def _ref(x) -> np.ndarray:
     """math.erf elementwise, in float64 (the reference; CPython uses libm's erf)."""
-    return np.array([math.erf(float(v)) for v in np.ravel(x)], dtype=np.float64).reshape(np.shape(x))
+    return np.array([math.erf(float(v)) for v in np.ravel(x)],
+                    dtype=np.float64).reshape(np.shape(x))
 
 
 def _same_bits(a, b) -> bool:
@@ -60,7 +61,8 @@ def test_coefficients_match_their_bit_patterns():
 
 
 def test_module_does_not_import_numpy_or_cupy():
-    src = pathlib.Path(special.__file__).read_text() + pathlib.Path(special_tables.__file__).read_text()
+    src = (pathlib.Path(special.__file__).read_text()
+           + pathlib.Path(special_tables.__file__).read_text())
     for line in src.splitlines():
         words = line.split()
         assert words[:2] not in (["import", "numpy"], ["import", "cupy"]), line
@@ -214,7 +216,8 @@ def _ulp32(ref):
 
 
 def _every_float32(step):
-    """Every ``step``-th non-negative finite float32 bit pattern (subnormals included), both signs."""
+    """Every ``step``-th non-negative finite float32 bit pattern (subnormals included), both
+    signs."""
     bits = np.arange(0, np.float32(np.inf).view(np.uint32), step, dtype=np.uint32)
     x = bits.view(np.float32)
     return np.concatenate([x, -x])
@@ -266,7 +269,7 @@ def test_float32_fast_erf_is_odd_blocked_and_leaves_its_input_alone(monkeypatch)
     whole = erf_float32(x)
     assert _same_bits(x, keep)
     assert _same_bits(erf_float32(-x), -whole)
-    monkeypatch.setattr(special_float32, "_BLOCK32", 256)                   # 15 blocks, last partial
+    monkeypatch.setattr(special_float32, "_BLOCK32", 256)           # 15 blocks, last partial
     assert _same_bits(erf_float32(x), whole)
     assert _same_bits(erf_float32(x.T), whole.T)                    # non-contiguous input
 
@@ -295,7 +298,7 @@ def test_normal_cdf_float32_is_within_4e7_of_the_exact_value_and_blocked_alike(m
     assert y.min() >= 0.0 and y.max() <= 1.0
     assert list(normal_cdf(np.float32([np.inf, -np.inf]))) == [1.0, 0.0]
     assert np.isnan(normal_cdf(np.float32([np.nan]))).all()
-    monkeypatch.setattr(special_float32, "_BLOCK32", 256)                   # many blocks, one partial
+    monkeypatch.setattr(special_float32, "_BLOCK32", 256)           # many blocks, one partial
     assert _same_bits(normal_cdf(x), y)
 
 

@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from minivit.reference import numerical as checks
 from minivit.exercises.grader import COLUMNS, NotImplementedYet, check_file, grade, load_function
 from minivit.exercises.registry import EXERCISES, number_of
 from minivit.exercises.text import exercise_file, marker_name
+from minivit.reference import numerical as checks
 
 NAMES = list(EXERCISES)
 SLOW = {"vit"}

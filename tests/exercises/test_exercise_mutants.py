@@ -101,7 +101,8 @@ MUTANTS = {
          "layernorm_backward(dm, c.ln1)"),
         ("norm1's weight and bias swapped", 'g["norm1.weight"], g["norm1.bias"] =',
          'g["norm1.bias"], g["norm1.weight"] ='),
-        ("the MLP branch skipped", "da = drop_path_backward(dz1,", "da = drop_path_backward(dz_out,"),
+        ("the MLP branch skipped", "da = drop_path_backward(dz1,",
+         "da = drop_path_backward(dz_out,"),
     ],
     "vit": [
         ("the class token read from token 1", "dz[:, 0] = dpooled", "dz[:, 1] = dpooled"),

@@ -46,7 +46,8 @@ def official_layout(model, prefix=""):
         w[a + "out/kernel"] = np.einsum("che->hec", p[o + "attn.proj.weight"].reshape(D, h, d))
         w[a + "out/bias"] = p[o + "attn.proj.bias"]
         for flax, timm in (("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")):
-            w[b + flax + "/scale"], w[b + flax + "/bias"] = p[o + timm + ".weight"], p[o + timm + ".bias"]
+            w[b + flax + "/scale"] = p[o + timm + ".weight"]
+            w[b + flax + "/bias"] = p[o + timm + ".bias"]
         for r in range(2):
             w[b + f"MlpBlock_3/Dense_{r}/kernel"] = p[o + f"mlp.fc{r + 1}.weight"].T
             w[b + f"MlpBlock_3/Dense_{r}/bias"] = p[o + f"mlp.fc{r + 1}.bias"]
@@ -149,7 +150,8 @@ def test_unknown_and_missing_names_are_all_listed(tmp_path):
 def test_shape_problems_are_reported(tmp_path):
     w = official_layout(_model())
     w["Transformer/encoderblock_0/MlpBlock_3/Dense_1/bias"] = np.zeros(13)
-    with pytest.raises(ValueError, match=r"blocks\.0\.mlp\.fc2\.bias: got \(13,\), expected \(12,\)"):
+    with pytest.raises(ValueError,
+                       match=r"blocks\.0\.mlp\.fc2\.bias: got \(13,\), expected \(12,\)"):
         minivit.load_official_npz(_write(tmp_path / "bad.npz", w))
 
 

@@ -44,7 +44,8 @@ def _conv2d_loops(x, w, b, stride, padding):
 
 @settings(max_examples=12)
 @given(B=st.integers(1, 2), C=st.integers(1, 3), F=st.integers(1, 3), k=st.integers(1, 3),
-       stride=st.integers(1, 3), padding=st.integers(0, 2), H=st.integers(3, 7), W=st.integers(3, 7))
+       stride=st.integers(1, 3), padding=st.integers(0, 2), H=st.integers(3, 7),
+       W=st.integers(3, 7))
 def test_conv2d_is_the_convolution_sum(xp, B, C, F, k, stride, padding, H, W):
     x, w, b = randn(xp, B, C, H, W), randn(xp, F, C, k, k, seed=1), randn(xp, F, seed=2)
     out, _ = conv2d_forward(x, w, b, stride, padding)

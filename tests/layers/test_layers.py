@@ -81,7 +81,8 @@ def _conv2d_stride_p(x, w, b):
 
 @given(B=small, C=st.integers(1, 3), P=st.integers(1, 4), g=st.integers(1, 3), D=st.integers(1, 6))
 def test_patch_embedding_is_a_stride_p_convolution(xp, B, C, P, g, D):
-    x, w, b = randn(xp, B, C, g * P, g * P, seed=1), randn(xp, D, C, P, P, seed=2), randn(xp, D, seed=3)
+    x, w, b = (randn(xp, B, C, g * P, g * P, seed=1), randn(xp, D, C, P, P, seed=2),
+               randn(xp, D, seed=3))
     tokens, _ = patch_embed_forward(x, w, b)
     expect = _conv2d_stride_p(to_numpy(x), to_numpy(w), to_numpy(b))
     assert rel_error(tokens, expect) < 1e-13
@@ -89,13 +90,15 @@ def test_patch_embedding_is_a_stride_p_convolution(xp, B, C, P, g, D):
 
 @given(B=small, C=st.integers(1, 3), P=st.integers(1, 3), g=st.integers(1, 3), D=st.integers(1, 5))
 def test_patch_embed_gradients(xp, B, C, P, g, D):
-    x, w, b = randn(xp, B, C, g * P, g * P, seed=1), randn(xp, D, C, P, P, seed=2), randn(xp, D, seed=3)
+    x, w, b = (randn(xp, B, C, g * P, g * P, seed=1), randn(xp, D, C, P, P, seed=2),
+               randn(xp, D, seed=3))
     check_layer(patch_embed_forward, patch_embed_backward, [x, w, b], ["images", "weight", "bias"])
 
 
 @given(B=small, N=st.integers(1, 5), D=st.integers(1, 5))
 def test_class_token_and_position_embedding_gradients(xp, B, N, D):
-    tokens, cls, pos = randn(xp, B, N, D, seed=1), randn(xp, 1, 1, D, seed=2), randn(xp, 1, N + 1, D, seed=3)
+    tokens, cls, pos = (randn(xp, B, N, D, seed=1), randn(xp, 1, 1, D, seed=2),
+                        randn(xp, 1, N + 1, D, seed=3))
     z0, _ = embed_tokens_forward(tokens, cls, pos)
     assert z0.shape == (B, N + 1, D)
     assert rel_error(z0[:, 0], xp.broadcast_to((cls + pos[:, :1])[0], (B, D))) == 0
@@ -122,7 +125,8 @@ def test_linear_gradients(xp, B, T, fin, fout, bias):
 # (D >= 3: with D = 2 every normalised token is (+-1, -+1), so dx is ~0 and the check is vacuous)
 def test_layernorm_gradients(xp, B, T, D, scale):
     x = randn(xp, B, T, D, seed=1, scale=scale)
-    check_layer(layernorm_forward, layernorm_backward, [x, randn(xp, D, seed=2), randn(xp, D, seed=3)],
+    check_layer(layernorm_forward, layernorm_backward,
+                [x, randn(xp, D, seed=2), randn(xp, D, seed=3)],
                 h=1e-5 * min(scale, 1.0))   # the step must be small against the inputs
 
 
@@ -358,7 +362,8 @@ def test_block_gradients(xp, B, T, heads, d, drop, approximate):
               "mlp.fc1.bias": (H,), "mlp.fc2.weight": (D, H), "mlp.fc2.bias": (D,)}
     assert tuple(shapes) == BLOCK_PARAM_NAMES
     names = list(shapes)
-    inputs = [randn(xp, B, T, D, seed=99)] + [randn(xp, *s, seed=i) for i, s in enumerate(shapes.values())]
+    inputs = ([randn(xp, B, T, D, seed=99)]
+              + [randn(xp, *s, seed=i) for i, s in enumerate(shapes.values())])
 
     def fwd(z, *ps):
         return block_forward(z, dict(zip(names, ps)), heads, approximate, drop, drop, drop,

@@ -90,7 +90,8 @@ def test_split_heads_returns_both_heads_in_evaluation(xp):
     assert logits.shape == (2, 3, 5) and rel_error(logits, both) < 1e-15
     assert attn[0].shape == (3, 2, 4 + 2, 4 + 2)
     with pytest.raises(ValueError, match="needs a distilled model"):
-        minivit.create_model("cifar-nano", dtype="float64", **TINY).forward(images, split_heads=True)
+        minivit.create_model("cifar-nano", dtype="float64",
+                             **TINY).forward(images, split_heads=True)
 
 
 @pytest.mark.parametrize("train", [True, False])

@@ -48,12 +48,14 @@ def test_parameter_names_and_shapes_are_timms():
               "patch_embed.proj.weight": (D, 3, 4, 4), "patch_embed.proj.bias": (D,)}
     for i in range(2):
         expect.update({f"blocks.{i}.norm1.weight": (D,), f"blocks.{i}.norm1.bias": (D,),
-                       f"blocks.{i}.attn.qkv.weight": (3 * D, D), f"blocks.{i}.attn.qkv.bias": (3 * D,),
+                       f"blocks.{i}.attn.qkv.weight": (3 * D, D),
+                       f"blocks.{i}.attn.qkv.bias": (3 * D,),
                        f"blocks.{i}.attn.proj.weight": (D, D), f"blocks.{i}.attn.proj.bias": (D,),
                        f"blocks.{i}.norm2.weight": (D,), f"blocks.{i}.norm2.bias": (D,),
                        f"blocks.{i}.mlp.fc1.weight": (H, D), f"blocks.{i}.mlp.fc1.bias": (H,),
                        f"blocks.{i}.mlp.fc2.weight": (D, H), f"blocks.{i}.mlp.fc2.bias": (D,)})
-    expect.update({"norm.weight": (D,), "norm.bias": (D,), "head.weight": (K, D), "head.bias": (K,)})
+    expect.update({"norm.weight": (D,), "norm.bias": (D,), "head.weight": (K, D),
+                   "head.bias": (K,)})
     assert list(m.params) == list(expect)                 # same names, in timm's order
     assert {k: tuple(v.shape) for k, v in m.params.items()} == expect
 
@@ -105,7 +107,7 @@ def test_whole_model_gradients_with_dropout_and_drop_path(xp):
 @pytest.mark.parametrize("pool", ["token", "mean"])
 def test_whole_model_gradients_with_patch_dropout(xp, pool):
     model = minivit.create_model("cifar-nano", dtype="float64", pool=pool, patch_drop_rate=0.5,
-                                 drop_rate=0.1, **dict(TINY, image_size=12))   # 9 patches, 4 dropped
+                                 drop_rate=0.1, **dict(TINY, image_size=12))  # 9 patches, 4 dropped
     whole_model_check(model, randn(xp, 3, 3, 12, 12), xp.asarray([1, 2, 3]), train=True)
 
 

@@ -1,6 +1,6 @@
-"""Data parallelism over CPU threads (minivit/parallel/threads.py): the split batch gives the same loss
-and gradients as the whole batch, dropout stays reproducible, BLAS is limited to one thread
-per replica, and bad thread counts are refused."""
+"""Data parallelism over CPU threads (minivit/parallel/threads.py): the split batch gives the
+same loss and gradients as the whole batch, dropout stays reproducible, BLAS is limited to one
+thread per replica, and bad thread counts are refused."""
 
 import contextvars
 
@@ -181,7 +181,7 @@ def test_split_mae_batch_gives_the_whole_batch_loss_and_gradients(norm_pix_loss)
             return weight * shard_loss, replica.grads
         outs = dp.map_shards(shard, images, noise)
     assert len(outs) == 3
-    assert abs(sum(l for l, _ in outs) - loss) < 1e-13 * loss
+    assert abs(sum(weighted for weighted, _ in outs) - loss) < 1e-13 * loss
     grads = dp.sum_grads([g for _, g in outs])
     for k in whole.grads:
         assert rel_error(grads[k], whole.grads[k]) < 1e-12, k

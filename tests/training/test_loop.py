@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-safe_open = pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])").safe_open
+safe_open = pytest.importorskip("safetensors",
+                                reason="runs save .safetensors files (.[io])").safe_open
 load_file = pytest.importorskip("safetensors.numpy").load_file
 
 from support import (

@@ -237,7 +237,7 @@ def test_the_first_epoch_s_wall_time_fits_the_length_again():
     shape = RunShape(steps_per_epoch=10, max_epochs=50, unmasked_steps=10, val_batches=2,
                      eval_every=1, test_batches=0, checkpoint_every=0)
     probed = Costs(step=1.0, unmasked_step=2.0, eval_batch=0.5, save=0.25)
-    plan = fit_budget(2.0, spent=4.0, costs=probed, shape=shape)     # 111.2 s left: 8 epochs (100 s)
+    plan = fit_budget(2.0, spent=4.0, costs=probed, shape=shape)    # 111.2 s left: 8 epochs (100 s)
     assert plan.epochs == 8
     # the epoch's steps took 1.2 s each, its validation 1.5 s (the probe said 1.0 s)
     slow = refit_plan(plan, shape, EpochTiming(steps=10, steps_seconds=12.0, eval_seconds=1.5,

@@ -4,8 +4,8 @@
 The student is a distilled ViT (``config.distilled``): its class head learns from the labels
 and its distillation head from the teacher; evaluation averages the two heads.  For every
 augmented training image the teacher (any trained minivit classifier: a ResNet from
-minivit/models/resnet.py, or a ViT) predicts on the fly, in its evaluation mode, on exactly the crop,
-flip (and mixup / cutmix) the student sees; its cost is part of the step.
+minivit/models/resnet.py, or a ViT) predicts on the fly, in its evaluation mode, on exactly
+the crop, flip (and mixup / cutmix) the student sees; its cost is part of the step.
 
     hard ("--distill hard", DeiT's best):  y_t = argmax teacher(x)
         loss = (CE(cls, y) + CE(dist, y_t)) / 2

@@ -1,8 +1,9 @@
 """What the two pre-training objectives share (``minivit pretrain``): the loss is the model's
-own (MAE: minivit/models/mae.py; masked patch prediction: minivit/models/masked_patch_prediction.py),
-on masks drawn from ``model.rng``, which the checkpoint stores, so a resumed run is
-bit-identical.  Labels are unused.  Evaluation masks come from a fresh generator seeded
-[seed, EVAL_STREAM] each time, so the validation loss of every epoch uses the same masks.
+own (MAE: minivit/models/mae.py; masked patch prediction:
+minivit/models/masked_patch_prediction.py), on masks drawn from ``model.rng``, which the
+checkpoint stores, so a resumed run is bit-identical.  Labels are unused.  Evaluation masks
+come from a fresh generator seeded [seed, EVAL_STREAM] each time, so the validation loss of
+every epoch uses the same masks.
 
 A subclass defines ``draw`` (the batch's randomness, drawn on the calling thread so that it
 does not depend on the number of threads) and ``shard_loss`` (one shard's forward and loss).
