@@ -12,6 +12,7 @@ the heaviest per-token arrays (the scores and the A·V outputs) with a note.
 from __future__ import annotations
 
 from minivit.analysis import attention as analysis
+from minivit.analysis.embeddings import position_embedding_similarity
 from minivit.backend import host_xp, to_device, to_numpy
 from minivit.data.batches import normalize
 from minivit.explain.backward_story import backward_story
@@ -52,7 +53,7 @@ def model_story(label, model, images, mean, std) -> dict:
     """One model: its position embeddings, its parameter names and every image's story."""
     np = host_xp()
     pos = to_numpy(model.params["pos_embed"])
-    similarity = to_numpy(analysis.position_embedding_similarity(pos, model.config.num_prefix_tokens))
+    similarity = to_numpy(position_embedding_similarity(pos, model.config.num_prefix_tokens))
     N = similarity.shape[0] * similarity.shape[1]
     return {
         "label": label,

@@ -1,10 +1,10 @@
 """Training as a film: what the explain page's epoch slider replays (panels 2, 4 and 5).
 
 A run trained with ``minivit train --snapshots N`` keeps the model after N epochs
-(``minivit.training.snapshots``).  Each frame is one of them, or the model at initialisation (epoch 0,
-the run's own seed): per image its attention, its logits and its heads' attention distance,
-computed by the model's own forward pass.  At most MAX_FRAMES frames, evenly chosen, keep the
-page small.
+(``minivit.training.snapshots``).  Each frame is one of them, or the model at initialisation
+(epoch 0, the run's own seed): per image its attention, its logits and its heads' attention
+distance, computed by the model's own forward pass.  At most MAX_FRAMES frames, evenly chosen,
+keep the page small.
 """
 
 from __future__ import annotations

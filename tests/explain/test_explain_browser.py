@@ -37,7 +37,8 @@ def _playwright_or_skip():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        why, sync_playwright = "Playwright for Python is not installed (pip install playwright)", None
+        why = "Playwright for Python is not installed (pip install playwright)"
+        sync_playwright = None
     if why is None and not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         why = f"no browser at {CHROMIUM} (apt-get install chromium)"
     if why is not None:
@@ -241,8 +242,8 @@ def test_the_epoch_slider_replays_attention_and_prediction(browser, film_page):
         assert opened.js("window.minivitExplain.state.frame") == i
         assert f"epoch {frame['epoch']} of 3" in opened.tab.locator("#film-label").inner_text()
         probs = decode_array(frame["images"][0]["probs"]).astype(np.float32)
-        expected = [[int(np.argmax(probs[l, h, token, 1:])) for h in range(2)]
-                    for l in range(len(probs))]
+        expected = [[int(np.argmax(probs[layer, h, token, 1:])) for h in range(2)]
+                    for layer in range(len(probs))]
         assert opened.js("window.minivitExplain.attentionArgmax()") == expected
         logits = decode_array(frame["images"][0]["logits"])
         assert opened.js("window.minivitExplain.shownTopClass()") == int(np.argmax(logits))
