@@ -21,7 +21,8 @@ import minivit
 from minivit.data.images import read_image
 from minivit.io import files as F
 from minivit.io import rundir as R
-from minivit.models.mae import MAEConfig, create_mae, save_mae
+from minivit.io.pretrained import save_mae
+from minivit.models.mae import MAEConfig, create_mae
 from minivit.models.vit_config import get_config
 
 TINY_SETS = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from explain_pages import read_manifest
-from tiny_runs import make_cfg, write_tiny_cifar
+from support import make_cfg, write_tiny_cifar
 
 from minivit.analysis import attention as analysis
 from minivit.analysis.evaluation import load_trained

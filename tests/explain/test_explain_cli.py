@@ -11,8 +11,9 @@ from explain_pages import read_manifest
 from minivit.cli import main
 from minivit.explain import explain
 from minivit.explain.manifest import decode_array
+from minivit.io.pretrained import save_mae
 from minivit.io.serialization import save
-from minivit.models.mae import create_mae, save_mae
+from minivit.models.mae import create_mae
 from minivit.models.vit import create_model
 
 Image = pytest.importorskip("PIL.Image", reason="reading images needs Pillow")

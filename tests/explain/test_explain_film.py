@@ -4,7 +4,7 @@ the files a short run writes, and the frames ``minivit explain`` makes of them."
 import numpy as np
 import pytest
 from explain_pages import read_manifest
-from tiny_runs import make_cfg, write_tiny_cifar
+from support import make_cfg, write_tiny_cifar
 
 from minivit.cli import main
 from minivit.explain.film import pick

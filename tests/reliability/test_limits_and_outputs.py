@@ -151,7 +151,8 @@ def test_bad_output_paths_are_refused_before_the_work(data_dir, tmp_path):
 def test_reconstruct_names_two_images_with_one_stem_apart(tmp_path):
     Image = pytest.importorskip("PIL.Image", reason="images are read with Pillow (.[viz])")
     pytest.importorskip("matplotlib", reason="reconstruct draws with matplotlib (.[viz])")
-    from minivit.models.mae import MAEConfig, create_mae, save_mae
+    from minivit.io.pretrained import save_mae
+    from minivit.models.mae import MAEConfig, create_mae
     enc = get_config("cifar-nano", image_size=8, patch_size=2, embed_dim=8, depth=1,
                      num_heads=2, mlp_dim=12)
     mae = create_mae(MAEConfig(encoder=enc, decoder_embed_dim=8, decoder_depth=1,
