@@ -6,6 +6,7 @@
     logits = minivit.predict_logits(model, images)  # the same, on every CPU core
     loss, dlogits = minivit.cross_entropy(logits, labels, label_smoothing=0.0)
     model.backward(dlogits)                         # fills model.grads
+    cfg = minivit.TrainConfig(steps=300)            # a run; minivit.training.loop.train(cfg)
 """
 
 from minivit.backend import get_backend, get_xp, set_backend, to_device, to_numpy
@@ -18,12 +19,13 @@ from minivit.models.vit import VisionTransformer, create_model
 from minivit.training.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
 from minivit.models.resample import resample_pos_embed
 from minivit.training.schedule import warmup_cosine
+from minivit.training.config import TrainConfig
 from minivit.io.serialization import load, load_official_npz, load_optimizer, save, save_optimizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdamW", "CONFIGS", "SGD", "ViTConfig", "VisionTransformer", "clip_grad_norm",
+    "AdamW", "CONFIGS", "SGD", "TrainConfig", "ViTConfig", "VisionTransformer", "clip_grad_norm",
     "count_params", "create_model", "cross_entropy", "export_official_npz", "get_backend",
     "get_config", "get_xp", "global_grad_norm", "load", "load_official_npz", "load_optimizer",
     "predict_logits", "rel_error", "resample_pos_embed", "save", "save_optimizer", "set_backend", "to_device",
