@@ -13,6 +13,7 @@ import minivit.backend as backend
 # The test folders mirror the package's; what they share (support.py, the PyTorch twins, the
 # CuPy stand-in) sits here, on the import path of every test.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from skips import skip_summary  # tests/ is on the path from here on
 
 # --- CuPy stand-in (tests/cupy_standin) -------------------------------------------------------
 # With MINIVIT_CUPY_STANDIN=1 and no working CuPy, the `cupy` tests run against a strict
@@ -44,3 +45,12 @@ def xp(request):
     mod = backend.set_backend(request.param)
     yield mod
     backend.set_backend(previous)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say why tests were skipped, in one line: most are the CuPy tests where there is no GPU,
+    and the real-data test runs only with $MINIVIT_DATA set."""
+    reasons = [r.longrepr[2] for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple)]
+    if reasons:
+        terminalreporter.write_line(skip_summary(reasons))
