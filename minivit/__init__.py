@@ -6,6 +6,7 @@
     logits = minivit.predict_logits(model, images)  # the same, on every CPU core
     loss, dlogits = minivit.cross_entropy(logits, labels, label_smoothing=0.0)
     model.backward(dlogits)                         # fills model.grads
+    cfg = minivit.TrainConfig(steps=300)            # a run; minivit.training.loop.train(cfg)
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +22,7 @@ from minivit.models.resample import resample_pos_embed
 from minivit.models.vit import VisionTransformer, create_model
 from minivit.models.vit_config import CONFIGS, ViTConfig, count_params, get_config
 from minivit.reference.numerical import rel_error
+from minivit.training.config import TrainConfig
 from minivit.training.optim import SGD, AdamW, clip_grad_norm, global_grad_norm
 from minivit.training.schedule import warmup_cosine
 
@@ -30,7 +32,7 @@ except PackageNotFoundError:         # a checkout that was never installed (PYTH
     __version__ = "0+unknown"
 
 __all__ = [
-    "AdamW", "CONFIGS", "SGD", "ViTConfig", "VisionTransformer", "clip_grad_norm",
+    "AdamW", "CONFIGS", "SGD", "TrainConfig", "ViTConfig", "VisionTransformer", "clip_grad_norm",
     "count_params", "create_model", "cross_entropy", "export_official_npz", "get_backend",
     "get_config", "get_xp", "global_grad_norm", "load", "load_official_npz", "load_optimizer",
     "predict_logits", "rel_error", "resample_pos_embed", "save", "save_hf", "save_optimizer",

@@ -10,8 +10,10 @@ name, say) is printed escaped, so the line stays one line.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -52,15 +54,32 @@ MALLOC_VARS = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20),   # arrays under 256 MB
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is reported on one line (not the whole usage block)."""
+    """argparse, but a bad argument is reported on one line (not the whole usage block), with
+    the closest valid choice for a misspelt one.  Options must be spelt out in full: build_parser
+    turns argparse's abbreviations off (``--step`` is not taken for ``--steps``)."""
 
     def error(self, message):
+        invalid = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if invalid:
+            choices = re.findall(r"'([^']*)'", invalid.group(2))
+            message += did_you_mean(invalid.group(1), choices)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def option_names(self) -> list[str]:
+        """Every option string this parser accepts (``--steps``, ``-h``, ...)."""
+        return [s for action in self._actions for s in action.option_strings]
+
+
+def did_you_mean(word: str, choices) -> str:
+    """"; did you mean 'X'?" for the choice closest to a misspelt ``word``, or ""."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = OneLineParser(
-        prog="minivit", description="A Vision Transformer written by hand in NumPy/CuPy.")
+        prog="minivit", description="A Vision Transformer written by hand in NumPy/CuPy.",
+        allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"minivit {__version__}")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                         help="array backend (default: $MINIVIT_BACKEND or numpy)")
@@ -68,9 +87,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     modules = {}
     for name, help_text in COMMANDS.items():
         mod = importlib.import_module(f"minivit.commands.{name.replace('-', '_')}")  # export_onnx
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         mod.add_arguments(p)
         modules[name] = mod
+    parser.subcommands = sub.choices                  # name -> its OneLineParser
     return parser, modules
 
 
@@ -97,8 +117,11 @@ def _main(argv) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:                     # name the command whose flags these are not
         prog = "minivit" if args.command is None else f"minivit {args.command}"
-        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)",
-              file=sys.stderr)
+        options = parser if args.command is None else parser.subcommands[args.command]
+        hint = next((did_you_mean(a.split("=")[0], options.option_names()) for a in unknown
+                     if a.startswith("-")), "")
+        print(f"{prog}: error: unrecognized arguments: {' '.join(unknown)}{hint} "
+              f"(see {prog} --help)", file=sys.stderr)
         return 2
     if args.command is None:
         parser.print_help()

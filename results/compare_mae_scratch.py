@@ -1,5 +1,5 @@
 """Draw results/mae-vs-scratch.png: validation accuracy against compute spent, for the
-README's equal-compute comparison (arm (a): results/cifar-nano-18ep; arm (b):
+equal-compute comparison of results/README.md, section 3 (arm (a): results/cifar-nano-18ep; arm (b):
 results/mae-15ep + results/mae-15ep-ft).  Compute is in classification epochs; the 15 MAE
 epochs count as 9 (an MAE epoch ran at about 0.6 of a classification epoch's cost).
 

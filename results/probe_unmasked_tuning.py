@@ -1,5 +1,5 @@
 """Does a little training on every token help a model trained with patch dropout?  The probe
-behind TrainConfig.unmasked_epochs (README, "Unmasked tuning").
+behind TrainConfig.unmasked_epochs (results/README.md, section 2).
 
 From the final checkpoint of the 32-epoch patch-dropout run (parameters and AdamW moments),
 train STEPS more steps at a constant LR, with patch dropout at RATE, then report validation

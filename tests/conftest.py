@@ -5,6 +5,7 @@ import inspect
 import os
 import re
 import sys
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -73,3 +74,30 @@ def pytest_collection_modifyitems(config, items):
                     getattr(d[-1].func, "__module__", "_pytest")]
         if item.get_closest_marker("mpi") or any(map(_starts_training, [func, *fixtures])):
             item.add_marker(pytest.mark.slow)
+
+
+# --- why tests were skipped, in one line under pytest's summary ------------------------------
+def skip_kind(reason: str) -> str:
+    """A skip reason without its details: "Skipped: CuPy backend unavailable: no module" ->
+    "CuPy backend unavailable"."""
+    reason = reason.removeprefix("Skipped: ").strip()
+    return reason.split(": ")[0]
+
+
+def skip_summary(reasons) -> str:
+    """"skipped: 240 CuPy backend unavailable, 1 real CIFAR-10 not found (...)" for a list of
+    skip reasons, most frequent first ("" for none)."""
+    counts = Counter(skip_kind(r) for r in reasons)
+    if not counts:
+        return ""
+    return ("skipped: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+            + " (pytest -rs gives each test's reason)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say why tests were skipped, in one line: most are the CuPy tests where there is no GPU,
+    and the real-data test runs only with $MINIVIT_DATA set."""
+    reasons = [r.longrepr[2] for r in terminalreporter.stats.get("skipped", [])
+               if isinstance(r.longrepr, tuple)]
+    if reasons:
+        terminalreporter.write_line(skip_summary(reasons))

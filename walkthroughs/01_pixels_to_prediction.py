@@ -131,6 +131,8 @@ for name in ["patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.0.attn
 # `unpatchify` puts the image back together exactly.
 
 # %%
+from matplotlib import patheffects
+
 from minivit.layers.patches import patchify, unpatchify
 
 patches = patchify(x, P)
@@ -139,14 +141,16 @@ assert patches.shape == (1, N, P * P * 3)
 assert (unpatchify(patches, P, 3) == x).all()
 
 g = cfg.grid_size
-fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), layout="constrained")
 axes[0].imshow(image_u8.transpose(1, 2, 0), interpolation="nearest")
 for t in range(1, g):
     axes[0].axhline(t * P - 0.5, color="white", lw=0.8)
     axes[0].axvline(t * P - 0.5, color="white", lw=0.8)
+outlined = [patheffects.withStroke(linewidth=2, foreground="black")]   # readable on any colour
 for n in range(N):
     r, c = divmod(n, g)
-    axes[0].text(c * P + 1.5, r * P + 1.5, str(n), color="yellow", fontsize=5, ha="center", va="center")
+    axes[0].text(c * P + 1.5, r * P + 1.5, str(n), color="white", fontsize=9, fontweight="bold",
+                 ha="center", va="center", path_effects=outlined)
 axes[0].set_title(f"{g} x {g} grid of {P} x {P} patches")
 # the same patches, pulled apart
 tiles = patchify(to_device(image_u8[None]), P)[0].reshape(g, g, P, P, 3)

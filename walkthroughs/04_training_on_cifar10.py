@@ -227,7 +227,7 @@ if "ipykernel" in sys.modules:
 # (`minivit train` with no options) chose 57 epochs of its hour on two CPU cores on
 # 2026-12-06 and took 56.9 minutes, at 747 to 822 images/s (`images_per_sec` in
 # `metrics.jsonl`; patch dropout halves the cost of a step), for 82.20% validation and 82.33%
-# test accuracy (README, *Results*). That model, with its run, is in
+# test accuracy (results/README.md, section 10). That model, with its run, is in
 # `results/cifar-nano-hour-s0/`. The same recipe for a fixed 38 epochs took 60 minutes on
 # 2026-11-23 for 80.24% (`results/cifar-nano-pd50-38ep-um1/`, the model walkthroughs 01 and 03
 # look at), and 31 epochs took 114 minutes on 2026-11-22, a slow day, for 79.6%. On a CPU, the

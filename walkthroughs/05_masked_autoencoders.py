@@ -350,7 +350,7 @@ print("a fresh zero head: logits", to_numpy(logits).round(3).tolist()[0][:4], ".
 # %% [markdown]
 # ## 8. What a real CPU run gives
 #
-# The README's equal-compute comparison on the real CIFAR-10 (2 CPU cores, cifar-nano): 15 MAE
+# The equal-compute comparison on the real CIFAR-10 (2 CPU cores, cifar-nano): 15 MAE
 # epochs with `--norm-pix-loss` (57 min; the validation loss fell from 0.697 to 0.525 and was
 # still falling) then 9 epochs of fine-tuning reached **75.33%** test accuracy; the same
 # budget spent on 18 epochs from scratch reached **75.30%**. Pre-training bought a head start
@@ -358,5 +358,5 @@ print("a fresh zero head: logits", to_numpy(logits).round(3).tolist()[0][:4], ".
 # the 15 epochs of pre-training had cost. A linear probe on the frozen encoder reached 49.05%
 # on the class token and 52.07% on the mean of the patch tokens (as said above, the MAE loss
 # never trains the class token). The published gains of MAE come with hundreds of
-# pre-training epochs. The curves, commands and reconstructions are in the README's section
-# "Learning without labels" and in `results/mae-15ep/`, `results/mae-15ep-ft/`.
+# pre-training epochs. The curves, commands and reconstructions are in docs/pretraining.md,
+# results/README.md (section 3) and in `results/mae-15ep/`, `results/mae-15ep-ft/`.

@@ -155,7 +155,7 @@ assert same
 #   directory. A rank that stops answering ends the job after `MINIVIT_MPI_TIMEOUT`
 #   seconds instead of leaving the others waiting forever.
 # * **Cost.** The allreduce moves about $2(N-1)/N$ times the gradient bytes per step over the
-#   network; the README's table shows where adding machines stops paying.
+#   network; docs/mpi.md's table shows where adding machines stops paying.
 #
 # ```
 # pip install -e ".[mpi]"

@@ -59,7 +59,8 @@ def overlay(ax, image, amap, alpha=0.6, title=None, smooth=False, relative=None)
     ``relative=r`` the map is divided by its mean instead and the colour scale runs from 0 to
     r times the average patch's weight: maps then compare across images and models (a uniform
     map is one flat colour).  One flat square per patch (``smooth=True``: bilinearly
-    interpolated, prettier but less literal, and PNGs three times larger)."""
+    interpolated, prettier but less literal, and PNGs three times larger).  Returns the map's
+    image, for a colour bar (``colour_bar``)."""
     img = to_hwc(image)
     H, W = img.shape[:2]
     m = to_numpy(amap).astype("float64")
@@ -68,12 +69,13 @@ def overlay(ax, image, amap, alpha=0.6, title=None, smooth=False, relative=None)
     else:
         m = m / m.max() if m.max() > 0 else m
     ax.imshow(img, interpolation="nearest")
-    ax.imshow(m, cmap=MAP_CMAP, alpha=alpha, vmin=0, vmax=1,
-              interpolation="bilinear" if smooth else "nearest",
-              extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+    shown = ax.imshow(m, cmap=MAP_CMAP, alpha=alpha, vmin=0, vmax=1,
+                      interpolation="bilinear" if smooth else "nearest",
+                      extent=(-0.5, W - 0.5, H - 0.5, -0.5))
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=8)
+    return shown
 
 
 def montage(tiles, gap=1, fill=float("nan")):
@@ -187,14 +189,28 @@ def plot_attention_distance(panels, path, image_size=None, reference=None, dpi=D
 
 # --------------------------------------------------------------------------- attention maps
 
-def _grid_figure(figsize_wh, rows, title, caption_lines=2):
+COLOUR_BAR_WIDTH = 1.0      # inches added on the right of a grid for its colour bar
+# tick labels of the colour bars: a map divided by its maximum, or by its mean (relative=r)
+MAX_TICKS = {0.0: "0", 0.5: "half", 1.0: "max"}
+
+
+def relative_ticks(scale=None) -> dict:
+    """{position on the 0..1 colour scale: label} for maps drawn with ``relative=scale``."""
+    scale = scale or ROLLOUT_SCALE
+    return {0.0: "0", 1 / scale: "average\npatch", 1.0: f"{scale:g}x"}
+
+
+def _grid_figure(figsize_wh, rows, title, caption_lines=2, colour_bar=False):
     """A figure for a grid of images with small captions and a title of any number of lines,
-    with fixed margins (inches -> figure fractions)."""
+    with fixed margins (inches -> figure fractions); colour_bar: room on the right for one."""
     w, h = figsize_wh
+    w += COLOUR_BAR_WIDTH if colour_bar else 0.0
     title_lines = title.count("\n") + 1 if title else 0
     h += 0.17 * max(title_lines - 1, 0)
     fig = _figure((w, h), layout=None)
     _grid_spacing(fig, rows, h, caption_lines, title_lines)
+    if colour_bar:
+        fig.subplots_adjust(right=1 - (COLOUR_BAR_WIDTH + 0.05) / w)
     if title:              # a fixed 0.05 inch from the top (y=0.98 drops lower on tall figures)
         fig.suptitle(title, fontsize=9, y=1 - 0.05 / h, va="top")
     return fig
@@ -211,18 +227,32 @@ def _grid_spacing(fig, rows, height, caption_lines=2, title_lines=1):
                         hspace=gap / axes_h)
 
 
+def colour_bar(fig, shown, label, ticks):
+    """A colour bar in the room _grid_figure(colour_bar=True) left on the right: shown is an
+    overlay's map (colours 0..1), ticks {position: label}."""
+    w = fig.get_figwidth()
+    sp = fig.subplotpars
+    cax = fig.add_axes((1 - (COLOUR_BAR_WIDTH - 0.15) / w, sp.bottom, 0.12 / w,
+                        sp.top - sp.bottom), label="colour bar")
+    bar = fig.colorbar(shown, cax=cax)
+    bar.set_ticks(list(ticks), labels=list(ticks.values()), fontsize=7)
+    bar.set_label(label, fontsize=7)
+    return bar
+
+
 def plot_attention_heads(images, maps, path, row_titles=None, title="", dpi=DPI) -> Path:
     """images (B, C, H, W) uint8, maps (B, heads, g, g): the class token's attention in one
     layer, one column per head."""
     images, maps = to_numpy(images), to_numpy(maps)
     B, H = maps.shape[:2]
-    fig = _grid_figure((1.25 * (H + 1), 1.45 * B + 0.45), B, title)
+    fig = _grid_figure((1.25 * (H + 1), 1.45 * B + 0.45), B, title, colour_bar=True)
     axes = fig.subplots(B, H + 1, squeeze=False)
     for b in range(B):
         _image_cell(axes[b, 0], images[b], row_titles[b] if row_titles else None)
         for h in range(H):
-            overlay(axes[b, h + 1], images[b], maps[b, h],
-                    title=f"head {h + 1}" if b == 0 else None)
+            shown = overlay(axes[b, h + 1], images[b], maps[b, h],
+                            title=f"head {h + 1}" if b == 0 else None)
+    colour_bar(fig, shown, "attention weight / the map's largest", MAX_TICKS)
     return _save(fig, path, dpi)
 
 
@@ -248,14 +278,16 @@ def plot_rollout(images, panels, path, row_titles=None, title="", dpi=DPI) -> Pa
     # column titles wrapped to the width of a column, so that neighbours never overlap
     names = [textwrap.fill(name, COLUMN_CHARS) for name, _ in panels]
     lines = max([t.count("\n") + 1 for t in names + list(row_titles or [])] + [2])
-    fig = _grid_figure((1.45 * (n + 1), 1.45 * B + 0.45), B, title, caption_lines=lines)
+    fig = _grid_figure((1.45 * (n + 1), 1.45 * B + 0.45), B, title, caption_lines=lines,
+                       colour_bar=True)
     axes = fig.subplots(B, n + 1, squeeze=False)
     for b in range(B):
         _image_cell(axes[b, 0], images[b], row_titles[b] if row_titles else None)
         for j, (_, maps) in enumerate(panels):
-            overlay(axes[b, j + 1], images[b], to_numpy(maps)[b], relative=ROLLOUT_SCALE)
+            shown = overlay(axes[b, j + 1], images[b], to_numpy(maps)[b], relative=ROLLOUT_SCALE)
             if b == 0:
                 axes[b, j + 1].set_title(names[j], fontsize=7)
+    colour_bar(fig, shown, "rollout weight", relative_ticks())
     return _save(fig, path, dpi)
 
 
@@ -265,16 +297,17 @@ def plot_mistakes(images, maps, captions, path, title="", dpi=DPI) -> Path:
     relative to each map's mean, as ``plot_rollout``)."""
     images, maps = to_numpy(images), to_numpy(maps)
     B = len(images)
-    fig = _grid_figure((max(1.35 * B, 4.0), 3.3), 2, title)
+    fig = _grid_figure((max(1.35 * B, 4.0), 3.3), 2, title, colour_bar=True)
     axes = fig.subplots(2, B, squeeze=False)
     for b in range(B):
         axes[0, b].imshow(to_hwc(images[b]), interpolation="nearest")
         axes[0, b].set_axis_off()
         axes[0, b].set_title(captions[b], fontsize=7)
-        overlay(axes[1, b], images[b], maps[b], relative=ROLLOUT_SCALE)
+        shown = overlay(axes[1, b], images[b], maps[b], relative=ROLLOUT_SCALE)
+    colour_bar(fig, shown, "rollout weight", relative_ticks())
     return _save(fig, path, dpi)
 
 
 __all__ = ["plot_filter_pca", "plot_position_similarity", "plot_attention_distance",
            "plot_attention_heads", "plot_rollout", "plot_mistakes", "overlay", "montage",
-           "to_hwc"]
+           "to_hwc", "colour_bar", "relative_ticks"]

@@ -1,14 +1,20 @@
 """``minivit gradcheck``: check every gradient of a ViT against finite differences and PyTorch.
 
-    minivit gradcheck                                  # cifar-nano, float64, batch 2, 20 entries
+    minivit gradcheck                                  # the recipe's model, float64, batch 2
     minivit gradcheck --config cifar-small --samples 5
+    minivit gradcheck --pool token --patch-drop 0      # a class-token model, every token
     minivit gradcheck --dtype float32 --no-torch
     minivit --backend cupy gradcheck                   # the hand-written backward on the GPU
     minivit gradcheck --depth 1 --image-size 8         # override fields of the config
     minivit gradcheck --conv-stem 8,16                 # a hybrid: convolutional stem (patch 4)
 
-A random batch of images and labels goes through the model (dropout off); the hand-written
-backward gives the gradient of the cross-entropy loss for every parameter and for the images.
+The model is the one ``minivit train`` trains: by default the recipe's (cifar-nano with mean
+pooling and patch dropout 0.5), and with ``--config NAME`` that config with the recipe's
+options, as ``minivit train --config NAME`` builds it.  Patch dropout is checked with one fixed
+mask (drawn from ``--seed``); dropout and stochastic depth stay off.
+
+A random batch of images and labels goes through the model; the hand-written backward gives
+the gradient of the cross-entropy loss for every parameter and for the images.
 Each is compared with central finite differences on a sample of its entries, and with PyTorch
 autograd on the whole tensor when torch is installed.  Exit status 1 when any relative error is
 above its threshold (see minivit/reference/gradcheck.py); 0 otherwise.
@@ -22,6 +28,9 @@ from minivit.backend import get_backend, host_rng, to_device
 from minivit.models.vit import create_model
 from minivit.models.vit_config import CONFIGS, GELUS, POOLS, STOCHASTIC_FIELDS
 from minivit.reference.gradcheck import fd_scale_floor, gradcheck
+from minivit.training.config import TrainConfig
+
+RECIPE = TrainConfig()          # the model `minivit train` trains by default, and its options
 
 # integer fields of ViTConfig that may be overridden from the command line
 INT_OVERRIDES = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_dim",
@@ -29,8 +38,9 @@ INT_OVERRIDES = ("image_size", "patch_size", "embed_dim", "depth", "num_heads", 
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", default="cifar-nano", choices=sorted(CONFIGS),
-                        help="named model config (default: cifar-nano)")
+    parser.add_argument("--config", default=RECIPE.model, choices=sorted(CONFIGS),
+                        help=f"named model config, with the training recipe's options "
+                             f"({_options(RECIPE.model_overrides)}; default: {RECIPE.model})")
     parser.add_argument("--batch", type=int, default=2, help="images in the batch (default: 2)")
     parser.add_argument("--samples", type=int, default=20,
                         help="entries per tensor checked by finite differences (default: 20)")
@@ -47,11 +57,42 @@ def add_arguments(parser):
     over = parser.add_argument_group("config overrides (e.g. a tiny model for a quick check)")
     for name in INT_OVERRIDES:
         over.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None)
-    over.add_argument("--pool", choices=POOLS, default=None)
+    over.add_argument("--pool", choices=POOLS, default=None,
+                      help=f"default: the recipe's {RECIPE.model_overrides['pool']}")
+    over.add_argument("--patch-drop", dest="patch_drop_rate", type=float, default=None,
+                      metavar="P", help="patch dropout rate, checked with one fixed mask "
+                      f"(default: the recipe's {RECIPE.model_overrides['patch_drop_rate']:g}; "
+                      "0 = every token)")
     over.add_argument("--gelu", choices=GELUS, default=None)
     over.add_argument("--conv-stem", dest="conv_stem", default=None, metavar="C0,C1,...",
                       help="channels of a convolutional stem (3x3 stride-2 convs; "
                            "patch size = 2**count)")
+
+
+def _options(overrides: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+
+
+def describe(args, cfg) -> str:
+    """Which model is checked, in words: the recipe's, or how it differs from it."""
+    recipe = {k: getattr(cfg, k) for k in RECIPE.model_overrides}
+    changed = {k: getattr(args, k) for k in INT_OVERRIDES + ("gelu", "conv_stem")
+               if getattr(args, k) is not None}
+    if recipe == RECIPE.model_overrides:
+        text = (f"the default recipe's, {args.config} with {_options(recipe)}"
+                if args.config == RECIPE.model else
+                f"{args.config} with the recipe's {_options(recipe)}")
+        if not changed:
+            flag = "" if args.config == RECIPE.model else f" --config {args.config}"
+            text += f", as `minivit train{flag}` builds it"
+    else:
+        text = (f"{args.config} with {_options(recipe)} (the recipe has "
+                f"{_options(RECIPE.model_overrides)})")
+    if changed:
+        text += f"; changed: {_options(changed)}"
+    mask = (f"patch dropout {cfg.patch_drop_rate:g} with one fixed mask (seed {args.seed})"
+            if cfg.patch_drop_rate else "every token (no patch dropout)")
+    return f"{text}; {mask}"
 
 
 def _fmt(err):
@@ -63,11 +104,11 @@ def run(args) -> int:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     if args.samples < 1:
         raise ValueError(f"--samples must be at least 1, got {args.samples}")
-    overrides = {k: getattr(args, k) for k in INT_OVERRIDES + ("pool", "gelu", "conv_stem")
-                 if getattr(args, k) is not None}
-    # dropout / stochastic depth / patch dropout would make the loss random: the check runs
-    # without them
-    overrides.update({k: 0.0 for k in STOCHASTIC_FIELDS})
+    # dropout and stochastic depth would make the loss random: the check runs without them
+    overrides = {k: 0.0 for k in STOCHASTIC_FIELDS}
+    overrides.update(RECIPE.model_overrides)
+    overrides.update({k: getattr(args, k) for k in INT_OVERRIDES + (
+        "pool", "gelu", "conv_stem", "patch_drop_rate") if getattr(args, k) is not None})
     model = create_model(args.config, seed=args.seed, dtype=args.dtype, **overrides)
     cfg = model.config
 
@@ -77,6 +118,7 @@ def run(args) -> int:
     labels = to_device(gen.integers(0, cfg.num_classes, size=args.batch))
 
     print(f"gradcheck: {model}")
+    print(f"model: {describe(args, cfg)}")
     print(f"batch {args.batch}, {args.samples} sampled entries per tensor, seed {args.seed}, "
           f"h = {args.step:g}, label smoothing {args.label_smoothing:g}")
 

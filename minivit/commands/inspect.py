@@ -156,7 +156,9 @@ def run(args) -> int:
         raise UserError(f"inspect reads RGB images; the model takes {cfg.in_chans} channels")
     out = _out_dir(args, checkpoint, run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    title = checkpoint.name if checkpoint.is_dir() else checkpoint.stem
+    # "run 'first'", never a bare name: "rollout, first" would read as the first layer's
+    title = (f"run '{checkpoint.name}'" if checkpoint.is_dir() else
+             f"model '{checkpoint.stem}'")
     models = [(f"{title} (trained)", model)]
     if args.compare_untrained:
         models.append(("untrained", create_model(cfg, seed=args.seed, dtype=model.dtype)))
@@ -210,7 +212,7 @@ def run(args) -> int:
         images, heads, out / "attention_heads.png", row_titles,
         title=f"{title}: {READS[cfg.pool]}, layer {layer + 1} of {cfg.depth}"))
     wrote(P.plot_rollout(
-        images, [(f"rollout, {t}", r) for t, r in rollouts], out / "attention_rollout.png",
+        images, [(f"rollout of {t}", r) for t, r in rollouts], out / "attention_rollout.png",
         row_titles, title="attention rollout (Abnar & Zuidema 2020)\n"
                           "colour: 0 .. 2x the average patch"))
 

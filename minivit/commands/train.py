@@ -50,7 +50,7 @@ def add_arguments(parser, classify: bool = True):
         "Train a ViT on CIFAR-10. The default recipe (cifar-nano with mean pooling and "
         "patch dropout 0.5 but for the last epoch, AdamW lr 1e-3, wd 0.05, batch 128, "
         "1 warmup epoch then cosine to 1e-5, label smoothing 0.1, crop+flip, clip 1.0, the "
-        "epochs that fit in one hour) is meant for a CPU; on a GPU try the README's "
+        "epochs that fit in one hour) is meant for a CPU; on a GPU try docs/gpu.md's "
         "recipe: --config cifar-small --epochs 200 --warmup-epochs 5 --patch-drop 0 "
         "--mixup 0.8 --cutmix 1.0 --drop-path 0.1 --batch-size 256. Writes "
         "RUN_DIR/config.json, metrics.jsonl, checkpoint.safetensors, model.safetensors. "

@@ -72,7 +72,7 @@ def connect(environ=None) -> "Ranks":
     if ranks.size != size:
         raise UserError(f"the launcher started {size} ranks but MPI sees {ranks.size}: mpi4py "
                         "is linked with another MPI than the mpirun used (on a cluster, "
-                        "build mpi4py against its MPI; see the README)")
+                        "build mpi4py against its MPI; see docs/mpi.md)")
     if get_backend() == "cupy":
         _use_local_gpu(environ or os.environ)
     return ranks

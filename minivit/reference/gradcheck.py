@@ -20,8 +20,10 @@ against the thresholds of ``minivit.reference.numerical``:
 
 (for a float32 model the float32 gradients are compared with float64 finite differences).
 Sampled gradients too small for finite differences to resolve are judged by their absolute
-error instead (``fd_scale_floor``).  Dropout and stochastic depth are off (``train=False``):
-the loss must be a fixed function.
+error instead (``fd_scale_floor``).  Dropout and stochastic depth must be off: the loss must be
+a fixed function.  A model with patch dropout (the training recipe's) is checked in training
+mode with one fixed mask: every forward pass draws it from a generator seeded ``mask_seed``
+anew (``forward_fixed``), and PyTorch gathers the same tokens (``patch_keep_indices``).
 
     report = gradcheck(create_model("cifar-nano", dtype="float64"), images, labels)
     report.ok, report.worst_fd, report.worst_torch
@@ -32,13 +34,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from minivit.backend import to_numpy
+from minivit.backend import array_module, rng, to_numpy
 from minivit.layers.block import block_forward
 from minivit.layers.layernorm import layernorm_forward
 from minivit.layers.linear import linear_forward
 from minivit.layers.loss import cross_entropy
+from minivit.layers.masking import masking_noise, random_masking
+from minivit.layers.patch_dropout import patch_dropout_forward
 from minivit.layers.tokens import embed_tokens_forward
 from minivit.models.vit import VisionTransformer
+from minivit.models.vit_config import STOCHASTIC_FIELDS
 from minivit.reference.numerical import (
     TOL_FD64,
     TOL_REF32,
@@ -100,16 +105,47 @@ def thresholds(dtype: str) -> tuple[float, float]:
     return (TOL_FD64, TOL_REF64) if dtype == "float64" else (TOL_REF32, TOL_REF32)
 
 
-def analytic_gradients(model: VisionTransformer, images, labels, label_smoothing=0.0):
+def check_deterministic(config) -> None:
+    """Raise ValueError if the model's loss would be random: dropout, attention dropout or
+    stochastic depth on (patch dropout is allowed: its mask is held fixed)."""
+    on = {k: getattr(config, k) for k in STOCHASTIC_FIELDS
+          if k != "patch_drop_rate" and getattr(config, k)}
+    if on:
+        raise ValueError("a gradient check needs a fixed loss; turn off "
+                         + ", ".join(f"{k}={v:g}" for k, v in on.items()))
+
+
+def forward_fixed(model: VisionTransformer, images, mask_seed=0):
+    """model.forward as a fixed function of the parameters and images: in evaluation mode, or,
+    with patch dropout, in training mode with the mask drawn from a generator seeded
+    ``mask_seed`` anew on every call (the same tokens dropped each time)."""
+    if not model.config.patch_drop_rate:
+        return model.forward(images, train=False)
+    model.rng = rng(mask_seed, array_module(images))
+    return model.forward(images, train=True)
+
+
+def patch_keep_indices(config, images, mask_seed=0):
+    """(B, K) the patch tokens ``forward_fixed`` keeps (None without patch dropout): the same
+    draw from the same seed, for PyTorch's twin."""
+    if not config.patch_drop_rate:
+        return None
+    noise = masking_noise(rng(mask_seed, array_module(images)), images.shape[0],
+                          config.num_patches)
+    return random_masking(noise, config.patch_drop_rate)[0]
+
+
+def analytic_gradients(model: VisionTransformer, images, labels, label_smoothing=0.0,
+                       mask_seed=0):
     """(loss, logits, {name: grad} with IMAGES last), from minivit's own backward pass."""
-    logits = model.forward(images, train=False)
+    logits = forward_fixed(model, images, mask_seed)
     loss, dlogits = cross_entropy(logits, labels, label_smoothing)
     dimages = model.backward(dlogits)
     return loss, logits, {**model.grads, IMAGES: dimages}
 
 
 def torch_errors(model: VisionTransformer, images, labels, grads, logits, loss,
-                 label_smoothing=0.0):
+                 label_smoothing=0.0, mask_seed=0):
     """Relative errors against PyTorch autograd: ({tensor name: error}, {"logits"/"loss": error}).
 
     Raises ImportError when PyTorch is not installed.
@@ -117,7 +153,8 @@ def torch_errors(model: VisionTransformer, images, labels, grads, logits, loss,
     from minivit.reference.torch_twin import reference_gradients  # imports torch
 
     t_logits, t_loss, t_grads, t_dimages = reference_gradients(
-        model.config, model.params, images, labels, label_smoothing)
+        model.config, model.params, images, labels, label_smoothing,
+        keep_indices=patch_keep_indices(model.config, images, mask_seed))
     t_grads[IMAGES] = t_dimages
     errors = {k: rel_error(g, t_grads[k]) for k, g in grads.items()}
     return errors, {"logits": rel_error(logits, t_logits), "loss": rel_error(loss, t_loss)}
@@ -144,12 +181,14 @@ class StagedLoss:
     constructor checks that it still gives the same loss as the model, bit for bit in practice.
     """
 
-    def __init__(self, model: VisionTransformer, images, labels, label_smoothing=0.0):
+    def __init__(self, model: VisionTransformer, images, labels, label_smoothing=0.0,
+                 mask_seed=0):
         self.model, self.images, self.labels = model, images, labels
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.mask_seed = label_smoothing, mask_seed
         cfg, p = model.config, model.params
         x, _ = model.embed_patches(images)    # P x P patches or a convolutional stem
         z, _ = embed_tokens_forward(x, p["cls_token"], p["pos_embed"])
+        z, _ = patch_dropout_forward(z, cfg.patch_drop_rate, rng(mask_seed, array_module(z)))
         self.block_inputs = [z]                # block_inputs[i]: input of block i (depth: of norm)
         for i in range(cfg.depth):
             z, _ = block_forward(z, model.block_params(i), cfg.num_heads, cfg.gelu)
@@ -162,7 +201,7 @@ class StagedLoss:
 
     def full(self) -> float:
         """The loss through the model's own forward pass."""
-        logits = self.model.forward(self.images, train=False)
+        logits = forward_fixed(self.model, self.images, self.mask_seed)
         return cross_entropy(logits, self.labels, self.label_smoothing)[0]
 
     def from_stage(self, start: int) -> float:
@@ -226,12 +265,14 @@ def gradcheck(model: VisionTransformer, images, labels, samples=20, seed=0, h=1e
     """Check every parameter gradient and the image gradient; see the module docstring.
 
     on_row(row, report) is called as each row is finished (the CLI prints the table as it goes).
+    ``seed`` also seeds the patch dropout mask of a model that has one.
     """
+    check_deterministic(model.config)
     dtype = model.dtype.name
     fd_tol, torch_tol = thresholds(dtype)
 
     t0 = time.perf_counter()
-    loss, logits, grads = analytic_gradients(model, images, labels, label_smoothing)
+    loss, logits, grads = analytic_gradients(model, images, labels, label_smoothing, seed)
     report = Report(rows=[], fd_tol=fd_tol, torch_tol=torch_tol, dtype=dtype, loss=loss)
     report.seconds["analytic"] = time.perf_counter() - t0
 
@@ -240,7 +281,7 @@ def gradcheck(model: VisionTransformer, images, labels, samples=20, seed=0, h=1e
         t0 = time.perf_counter()
         try:
             t_err, report.outputs = torch_errors(model, images, labels, grads, logits, loss,
-                                                 label_smoothing)
+                                                 label_smoothing, seed)
             report.torch_used = True
         except ImportError as e:
             report.torch_missing = str(e)
@@ -248,7 +289,7 @@ def gradcheck(model: VisionTransformer, images, labels, samples=20, seed=0, h=1e
 
     t0 = time.perf_counter()
     images64 = images.astype("float64")               # a copy: perturbing it is harmless
-    staged = StagedLoss(float64_copy(model), images64, labels, label_smoothing)
+    staged = StagedLoss(float64_copy(model), images64, labels, label_smoothing, seed)
     for i, (name, g) in enumerate(grads.items()):
         # a different (but fixed) sample of entries for each tensor
         checked, fd, scale = finite_difference_error(staged, name, g, samples, seed=seed + i,
@@ -262,6 +303,6 @@ def gradcheck(model: VisionTransformer, images, labels, samples=20, seed=0, h=1e
     return report
 
 
-__all__ = ["IMAGES", "Report", "Row", "StagedLoss", "analytic_gradients", "fd_scale_floor",
-           "finite_difference_error",
+__all__ = ["IMAGES", "Report", "Row", "StagedLoss", "analytic_gradients", "check_deterministic",
+           "fd_scale_floor", "finite_difference_error", "forward_fixed", "patch_keep_indices",
            "float64_copy", "gradcheck", "thresholds", "torch_errors"]

@@ -27,7 +27,7 @@ SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "th
                   "data_dir")
 
 
-# The CPU recipe's changes to the model config (README, "Training results"): the head reads
+# The CPU recipe's changes to the model config (results/README.md): the head reads
 # the mean of the patch tokens, and each training image drops half of its patch tokens
 # (layers/patch_dropout.py), which halves a step's cost, so twice the epochs fit in 2 hours.
 RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 import minivit.layers.block
+import minivit.models.vit
 from minivit.cli import main
 from minivit.layers.layernorm import layernorm_backward
+from minivit.layers.patch_dropout import patch_dropout_backward
 from minivit.models.init import param_shapes
 from minivit.models.vit import create_model
 from minivit.models.vit_config import get_config
-from minivit.reference.gradcheck import IMAGES, StagedLoss
+from minivit.reference.gradcheck import IMAGES, StagedLoss, check_deterministic, gradcheck
 
 TINY = ["--image-size", "8", "--embed-dim", "16", "--depth", "2", "--num-heads", "2",
         "--mlp-dim", "32", "--samples", "8", "--batch", "2"]
@@ -93,9 +95,9 @@ def test_zero_gradients_are_judged_by_absolute_error(capsys):
     assert "noise floor" in out
 
 
-@pytest.mark.parametrize("pool", ["token", "mean"])
-def test_staged_loss_is_the_model_loss(pool):
-    model = create_model(TINY_CONFIG, dtype="float64", pool=pool)
+@pytest.mark.parametrize("pool,patch_drop", [("token", 0.0), ("mean", 0.0), ("mean", 0.5)])
+def test_staged_loss_is_the_model_loss(pool, patch_drop):
+    model = create_model(TINY_CONFIG, dtype="float64", pool=pool, patch_drop_rate=patch_drop)
     gen = np.random.default_rng(0)
     images, labels = gen.standard_normal((2, 3, 8, 8)), gen.integers(0, 10, size=2)
     staged = StagedLoss(model, images, labels, label_smoothing=0.1)
@@ -117,3 +119,50 @@ def test_gradcheck_a_hybrid_lists_the_stem(capsys):
     assert rows["patch_embed.backbone.0.conv.weight"] == "ok" and set(rows.values()) == {"ok"}
     assert main(["gradcheck", *TINY, "--conv-stem", "3"]) == 2      # 2**1 != patch size 4
     assert "patch_size == 2**len(conv_stem)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_default_is_the_recipes_model_and_says_so(capsys):
+    assert main(["gradcheck", "--samples", "1", "--depth", "1", "--batch", "1", "--no-torch"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "cifar-nano: 32px" in out[0] and "pool=mean" in out[0]
+    assert out[1] == ("model: the default recipe's, cifar-nano with pool=mean, "
+                      "patch_drop_rate=0.5; changed: depth=1; "
+                      "patch dropout 0.5 with one fixed mask (seed 0)")
+    assert out[-1].startswith("PASS: ")
+
+
+def test_another_config_gets_the_recipes_options_and_says_so(capsys):
+    assert main(["gradcheck", *TINY, "--config", "cifar-tiny", "--no-torch"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("model: cifar-tiny with the recipe's pool=mean, patch_drop_rate=0.5")
+    assert main(["gradcheck", *TINY, "--pool", "token", "--patch-drop", "0", "--no-torch"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("model: cifar-nano with pool=token, patch_drop_rate=0.0 (the recipe")
+    assert line.endswith("every token (no patch dropout)")
+
+
+def _broken_patch_dropout_backward(dout, cache, num_prefix=1):
+    dz = patch_dropout_backward(dout, cache, num_prefix)
+    return dz if cache is None else dz * 1.01          # wrong only where tokens were dropped
+
+
+def test_patch_dropout_backward_is_checked(capsys, monkeypatch):
+    """The default checks patch dropout's backward (a 1 % error in it fails); without patch
+    dropout the same error goes unseen."""
+    monkeypatch.setattr(minivit.models.vit, "patch_dropout_backward",
+                        _broken_patch_dropout_backward)
+    assert main(["gradcheck", *TINY, "--no-torch"]) == 1
+    rows = table_rows(capsys.readouterr().out)
+    assert rows["pos_embed"] == rows["images"] == "FAIL" and rows["head.weight"] == "ok"
+    assert main(["gradcheck", *TINY, "--no-torch", "--patch-drop", "0"]) == 0
+
+
+def test_random_layers_are_refused():
+    check_deterministic(TINY_CONFIG.replace(patch_drop_rate=0.5))       # a fixed mask: fine
+    with pytest.raises(ValueError, match="turn off drop_path_rate=0.1"):
+        check_deterministic(TINY_CONFIG.replace(drop_path_rate=0.1))
+    model = create_model(TINY_CONFIG, dtype="float64", drop_rate=0.1)
+    images, labels = np.zeros((1, 3, 8, 8)), np.zeros(1, dtype=int)
+    with pytest.raises(ValueError, match="drop_rate=0.1"):
+        gradcheck(model, images, labels, use_torch=False)

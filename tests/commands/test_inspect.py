@@ -130,3 +130,46 @@ def test_rollout_titles_do_not_overlap(tmp_path, monkeypatch):
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)
+
+
+def test_a_run_name_is_not_read_as_a_layer(files, tmp_path, capsys, no_cifar):
+    """A run folder named "first" is "run 'first'" in the figures and the printout, never a bare
+    "first" that reads as the first layer."""
+    root, images, _ = files
+    run = tmp_path / "first"
+    run.mkdir()
+    minivit.save(minivit.create_model("cifar-nano", seed=1, **TINY), run / "model.safetensors")
+    (run / "config.json").write_text("{}")
+    assert main(["inspect", str(run), "--image", str(images[0]),
+                 "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert "per layer, run 'first' (trained):" in text
+    assert main(["inspect", str(root / "tiny.safetensors"), "--image", str(images[0]),
+                 "--out", str(tmp_path / "out2"), "--no-compare-untrained"]) == 0
+    assert "per layer, model 'tiny' (trained):" in capsys.readouterr().out
+
+
+def test_attention_figures_have_a_colour_bar(tmp_path, monkeypatch):
+    """Colour is a value in the attention maps: each figure has one labelled colour bar, to the
+    right of every image."""
+    import minivit.analysis.inspect_figures as P
+    figs = []
+    monkeypatch.setattr(P, "_save", lambda fig, path, dpi=P.DPI: figs.append(fig) or path)
+    gen = np.random.default_rng(0)
+    images = gen.integers(0, 256, (3, 3, 32, 32)).astype(np.uint8)
+    maps = gen.random((3, 8, 8))
+    P.plot_attention_heads(images, gen.random((3, 2, 8, 8)), tmp_path / "h.png", title="heads")
+    P.plot_rollout(images, [("rollout of run 'first' (trained)", maps)], tmp_path / "r.png")
+    P.plot_mistakes(images, maps, ["true cat\nsaid dog"] * 3, tmp_path / "m.png")
+    labels = ["attention weight / the map's largest", "rollout weight", "rollout weight"]
+    for fig, label in zip(figs, labels):
+        bars = [ax for ax in fig.axes if ax.get_label() == "colour bar"]
+        assert len(bars) == 1 and bars[0].get_ylabel() == label
+        renderer = fig.canvas.get_renderer()
+        bar = bars[0].get_tightbbox(renderer)
+        assert 0 < bar.x1 <= fig.bbox.x1
+        for ax in fig.axes:
+            if ax is not bars[0]:
+                assert ax.get_window_extent(renderer).x1 < bar.x0
+    ticks = [t.get_text() for t in figs[1].axes[-1].get_yticklabels()]
+    assert ticks == ["0", "average\npatch", "2x"]
