@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("safetensors", reason="model files are .safetensors (.[io])")
 
-from support import cli, error_line, train_args, write_tiny_cifar
+from support import cli, error_line, train_args
 
 import minivit
 import minivit.cli as C
@@ -22,11 +22,6 @@ from minivit.training.config import TrainConfig
 CFG = ViTConfig(image_size=8, patch_size=4, num_classes=3, embed_dim=16, depth=1, num_heads=2,
                 mlp_dim=32, name="t")
 NORM = ["--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25", "--top", "1"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
 
 
 @pytest.fixture(scope="module")

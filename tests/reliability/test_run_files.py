@@ -11,26 +11,13 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
-from support import cli, copy_run, error_line, make_cfg, write_tiny_cifar
+from support import cli, copy_run, error_line
 
 import minivit.io.files as F
 import minivit.io.rundir as R
-import minivit.training as T
 from minivit.io import json_files as J
 from minivit.io.run_schema import TRAIN_SECTION
 from minivit.training.config import TrainConfig
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
-
-
-@pytest.fixture(scope="module")
-def base_run(data_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "base"
-    T.train(make_cfg(data_dir, run, max_steps=5))
-    return run
 
 
 @pytest.fixture(scope="module")

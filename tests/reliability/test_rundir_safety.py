@@ -8,24 +8,11 @@ import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
-from support import cli, copy_run, error_line, make_cfg, train_args, write_tiny_cifar
+from support import cli, copy_run, error_line, train_args
 
 import minivit.io.files as F
 import minivit.io.run_lock as run_lock_module
 import minivit.io.rundir as R
-import minivit.training as T
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
-
-
-@pytest.fixture(scope="module")
-def base_run(data_dir, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "base"
-    T.train(make_cfg(data_dir, run, max_steps=5))
-    return run
 
 
 def test_a_symlinked_lock_file_is_refused_and_its_target_kept(data_dir, tmp_path):
