@@ -15,7 +15,7 @@ import json
 import sys
 
 from minivit.errors import UserError
-from minivit.models.resnet_config import RESNET_CONFIGS
+from minivit.models.convnets import CONVNET_CONFIGS
 from minivit.models.vit_config import CONFIGS
 from minivit.training import (
     RECIPE_MODEL_OVERRIDES,
@@ -58,7 +58,7 @@ def add_arguments(parser, classify: bool = True):
     m = parser.add_argument_group("model")
     m.add_argument("--config", dest="model", metavar="NAME",
                    help=f"model config: {', '.join(CONFIGS)}, or a convnet teacher: "
-                        f"{', '.join(RESNET_CONFIGS)} (default {D.model})")
+                        f"{', '.join(CONVNET_CONFIGS)} (default {D.model})")
     m.add_argument("--set", dest="model_set", action="append", metavar="KEY=VALUE",
                    help="override a model config field, e.g. --set depth=4 --set pool=token "
                         "(repeatable)" + ("; on top of the recipe's " + ", ".join(
@@ -210,7 +210,7 @@ def run(args) -> int:
                                 f"{flags} cannot be changed (only {_SESSION_FLAGS})")
             result = resume(args.resume, **given)
         else:
-            resnet = given.get("model") in RESNET_CONFIGS
+            resnet = given.get("model") in CONVNET_CONFIGS
             if overrides and args.command == "train" and not resnet:   # on the recipe's
                 base = DISTILL_MODEL_OVERRIDES if given.get("teacher") else RECIPE_MODEL_OVERRIDES
                 given["model_overrides"] = {**base, **overrides}

@@ -18,7 +18,7 @@ from pathlib import Path
 from minivit.data.randaugment import check_randaugment, parse_randaugment
 from minivit.io.rundir import CONFIG_FILE, read_run_info
 from minivit.limits import check_run_counts
-from minivit.models.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
+from minivit.models.convnets import CONVNET_CONFIGS, get_convnet_config
 from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 
 # Options that belong to one session, not to the run: a resume may change them.  data_dir is
@@ -53,8 +53,8 @@ OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
 @dataclass
 class TrainConfig:
     # model
-    model: str = "cifar-nano"               # a name from minivit.CONFIGS, or a ResNet's
-                                            # (resnet8, resnet14, resnet20: a teacher)
+    model: str = "cifar-nano"               # a name from minivit.CONFIGS, or a convnet's
+                                            # (resnet8/14/20, airbench: a teacher)
     model_overrides: dict | None = None     # ViTConfig fields, e.g. {"drop_path_rate": 0.1};
                                             # None: RECIPE_MODEL_OVERRIDES to classify, {} to
                                             # pre-train. A dict replaces them all.
@@ -120,9 +120,9 @@ class TrainConfig:
             self.eval_every = 1 if self.time_budget is None else BUDGET_EVAL_EVERY
         if self.model_overrides is None:
             self.model_overrides = (
-                {} if self.model in RESNET_CONFIGS or self.objective != "classify" else
+                {} if self.model in CONVNET_CONFIGS or self.objective != "classify" else
                 dict(DISTILL_MODEL_OVERRIDES) if self.teacher else dict(RECIPE_MODEL_OVERRIDES))
-        if self.teacher and self.model not in RESNET_CONFIGS and isinstance(
+        if self.teacher and self.model not in CONVNET_CONFIGS and isinstance(
                 self.model_overrides, dict):
             self.model_overrides = {"distilled": True, **self.model_overrides}
             self.distill = self.distill or "hard"
@@ -134,17 +134,17 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for the first bad field."""
-        if self.model not in CONFIGS and self.model not in RESNET_CONFIGS:
+        if self.model not in CONFIGS and self.model not in CONVNET_CONFIGS:
             raise ValueError(f"unknown model config {self.model!r}; expected one of "
-                             f"{', '.join([*CONFIGS, *RESNET_CONFIGS])}")
-        resnet = self.model in RESNET_CONFIGS
-        kind = ResNetConfig if resnet else ViTConfig
+                             f"{', '.join([*CONFIGS, *CONVNET_CONFIGS])}")
+        resnet = self.model in CONVNET_CONFIGS          # a convnet
+        kind = type(CONVNET_CONFIGS[self.model]) if resnet else ViTConfig
         fields = {f.name for f in dataclasses.fields(kind)}
         if not isinstance(self.model_overrides, dict) or not set(self.model_overrides) <= fields:
             raise ValueError(f"model overrides must be {kind.__name__} fields "
                              f"({', '.join(sorted(fields))}), got {self.model_overrides!r}")
         self._check_distillation(resnet)
-        model_cfg = (get_resnet_config if resnet else get_config)(self.model,
+        model_cfg = (get_convnet_config if resnet else get_config)(self.model,
                                                                    **self.model_overrides)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")

@@ -14,8 +14,7 @@ from minivit.backend import array_module
 from minivit.io.pretrained import init_from_pretrained
 from minivit.io.serialization import save as save_vit
 from minivit.layers.loss import cross_entropy_device
-from minivit.models.resnet import create_resnet
-from minivit.models.resnet_config import RESNET_CONFIGS
+from minivit.models.convnets import CONVNET_CONFIGS, create_convnet, prepare_convnet
 from minivit.models.vit import create_model
 from minivit.parallel.threads import resolve_threads
 from minivit.training.objectives.base import Objective
@@ -49,9 +48,12 @@ class Classification(Objective):
     """Cross-entropy on the class labels of a ViT or a ResNet."""
 
     def __init__(self, cfg, data, resume: bool = False, ranks=None):
-        create = create_resnet if cfg.model in RESNET_CONFIGS else create_model
-        model = create(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
-                       **{"num_classes": data.num_classes, **cfg.model_overrides})
+        convnet = cfg.model in CONVNET_CONFIGS
+        model = (create_convnet if convnet else create_model)(
+            cfg.model, seed=cfg.seed, dtype=cfg.dtype,
+            **{"num_classes": data.num_classes, **cfg.model_overrides})
+        if convnet and not resume:
+            prepare_convnet(model, data)
         if cfg.init_from and not resume:
             init_from_pretrained(model, cfg.init_from)
         super().__init__(model, resolve_threads(cfg.threads), ranks, cfg.batch_size)
