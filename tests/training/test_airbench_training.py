@@ -75,3 +75,107 @@ def test_lookahead_averages_parameters_and_running_statistics():
     model.params["head.weight"] = model.params["head.weight"] * 0      # decay 1: copy back
     slow.update(model, 1.0)
     assert np.array_equal(model.flat_params, averaged)
+
+
+def _airbench_in_torch(torch, tm, batches, per_epoch, lr, wd, momentum, schedule, total):
+    """airbench94's training loop (parameter groups, frozen whitening, LambdaLR triangle,
+    LookaheadState), in PyTorch on a mean loss."""
+    from minivit.training.airbench_recipe import BIAS_SCALE, WHITEN_BIAS_EPOCHS, triangle
+    tm.whiten.weight.requires_grad = False
+    named = list(tm.named_parameters())
+    biases = [p for k, p in named if "norm" in k]
+    others = [p for k, p in named if "norm" not in k and k != "whiten.weight"]
+    opt = torch.optim.SGD([dict(params=biases, lr=lr * BIAS_SCALE, weight_decay=wd / BIAS_SCALE),
+                           dict(params=others, lr=lr, weight_decay=wd)],
+                          momentum=momentum, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: triangle(i, total))
+    slow, steps = None, 0
+    for epoch in range(total // per_epoch):
+        tm.whiten.bias.requires_grad = epoch < WHITEN_BIAS_EPOCHS
+        tm.train()
+        for x, y in batches[epoch * per_epoch:(epoch + 1) * per_epoch]:
+            loss = torch.nn.functional.cross_entropy(tm(x), y, label_smoothing=0.2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            steps += 1
+            if epoch >= schedule.start_epoch and steps % schedule.every == 0:
+                if slow is None:
+                    slow = {k: v.clone() for k, v in tm.state_dict().items()}
+                else:
+                    _lerp(tm, slow, schedule.decay(steps, total))
+        if slow is not None:
+            _lerp(tm, slow, 1.0)
+
+
+def _lerp(tm, slow, decay):
+    import torch
+    for k, v in tm.state_dict().items():
+        if v.dtype == torch.float64:
+            slow[k].lerp_(v, 1 - decay)
+            v.copy_(slow[k])
+
+
+def test_airbench_optimizer_matches_airbench_loop_in_torch():
+    """Five epochs of four steps: whitening bias frozen from epoch 3, lookahead from epoch 1
+    every 2 steps, the triangle; parameters and running statistics agree with PyTorch."""
+    torch = pytest.importorskip("torch")
+    from torch_airbench import build_torch_airbench
+
+    from minivit.layers.loss import cross_entropy
+    from minivit.training.airbench_recipe import AirbenchOptimizer, airbench_lr
+    cfg = AirbenchConfig(widths=(3, 4, 5), image_size=12, num_classes=5)
+    model = create_airbench(cfg, dtype="float64")
+    model.init_whitening(randn(np, 6, 3, 12, 12, seed=7))
+    tm = build_torch_airbench(model)
+    per_epoch, epochs = 4, 5
+    total = per_epoch * epochs
+    gen = np.random.default_rng(8)
+    data = [(randn(np, 6, 3, 12, 12, seed=20 + i), gen.integers(0, 5, 6)) for i in range(total)]
+    lr, wd = airbench_lr(6)
+    schedule = LookaheadSchedule(start_epoch=1, every=2)
+    opt = AirbenchOptimizer(model, per_epoch, total, lr, wd, lookahead=schedule)
+    for x, y in data:
+        model.backward(cross_entropy(model.forward(x, train=True), y, 0.2)[1])
+        opt.step(model.params, model.grads)
+    _airbench_in_torch(torch, tm, [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data],
+                       per_epoch, lr, wd, 0.85, schedule, total)
+    state = tm.state_dict()
+    for k in [*model.params, *model.buffers]:
+        mine = model.params[k] if k in model.params else model.buffers[k]
+        assert rel_error(mine, state[k].numpy()) < 1e-9, k
+    assert not np.allclose(model.params["whiten.bias"], 0)
+
+
+def test_airbench_optimizer_state_round_trip_continues_identically():
+    from minivit.layers.loss import cross_entropy
+    from minivit.training.airbench_recipe import AirbenchOptimizer
+    cfg = AirbenchConfig(widths=(3, 4, 5), image_size=12, num_classes=5)
+    data = [(randn(np, 4, 3, 12, 12, seed=30 + i), np.arange(4) % 5) for i in range(8)]
+    schedule = LookaheadSchedule(start_epoch=1, every=1)
+
+    def run(model, opt, batches):
+        for x, y in batches:
+            model.backward(cross_entropy(model.forward(x, train=True), y, 0.2)[1])
+            opt.step(model.params, model.grads)
+
+    a = create_airbench(cfg, dtype="float64")
+    run(a, AirbenchOptimizer(a, 2, 8, 0.1, 0.01, lookahead=schedule), data)
+    b = create_airbench(cfg, dtype="float64")
+    first = AirbenchOptimizer(b, 2, 8, 0.1, 0.01, lookahead=schedule)
+    run(b, first, data[:5])
+    saved = {k: (v.copy() if hasattr(v, "copy") else v) for k, v in first.state_dict().items()}
+    assert any(k.startswith("lookahead.") for k in saved)
+    c = create_airbench(cfg, dtype="float64")                  # a resumed run
+    c.params, c.buffers = b.params, dict(b.buffers)
+    second = AirbenchOptimizer(c, 2, 8, 0.1, 0.01, lookahead=schedule)
+    second.load_state_dict(saved)
+    snap, params, buffers = first.snapshot(), b.flat_params.copy(), dict(b.buffers)
+    run(b, first, data[5:6])                                   # a step taken back
+    first.restore(snap)
+    b.params, b.buffers = b.params.layout.views(params), buffers
+    run(b, first, data[5:])
+    run(c, second, data[5:])
+    assert np.array_equal(a.flat_params, b.flat_params)
+    assert np.array_equal(a.flat_params, c.flat_params)
