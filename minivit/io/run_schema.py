@@ -37,7 +37,8 @@ TRAIN_SECTION = Obj({
     "checkpoint_every": Num(integer=True), "max_steps": Num(integer=True, optional=True),
     "time_limit": Num(optional=True), "progress": Bool(), "init_from": Str(optional=True),
     "teacher": Str(optional=True), "distill": Str(optional=True), "distill_tau": Num(),
-    "distill_lambda": Num(),
+    "distill_lambda": Num(), "optimizer": Str(optional=True),
+    "tta": Num(integer=True, optional=True),
 })
 
 CHANNEL_MEANS = List(Num(lo=0, hi=1), min_len=1, max_len=4)

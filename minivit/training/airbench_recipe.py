@@ -14,20 +14,19 @@ batch of B images, the same steps are (``airbench_lr``)
 
 (B = 1024: lr 1.465, wd 0.0102), so that the decay per step sgd_lr * sgd_wd is airbench's.
 The schedule multiplies the learning rate by a piecewise-linear triangle through (0, 0.2),
-(int(0.23 total), 1) and (total, 0.07).
+(int(0.23 total), 1) and (total, 0.07) (minivit/training/schedule.py, ``triangle``).
 """
 
 from __future__ import annotations
 
-from minivit.backend import host_xp
 from minivit.training.lookahead import Lookahead, LookaheadSchedule
 from minivit.training.optim import SGD
+from minivit.training.schedule import triangle
 
 LR_PER_1024, WEIGHT_DECAY_PER_1024, MOMENTUM = 11.5, 0.0153, 0.85
 BIAS_SCALE = 64.0                 # the norms' biases step 64x further, their decay unchanged
 WHITEN_BIAS_EPOCHS = 3            # the whitening bias trains in the first 3 epochs only
 LABEL_SMOOTHING = 0.2
-TRIANGLE = (0.2, 0.23, 0.07)      # start factor, where the peak (1) is, end factor
 
 
 def airbench_lr(batch_size: int, lr=LR_PER_1024, weight_decay=WEIGHT_DECAY_PER_1024,
@@ -39,11 +38,18 @@ def airbench_lr(batch_size: int, lr=LR_PER_1024, weight_decay=WEIGHT_DECAY_PER_1
     return sgd_lr, weight_decay * batch_size / kilostep / sgd_lr
 
 
-def triangle(step: int, total: int, start=TRIANGLE[0], peak=TRIANGLE[1],
-             end=TRIANGLE[2]) -> float:
-    """The schedule's factor at ``step`` (from 0) of ``total``."""
-    top = max(1, int(peak * total))
-    return float(host_xp().interp(step, [0, top, total], [start, 1.0, end]))
+RECIPE_BATCH_SIZE, RECIPE_EPOCHS, RECIPE_TTA = 512, 8, 2
+
+
+def recipe_defaults(batch_size: int = RECIPE_BATCH_SIZE) -> dict:
+    """What ``minivit train --config airbench`` uses for the TrainConfig fields not given on
+    the command line: airbench's optimisation, label smoothing, no clipping and no warmup
+    (the triangle starts low), test-time augmentation level 2 in every evaluation, and 8
+    epochs of batch 512 (what fits 2 hours on 2 CPU cores, docs/distillation.md)."""
+    lr, weight_decay = airbench_lr(batch_size)
+    return {"optimizer": "airbench", "batch_size": batch_size, "epochs": RECIPE_EPOCHS,
+            "lr": lr, "weight_decay": weight_decay, "label_smoothing": LABEL_SMOOTHING,
+            "clip_grad": 0.0, "warmup_epochs": 0.0, "tta": RECIPE_TTA}
 
 
 class AirbenchOptimizer:
@@ -114,4 +120,4 @@ class AirbenchOptimizer:
             self.slow.params[...], self.slow.buffers = slow[0], dict(slow[1])
 
 
-__all__ = ["AirbenchOptimizer", "LABEL_SMOOTHING", "airbench_lr", "triangle"]
+__all__ = ["AirbenchOptimizer", "LABEL_SMOOTHING", "airbench_lr", "recipe_defaults"]

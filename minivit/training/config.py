@@ -15,9 +15,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minivit.analysis.tta import TTA_LEVELS
 from minivit.data.randaugment import check_randaugment, parse_randaugment
 from minivit.io.rundir import CONFIG_FILE, read_run_info
 from minivit.limits import check_run_counts
+from minivit.models.airbench_config import AIRBENCH_CONFIGS
 from minivit.models.convnets import CONVNET_CONFIGS, get_convnet_config
 from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 
@@ -47,7 +49,10 @@ PRETRAIN_EPOCHS = 38
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
-                    "randaugment": None, "time_budget": None}
+                    "randaugment": None, "time_budget": None, "optimizer": "adamw", "tta": 0}
+# "airbench": the airbench net's own optimisation (minivit/training/airbench_recipe.py): Nesterov
+# SGD (lr, weight_decay its own), 64x bias lr, fixed whitening, lookahead, triangular schedule
+OPTIMIZERS = ("adamw", "airbench")
 
 
 @dataclass
@@ -79,6 +84,7 @@ class TrainConfig:
     ema: float = 0.0                        # decay of the weights' moving average that
                                             # evaluation and the saved model use; 0 = off
     layer_decay: float = 1.0                # lr * layer_decay ** (depth + 1 - layer); 1 = off
+    optimizer: str = "adamw"                # or "airbench" (OPTIMIZERS; the airbench net only)
     # augmentation
     augment: bool = True                    # random crop (pad 4) + horizontal flip
     mixup: float = 0.0                      # Beta(alpha, alpha); 0 = off
@@ -94,6 +100,8 @@ class TrainConfig:
                                             # None: 1, or BUDGET_EVAL_EVERY with a time budget
     eval_test: bool = False                 # also evaluate on the test set each epoch
     eval_batch_size: int = 500
+    tta: int = 0                            # test-time augmentation of every evaluation:
+                                            # 0 off, 1 mirror, 2 mirror + shifts (analysis/tta.py)
     seed: int = 0
     threads: int = 0                        # NumPy: split each batch over this many threads
                                             # (0 = one per CPU core; minivit.parallel.threads)
@@ -221,6 +229,15 @@ class TrainConfig:
                              "blocks; it is not for a ResNet or pre-training")
         if self.randaugment is not None:
             check_randaugment(self.randaugment)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}")
+        if self.optimizer == "airbench" and (self.model not in AIRBENCH_CONFIGS
+                                             or self.time_budget is not None):
+            raise ValueError("optimizer airbench trains the airbench net (--config airbench) "
+                             "for a length given up front (--epochs or --steps, no time budget)")
+        if isinstance(self.tta, bool) or self.tta not in TTA_LEVELS:
+            raise ValueError(f"tta must be one of {TTA_LEVELS}, got {self.tta!r}")
 
     def _check_distillation(self, resnet: bool) -> None:
         if self.distill is not None and not self.teacher:

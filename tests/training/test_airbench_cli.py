@@ -1,12 +1,17 @@
 """The airbench teacher through the command line on tiny synthetic CIFAR-10 files: trained by
-``minivit train --config airbench`` with its whitening filters set from the training images,
-scored by ``minivit eval``, and distilled into a ViT student."""
+``minivit train --config airbench`` with its recipe (airbench's optimizer, whitening filters
+set from the training images and kept, test-time augmentation), scored by ``minivit eval``,
+resumed bit for bit, and distilled into a ViT student."""
 
 import numpy as np
 import pytest
 
 pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])")
 
+from safetensors import safe_open
+from support import assert_same_run
+
+import minivit.training as T
 from minivit.cli import main
 from minivit.data.cifar10 import load_cifar10
 from minivit.data.synthetic import write_cifar10_like
@@ -38,6 +43,8 @@ def teacher(data_dir, tmp_path_factory):
 
 
 def test_the_teacher_is_a_saved_airbench_net_whitened_from_the_data(data_dir, teacher):
+    cfg = T.load_train_config(teacher)
+    assert (cfg.optimizer, cfg.tta, cfg.label_smoothing, cfg.clip_grad) == ("airbench", 2, 0.2, 0)
     model = load(teacher / "model.safetensors")
     assert type(model).__name__ == "AirbenchNet" and model.config.widths == (8, 16, 16)
     assert int(model.buffers["block1.norm1.num_batches_tracked"]) == 5
@@ -45,13 +52,44 @@ def test_the_teacher_is_a_saved_airbench_net_whitened_from_the_data(data_dir, te
     prepare_convnet(whitened, load_cifar10(data_dir, 20))
     fresh = create_airbench(model.config)
     assert not np.allclose(whitened.params["whiten.weight"], fresh.params["whiten.weight"])
-    # trained by AdamW for 5 steps: the filters moved a little from the whitening
-    assert np.abs(model.params["whiten.weight"] - whitened.params["whiten.weight"]).max() < 0.1
+    assert np.array_equal(model.params["whiten.weight"], whitened.params["whiten.weight"])
 
 
-def test_eval_scores_the_teacher_and_a_student_learns_from_it(data_dir, teacher, tmp_path):
+def test_eval_scores_the_teacher_and_a_student_learns_from_it(data_dir, teacher, tmp_path,
+                                                             capsys):
     assert main(["eval", str(teacher), "--split", "test", "--data-dir", str(data_dir)]) == 0
+    assert "with test-time augmentation 2" in capsys.readouterr().out
     run = tmp_path / "student"
     assert main(["train", "--teacher", str(teacher), "--distill", "hard", *STUDENT,
                  *common(data_dir, run)]) == 0
     assert load(run / "model.safetensors").config.distilled
+
+
+def test_an_airbench_run_resumes_bit_for_bit_through_lookahead(data_dir, tmp_path):
+    """5 epochs of 5 steps: the slow weights are taken at step 20 (epoch 3), averaged at 25;
+    the run is cut at step 22, between the two."""
+    def cfg(run, **kw):
+        return T.TrainConfig(model="airbench", model_overrides={"widths": [4, 8, 8]},
+                             optimizer="airbench", lr=0.05, weight_decay=0.01, clip_grad=0.0,
+                             batch_size=16, val_size=20, epochs=5, tta=1,
+                             data_dir=str(data_dir), run_dir=str(run), progress=False,
+                             threads=2, **kw)
+    T.train(cfg(tmp_path / "straight"))
+    T.train(cfg(tmp_path / "split", max_steps=22))
+    with safe_open(str(tmp_path / "split" / "checkpoint.safetensors"), "np") as f:
+        assert "optim.lookahead.params" in f.keys()
+    T.resume(tmp_path / "split")
+    assert_same_run(tmp_path / "straight", tmp_path / "split")
+    a, b = (load(tmp_path / r / "model.safetensors") for r in ("straight", "split"))
+    for k in a.buffers:
+        assert np.array_equal(a.buffers[k], b.buffers[k]), k
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config", "resnet8", "--optimizer", "airbench"], "optimizer airbench trains the airbench"),
+    (["--config", "airbench", "--time-budget", "5"], "no time budget"),
+])
+def test_bad_airbench_options_fail_in_one_line(data_dir, tmp_path, capsys, flags, message):
+    assert main(["train", *flags, *common(data_dir, tmp_path / "r")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

@@ -80,7 +80,8 @@ def test_lookahead_averages_parameters_and_running_statistics():
 def _airbench_in_torch(torch, tm, batches, per_epoch, lr, wd, momentum, schedule, total):
     """airbench94's training loop (parameter groups, frozen whitening, LambdaLR triangle,
     LookaheadState), in PyTorch on a mean loss."""
-    from minivit.training.airbench_recipe import BIAS_SCALE, WHITEN_BIAS_EPOCHS, triangle
+    from minivit.training.airbench_recipe import BIAS_SCALE, WHITEN_BIAS_EPOCHS
+    from minivit.training.schedule import triangle
     tm.whiten.weight.requires_grad = False
     named = list(tm.named_parameters())
     biases = [p for k, p in named if "norm" in k]

@@ -57,7 +57,7 @@ class Classification(Objective):
         if cfg.init_from and not resume:
             init_from_pretrained(model, cfg.init_from)
         super().__init__(model, resolve_threads(cfg.threads), ranks, cfg.batch_size)
-        self.smoothing, self.classes = cfg.label_smoothing, data.num_classes
+        self.smoothing, self.classes, self.tta = cfg.label_smoothing, data.num_classes, cfg.tta
 
     def forward_backward(self, batch):
         loss, logits = classify(self.parallel, batch.images, batch.targets, batch.smoothing,
@@ -65,7 +65,7 @@ class Classification(Objective):
         return loss, (logits.argmax(axis=1) == batch.labels).sum()
 
     def evaluate_images(self, x, y, mean, std, batch_size=500):
-        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel)
+        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel, self.tta)
 
     def write_model(self, path):
         save_vit(self.model, path)
