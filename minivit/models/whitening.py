@@ -12,10 +12,11 @@ padding), flattened in the order (c, u, v) of a PyTorch weight (F, C, k, k):
 so the convolution maps patches to decorrelated coordinates of variance about 1 (less where
 lambda_i ~ eps: the noise directions are not blown up), and the pair (+, -) lets the GELU that
 follows keep both signs.  airbench computes it from 5,000 normalised training images with
-eps = 5e-4.  The covariance is accumulated and decomposed in float64.
+eps = 5e-4.  The covariance is accumulated in float64 where the images are and decomposed
+on the host (d = 12 for 2x2 patches of 3 channels).
 """
 
-from minivit.backend import array_module
+from minivit.backend import array_module, host_xp, to_numpy
 
 WHITEN_EPS = 5e-4
 
@@ -38,14 +39,14 @@ def patch_whitening_weights(images, k: int = 2, eps: float = WHITEN_EPS):
     if images.ndim != 4 or images.shape[2] < k or images.shape[3] < k:
         raise ValueError(f"patch whitening: expected images (B, C, H, W) of at least {k}x{k} "
                          f"pixels, got shape {tuple(images.shape)}")
-    C = images.shape[1]
+    np, C = host_xp(), images.shape[1]
     X = patch_matrix(images, k)
-    covariance = X.T @ X / X.shape[0]                                # (d, d)
-    eigenvalues, eigenvectors = xp.linalg.eigh(covariance)          # ascending
+    covariance = to_numpy(X.T @ X / X.shape[0])                      # (d, d), on the host
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)          # ascending
     eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
-    filters = (eigenvectors / xp.sqrt(xp.maximum(eigenvalues, 0) + eps)).T   # (d, d) rows
+    filters = (eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + eps)).T   # (d, d) rows
     filters = filters.reshape(-1, C, k, k)
-    return xp.concatenate([filters, -filters]).astype(images.dtype)
+    return xp.asarray(np.concatenate([filters, -filters])).astype(images.dtype)
 
 
 __all__ = ["WHITEN_EPS", "patch_matrix", "patch_whitening_weights"]
