@@ -10,9 +10,10 @@ airbench states its hyperparameters per 1,024 images and for a *summed* loss, de
 the momentum: lr 11.5, weight decay 0.0153, momentum 0.85.  For minivit's mean loss over a
 batch of B images, the same steps are (``airbench_lr``)
 
-    sgd_lr = 11.5 B / (1024 (1 + 1 / (1 - momentum)))     sgd_wd = 0.0153 B / 1024 / sgd_lr
+    sgd_lr = 11.5 B / (1024 (1 + 1 / (1 - momentum)))
+    sgd_wd = 0.0153 B / (1024 (1 + 1 / (1 - momentum))) / sgd_lr = 0.0153 / 11.5
 
-(B = 1024: lr 1.465, wd 0.0102), so that the decay per step sgd_lr * sgd_wd is airbench's.
+(B = 1024: lr 1.5, wd 0.00133), so that the decay per step sgd_lr * sgd_wd is airbench's.
 The schedule multiplies the learning rate by a piecewise-linear triangle through (0, 0.2),
 (int(0.23 total), 1) and (total, 0.07) (minivit/training/schedule.py, ``triangle``).
 """
