@@ -42,6 +42,14 @@ def teacher(data_dir, tmp_path_factory):
     return run
 
 
+def test_the_start_line_names_the_recipe(data_dir, tmp_path, capsys):
+    assert main(["train", "--config", "airbench", *SMALL, "--max-steps", "1",
+                 *common(data_dir, tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "label smoothing 0.2, airbench's optimizer" in out
+    assert "test-time augmentation 2" in out
+
+
 def test_the_teacher_is_a_saved_airbench_net_whitened_from_the_data(data_dir, teacher):
     cfg = T.load_train_config(teacher)
     assert (cfg.optimizer, cfg.tta, cfg.label_smoothing, cfg.clip_grad) == ("airbench", 2, 0.2, 0)

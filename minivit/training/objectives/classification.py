@@ -58,6 +58,7 @@ class Classification(Objective):
             init_from_pretrained(model, cfg.init_from)
         super().__init__(model, resolve_threads(cfg.threads), ranks, cfg.batch_size)
         self.smoothing, self.classes, self.tta = cfg.label_smoothing, data.num_classes, cfg.tta
+        self.optimizer = cfg.optimizer
 
     def forward_backward(self, batch):
         loss, logits = classify(self.parallel, batch.images, batch.targets, batch.smoothing,
@@ -71,8 +72,11 @@ class Classification(Objective):
         save_vit(self.model, path)
 
     def summary(self) -> str:
+        extras = (", airbench's optimizer (Nesterov SGD, lookahead, triangular lr)"
+                  if self.optimizer == "airbench" else "") + \
+            (f", test-time augmentation {self.tta}" if self.tta else "")
         return (f"classification: cross-entropy on {self.classes} classes, label smoothing "
-                f"{self.smoothing:g}")
+                f"{self.smoothing:g}{extras}")
 
 
 __all__ = ["Classification", "classify", "classify_shard"]
