@@ -112,13 +112,15 @@ def add_arguments(parser, classify: bool = True):
                                              "--epochs nor --steps is given)" if classify
                                              else ""))
     o.add_argument("--batch-size", type=int, help=f"default {D.batch_size}")
-    o.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {D.lr})")
+    o.add_argument("--lr", type=float,
+                   help=f"peak learning rate of AdamW, or of the SGD of --optimizer airbench "
+                        f"(default {D.lr})")
     o.add_argument("--min-lr", type=float, help=f"final cosine learning rate (default {D.min_lr})")
     o.add_argument("--warmup-epochs", type=float, help=f"linear warmup (default {D.warmup_epochs})")
     o.add_argument("--warmup-steps", type=int,
                    help="linear warmup in steps; replaces --warmup-epochs")
     o.add_argument("--weight-decay", type=float,
-                   help=f"AdamW weight decay (default {D.weight_decay})")
+                   help=f"weight decay of AdamW or of the SGD (default {D.weight_decay})")
     if classify:
         o.add_argument("--label-smoothing", type=float, help=f"default {D.label_smoothing}")
     o.add_argument("--clip-grad", type=float,
