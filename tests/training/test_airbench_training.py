@@ -180,3 +180,21 @@ def test_airbench_optimizer_state_round_trip_continues_identically():
     run(c, second, data[5:])
     assert np.array_equal(a.flat_params, b.flat_params)
     assert np.array_equal(a.flat_params, c.flat_params)
+
+
+@pytest.mark.parametrize("total", [8, 97, 880])
+def test_triangle_schedule_is_airbench94s(total):
+    """airbench94's triangle(steps, start=0.2, end=0.07, peak=0.23), in PyTorch."""
+    torch = pytest.importorskip("torch")
+    from minivit.training.schedule import Schedule, triangle
+    xp = torch.tensor([0, int(0.23 * total), total])
+    fp = torch.tensor([0.2, 1, 0.07], dtype=torch.float64)
+    x = torch.arange(1 + total)
+    m = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])
+    b = fp[:-1] - (m * xp[:-1])
+    idx = torch.clamp(torch.sum(torch.ge(x[:, None], xp[None, :]), 1) - 1, 0, len(m) - 1)
+    want = (m[idx] * x + b[idx]).numpy()
+    got = np.array([triangle(i, total) for i in range(total + 1)])
+    assert rel_error(got, want) < 1e-12
+    sched = Schedule(10, total, 0, 0, 0.5, 0.0, "triangle")
+    assert sched.lr_at(3) == pytest.approx(0.5 * want[3])
