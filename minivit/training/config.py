@@ -236,8 +236,10 @@ class TrainConfig:
                                              or self.time_budget is not None):
             raise ValueError("optimizer airbench trains the airbench net (--config airbench) "
                              "for a length given up front (--epochs or --steps, no time budget)")
-        if isinstance(self.tta, bool) or self.tta not in TTA_LEVELS:
-            raise ValueError(f"tta must be one of {TTA_LEVELS}, got {self.tta!r}")
+        if isinstance(self.tta, bool) or self.tta not in TTA_LEVELS or (
+                self.tta and self.objective != "classify"):
+            raise ValueError(f"tta must be one of {TTA_LEVELS} (0 when pre-training), got "
+                             f"{self.tta!r}")
 
     def _check_distillation(self, resnet: bool) -> None:
         if self.distill is not None and not self.teacher:
