@@ -85,8 +85,8 @@ def classify(rc, stderr, names, must_load):
 # ---------------------------------------------------------------------------- the cases
 def cifar_cases(tmp: Path):
     """(kind, description, make(dir) -> None, prelude, must_load) for the CIFAR-10 reader."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import test_data as T
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "data")]   # support, the tests
+    import test_cifar10 as T
 
     def marks(fn):
         return fn.pytestmark[0].args[1]

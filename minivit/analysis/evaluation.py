@@ -9,6 +9,7 @@ and the trained classifier of a run directory or model file.
 
 from __future__ import annotations
 
+from minivit.analysis.tta import tta_logits
 from minivit.backend import array_module, host_xp, to_device, to_numpy
 from minivit.data.batches import iterate_batches, normalize
 from minivit.io.rundir import find_model, read_run_info
@@ -50,9 +51,10 @@ def _predict(parallel, images, batch_size):
                            for i in range(0, B, batch_size)])
 
 
-def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None) -> dict:
+def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None, tta: int = 0) -> dict:
     """Accuracy, mean loss and confusion matrix of ``model`` on host uint8 images / labels.
-    ``parallel``: a minivit.parallel.threads.DataParallel of ``model`` (None: one thread).
+    ``parallel``: a minivit.parallel.threads.DataParallel of ``model`` (None: one thread);
+    ``tta``: the test-time augmentation level of minivit/analysis/tta.py (0: none).
 
     Returns {"loss": float, "acc": float, "n": int, "confusion": host int64 (K, K)} where
     confusion[true, predicted] counts images."""
@@ -63,7 +65,8 @@ def evaluate(model, x, y, mean, std, batch_size: int = 500, parallel=None) -> di
     loss_sum = 0.0
     for xb, yb in iterate_batches(x, y, batch_size):
         images = normalize(to_device(xb), mean, std, model.dtype)
-        logits = predict_logits(model, images, batch_size=len(yb), parallel=parallel)
+        logits = tta_logits(lambda v: predict_logits(model, v, batch_size=len(yb),
+                                                     parallel=parallel), images, tta)
         loss, _ = cross_entropy(logits, to_device(yb))
         loss_sum += loss * len(yb)
         np.add.at(confusion, (yb, to_numpy(logits.argmax(axis=1))), 1)

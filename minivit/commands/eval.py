@@ -27,6 +27,9 @@ def add_arguments(parser):
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="which split to evaluate (default test)")
     parser.add_argument("--batch-size", type=int, default=500, help="default 500")
+    parser.add_argument("--tta", type=int, choices=(0, 1, 2),
+                        help="test-time augmentation: 0 none, 1 mirror, 2 mirror and shifts "
+                             "(default: the run's --tta, else 0)")
     add_run_arguments(parser, "eval-<split>.json", threads="split each batch over N threads")
 
 
@@ -67,9 +70,11 @@ def run(args) -> int:
     stats = info.get("data", {})
     mean, std = stats.get("mean", data.mean), stats.get("std", data.std)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
-    print(f"evaluating {plural(len(y), args.split + ' image')} ...", flush=True)
+    tta = args.tta if args.tta is not None else train_cfg.get("tta", 0)
+    print(f"evaluating {plural(len(y), args.split + ' image')}"
+          f"{f' with test-time augmentation {tta}' if tta else ''} ...", flush=True)
     with DataParallel(model, resolve_threads(args.threads)) as parallel:
-        result = evaluate(model, x, y, mean, std, args.batch_size, parallel)
+        result = evaluate(model, x, y, mean, std, args.batch_size, parallel, tta)
     report = {"checkpoint": str(args.checkpoint),
               **eval_report(result, data.label_names, args.split)}
     if not math.isfinite(report["loss"]):

@@ -15,7 +15,8 @@ import json
 import sys
 
 from minivit.errors import UserError
-from minivit.models.resnet_config import RESNET_CONFIGS
+from minivit.models.airbench_config import AIRBENCH_CONFIGS
+from minivit.models.convnets import CONVNET_CONFIGS
 from minivit.models.vit_config import CONFIGS
 from minivit.training import (
     RECIPE_MODEL_OVERRIDES,
@@ -25,10 +26,12 @@ from minivit.training import (
     resume,
     train,
 )
+from minivit.training.airbench_recipe import RECIPE_BATCH_SIZE, recipe_defaults
 from minivit.training.config import (
     BUDGET_EVAL_EVERY,
     BUDGET_MAX_EPOCHS,
     DISTILL_MODEL_OVERRIDES,
+    OPTIMIZERS,
     PRETRAIN_EPOCHS,
     RECIPE_TIME_BUDGET,
 )
@@ -58,7 +61,7 @@ def add_arguments(parser, classify: bool = True):
     m = parser.add_argument_group("model")
     m.add_argument("--config", dest="model", metavar="NAME",
                    help=f"model config: {', '.join(CONFIGS)}, or a convnet teacher: "
-                        f"{', '.join(RESNET_CONFIGS)} (default {D.model})")
+                        f"{', '.join(CONVNET_CONFIGS)} (default {D.model})")
     m.add_argument("--set", dest="model_set", action="append", metavar="KEY=VALUE",
                    help="override a model config field, e.g. --set depth=4 --set pool=token "
                         "(repeatable)" + ("; on top of the recipe's " + ", ".join(
@@ -109,13 +112,15 @@ def add_arguments(parser, classify: bool = True):
                                              "--epochs nor --steps is given)" if classify
                                              else ""))
     o.add_argument("--batch-size", type=int, help=f"default {D.batch_size}")
-    o.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {D.lr})")
+    o.add_argument("--lr", type=float,
+                   help=f"peak learning rate of AdamW, or of the SGD of --optimizer airbench "
+                        f"(default {D.lr})")
     o.add_argument("--min-lr", type=float, help=f"final cosine learning rate (default {D.min_lr})")
     o.add_argument("--warmup-epochs", type=float, help=f"linear warmup (default {D.warmup_epochs})")
     o.add_argument("--warmup-steps", type=int,
                    help="linear warmup in steps; replaces --warmup-epochs")
     o.add_argument("--weight-decay", type=float,
-                   help=f"AdamW weight decay (default {D.weight_decay})")
+                   help=f"weight decay of AdamW or of the SGD (default {D.weight_decay})")
     if classify:
         o.add_argument("--label-smoothing", type=float, help=f"default {D.label_smoothing}")
     o.add_argument("--clip-grad", type=float,
@@ -135,6 +140,12 @@ def add_arguments(parser, classify: bool = True):
         o.add_argument("--randaugment", metavar="N,M",
                        help="RandAugment: N random ops per image (default 2 if only M is "
                             "given) of magnitude M in 0-10, after crop/flip (default off)")
+    if classify:
+        o.add_argument("--optimizer", choices=OPTIMIZERS,
+                       help="adamw, or airbench: Nesterov SGD with airbench's groups, fixed "
+                            "whitening, lookahead and triangular schedule (the default of "
+                            "--config airbench, with its lr, weight decay, smoothing 0.2, "
+                            "batch 512, 8 epochs, --tta 2; default adamw)")
     o.add_argument("--seed", type=int, help=f"default {D.seed}")
 
     d = parser.add_argument_group("data and evaluation")
@@ -149,6 +160,10 @@ def add_arguments(parser, classify: bool = True):
     d.add_argument("--eval-test", action="store_const", const=True,
                    help="also evaluate on the test set each epoch")
     d.add_argument("--eval-batch-size", type=int, help=f"default {D.eval_batch_size}")
+    if classify:
+        d.add_argument("--tta", type=int, choices=(0, 1, 2),
+                       help="test-time augmentation of every evaluation: 0 none, 1 mirror, "
+                            "2 mirror and one-pixel shifts (default 0)")
 
     r = parser.add_argument_group("run")
     r.add_argument("--run-dir", help="where to write the run (default runs/<config>-<time>)")
@@ -213,7 +228,10 @@ def run(args) -> int:
                                 f"{flags} cannot be changed (only {_SESSION_FLAGS})")
             result = resume(args.resume, **given)
         else:
-            resnet = given.get("model") in RESNET_CONFIGS
+            resnet = given.get("model") in CONVNET_CONFIGS
+            if given.get("model") in AIRBENCH_CONFIGS and args.command == "train":
+                given = {**recipe_defaults(given.get("batch_size", RECIPE_BATCH_SIZE)),
+                         **given}
             if overrides and args.command == "train" and not resnet:   # on the recipe's
                 base = DISTILL_MODEL_OVERRIDES if given.get("teacher") else RECIPE_MODEL_OVERRIDES
                 given["model_overrides"] = {**base, **overrides}

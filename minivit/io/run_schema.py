@@ -38,6 +38,7 @@ TRAIN_SECTION = Obj({
     "time_limit": Num(optional=True), "progress": Bool(), "init_from": Str(optional=True),
     "teacher": Str(optional=True), "distill": Str(optional=True), "distill_tau": Num(),
     "distill_lambda": Num(), "snapshots": Num(integer=True, optional=True),
+    "optimizer": Str(optional=True), "tta": Num(integer=True, optional=True),
 })
 
 CHANNEL_MEANS = List(Num(lo=0, hi=1), min_len=1, max_len=4)

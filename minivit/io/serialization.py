@@ -37,8 +37,11 @@ from pathlib import Path
 from minivit.backend import DTYPES, host_xp, resolve_dtype, to_device, to_numpy
 from minivit.io import hf
 from minivit.io import official_npz as convert
+from minivit.io.airbench_files import airbench_from_arrays, save_airbench
 from minivit.io.files import read_arrays, write_arrays
 from minivit.io.resnet_files import resnet_from_arrays, save_resnet
+from minivit.models.airbench import AirbenchNet
+from minivit.models.airbench_config import AIRBENCH_FORMAT
 from minivit.models.init import param_shapes
 from minivit.models.resample import resample_pos_embed
 from minivit.models.resnet import ResNet
@@ -200,6 +203,8 @@ def save(model: VisionTransformer, path) -> None:
     """
     if isinstance(model, ResNet):
         return save_resnet(model, path)
+    if isinstance(model, AirbenchNet):
+        return save_airbench(model, path)
     arrays = {k: to_numpy(v) for k, v in model.params.items()}
     meta = {"format": MODEL_FORMAT, CONFIG_KEY: json.dumps(model.config.to_dict())}
     write_arrays(path, arrays, meta)
@@ -233,6 +238,8 @@ def load(path, config=None, *, num_classes=None, image_size=None, resample="bicu
         raise ValueError(f"{path}: holds optimizer state, not a model; use load_optimizer")
     if meta.get("format") == RESNET_FORMAT:
         return resnet_from_arrays(arrays, meta, path, dtype=dtype, num_classes=num_classes)
+    if meta.get("format") == AIRBENCH_FORMAT:
+        return airbench_from_arrays(arrays, meta, path, dtype=dtype, num_classes=num_classes)
     if CONFIG_KEY not in meta and convert.is_official(arrays):
         return build_from_official(arrays, config, source=path, **kw)
     if config is not None:

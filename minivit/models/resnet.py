@@ -26,16 +26,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from minivit.backend import array_module, get_backend, host_rng, resolve_dtype
-from minivit.layers.batchnorm import (
-    batchnorm2d_backward,
-    batchnorm2d_forward,
-    pool_batch_stats,
-    update_running_stats,
-)
+from minivit.layers.batchnorm import batchnorm2d_backward, batchnorm2d_forward
 from minivit.layers.conv import conv2d_nhwc_backward, conv2d_nhwc_forward
 from minivit.layers.linear import linear_backward, linear_forward
 from minivit.layers.relu import relu_backward, relu_forward
-from minivit.models.base import ModelBase, check_images, check_param_shapes
+from minivit.models.base import check_images
 from minivit.models.resnet_config import (
     ResNetConfig,
     get_resnet_config,
@@ -45,6 +40,7 @@ from minivit.models.resnet_config import (
     resnet_param_shapes,
     stages,
 )
+from minivit.models.running_stats import RunningStatsModel
 
 
 class ConvBNCache(NamedTuple):
@@ -68,31 +64,19 @@ class ResNetCache(NamedTuple):
     fc: object            # linear cache
 
 
-class ResNet(ModelBase):
+class ResNet(RunningStatsModel):
     """params, grads: {torchvision name: array}; buffers: running statistics by name."""
 
     param_shapes = staticmethod(resnet_param_shapes)
+    buffer_shapes = staticmethod(resnet_buffer_shapes)
 
     def __init__(self, config: ResNetConfig, params: dict, buffers: dict | None = None,
                  seed: int = 0):
-        super().__init__(config, params, seed)
-        if buffers is None:
-            buffers = init_resnet_buffers(config, self.dtype)
-        check_param_shapes(resnet_buffer_shapes(config), buffers, "BatchNorm buffers")
-        self.buffers = buffers
+        super().__init__(config, params, buffers, seed)
         self.stages = stages(config)
-        self.records_stats = False      # a replica: record batch statistics, do not update
-        self.batch_stats = None         # {bn name: BatchStats} of the last training forward
 
     def check_images(self, images) -> None:
         check_images(images, self.config, self.dtype, self.params["conv1.weight"])
-
-    def replica(self):
-        """Shares the parameter buffer and the running statistics; keeps its own gradients and
-        activations, and records its shard's batch statistics for the model."""
-        r = super().replica()
-        r.records_stats, r.batch_stats = True, None
-        return r
 
     # ------------------------------------------------------------------ forward
     def _conv_bn(self, x, conv, bn, stride, padding, train, stats, relu, keep):
@@ -135,32 +119,10 @@ class ResNet(ModelBase):
         pooled = x.mean(axis=(1, 2))                                          # (B, C)
         logits, fc = linear_forward(pooled, self.params["fc.weight"], self.params["fc.bias"])
         self._cache = ResNetCache(stem, blocks, x.shape, fc) if keep_cache else None
-        if train:
-            if self.records_stats:
-                self.batch_stats = stats
-            else:
-                self.apply_batch_stats(stats)
+        self.finish_batch_stats(stats, train)
         return logits
 
     __call__ = forward
-
-    # ------------------------------------------------------------------ running statistics
-    def apply_batch_stats(self, stats: dict) -> None:
-        """The momentum update of every BatchNorm's running statistics (new arrays)."""
-        b = self.buffers
-        for bn, s in stats.items():
-            b[f"{bn}.running_mean"], b[f"{bn}.running_var"] = update_running_stats(
-                b[f"{bn}.running_mean"], b[f"{bn}.running_var"], s)
-            b[f"{bn}.num_batches_tracked"] = b[f"{bn}.num_batches_tracked"] + 1
-
-    def merge_replica_stats(self, replicas) -> None:
-        """Pool the statistics the replicas recorded (in their order) and update once."""
-        recorded = [r.batch_stats for r in replicas if r.batch_stats]
-        for r in replicas:
-            r.batch_stats = None
-        if recorded:
-            self.apply_batch_stats({bn: pool_batch_stats([s[bn] for s in recorded])
-                                    for bn in recorded[0]})
 
     # ------------------------------------------------------------------ backward
     def _conv_bn_backward(self, dy, c: ConvBNCache, g: dict):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from minivit.backend import host_rng, host_xp, to_device
 from minivit.limits import check_params_fit
+from minivit.models.running_stats import init_running_stats
 from minivit.models.vit_config import check_positive_ints, config_from_dict
 
 RESNET_FORMAT = "minivit-resnet"          # the "format" of a saved ResNet file
@@ -47,13 +48,7 @@ class ResNetConfig:
     def __post_init__(self):
         check_positive_ints(self, ("num_classes", "image_size", "in_chans"), "config.")
         for k in ("blocks", "widths"):
-            v = getattr(self, k)
-            if isinstance(v, str):
-                v = tuple(int(c) for c in v.strip("[]() ").split(",") if c.strip())
-            if not isinstance(v, (tuple, list)) or not v or not all(
-                    isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in v):
-                raise ValueError(f"config.{k} must be a list of positive integers, got {v!r}")
-            object.__setattr__(self, k, tuple(v))
+            set_int_tuple(self, k)
         if len(self.blocks) != len(self.widths):
             raise ValueError(f"config.blocks has {len(self.blocks)} stages but config.widths "
                              f"has {len(self.widths)}; expected one width per stage")
@@ -72,6 +67,18 @@ class ResNetConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ResNetConfig":
         return config_from_dict(cls, d, "ResNet ")
+
+
+def set_int_tuple(config, name: str) -> None:
+    """Make the field ``name`` of a frozen config a tuple of positive ints (a list, or a string
+    "1,2,3" from the command line, is accepted); ValueError otherwise."""
+    v = getattr(config, name)
+    if isinstance(v, str):
+        v = tuple(int(c) for c in v.strip("[]() ").split(",") if c.strip())
+    if not isinstance(v, (tuple, list)) or not v or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in v):
+        raise ValueError(f"config.{name} must be a list of positive integers, got {v!r}")
+    object.__setattr__(config, name, tuple(v))
 
 
 RESNET_CONFIGS: dict[str, ResNetConfig] = {
@@ -160,14 +167,7 @@ def init_resnet_params(cfg: ResNetConfig, seed=0, dtype="float32") -> dict:
 
 def init_resnet_buffers(cfg: ResNetConfig, dtype="float32") -> dict:
     """Running mean 0, running variance 1, no batch seen yet."""
-    np, buffers = host_xp(), {}
-    for name, shape in resnet_buffer_shapes(cfg).items():
-        if name.endswith("num_batches_tracked"):
-            buffers[name] = to_device(np.zeros((), dtype=np.int64))
-        else:
-            fill = np.zeros if name.endswith("running_mean") else np.ones
-            buffers[name] = to_device(fill(shape), dtype)
-    return buffers
+    return init_running_stats(resnet_buffer_shapes(cfg), dtype)
 
 
 def count_resnet_params(cfg: ResNetConfig) -> int:

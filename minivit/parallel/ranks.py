@@ -45,7 +45,7 @@ from pathlib import Path
 
 from minivit.backend import host_xp, to_numpy
 from minivit.errors import UserError
-from minivit.models.resnet_config import RESNET_CONFIGS
+from minivit.models.convnets import CONVNET_CONFIGS
 from minivit.parallel.threads import shard_slices
 
 np = host_xp()
@@ -115,7 +115,7 @@ def check_rank_split(ranks, cfg) -> None:
         raise UserError(f"the global batch of {cfg.batch_size} does not split over "
                         f"{ranks.size} ranks; give a --batch-size that is a multiple of "
                         f"{ranks.size}")
-    if cfg.model in RESNET_CONFIGS:
+    if cfg.model in CONVNET_CONFIGS:
         raise UserError(f"{cfg.model} has BatchNorm statistics, which each rank would keep "
                         "apart; train it on one rank")
 

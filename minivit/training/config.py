@@ -15,10 +15,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minivit.analysis.tta import TTA_LEVELS
 from minivit.data.randaugment import check_randaugment, parse_randaugment
 from minivit.io.rundir import CONFIG_FILE, read_run_info
 from minivit.limits import check_run_counts
-from minivit.models.resnet_config import RESNET_CONFIGS, ResNetConfig, get_resnet_config
+from minivit.models.airbench_config import AIRBENCH_CONFIGS
+from minivit.models.convnets import CONVNET_CONFIGS, get_convnet_config
 from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 
 # Options that belong to one session, not to the run: a resume may change them.  data_dir is
@@ -27,12 +29,10 @@ SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "th
                   "data_dir")
 
 
-# The CPU recipe's changes to the model config (results/README.md): the head reads
-# the mean of the patch tokens, and each training image drops half of its patch tokens
-# (layers/patch_dropout.py), which halves a step's cost, so twice the epochs fit in 2 hours.
+# The CPU recipe's changes to the model config: the head reads the mean of the patch tokens,
+# and each image drops half of its patch tokens (layers/patch_dropout.py), which halves a
+# step's cost.  A distilled student (--teacher) reads its class and distillation tokens.
 RECIPE_MODEL_OVERRIDES = {"pool": "mean", "patch_drop_rate": 0.5}
-# A distilled student (--teacher): the recipe, but the head reads the class and distillation
-# tokens (a distilled ViT needs pool "token").
 DISTILL_MODEL_OVERRIDES = {**RECIPE_MODEL_OVERRIDES, "pool": "token", "distilled": True}
 DISTILL_KINDS = ("hard", "soft")
 # The run's length when none is given: classification fits the whole epochs it can in an hour
@@ -40,21 +40,24 @@ DISTILL_KINDS = ("hard", "soft")
 RECIPE_TIME_BUDGET = 60.0           # minutes
 BUDGET_MAX_EPOCHS = 100             # a time budget's cap when --epochs is not given
 # A time-budgeted run validates every BUDGET_EVAL_EVERY epochs (and after the last) unless
-# told otherwise: in the recipe's hour, validating every epoch costs about 8% of the hour
-# (5,000 images on every token, 5.5 s an epoch), which buys 3-4 more epochs instead.
+# told otherwise: validating every epoch costs about 8% of the recipe's hour (3-4 epochs).
 BUDGET_EVAL_EVERY = 5
 PRETRAIN_EPOCHS = 38
 # Fields added after runs were recorded without them: what those runs did.
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
-                    "randaugment": None, "time_budget": None, "snapshots": 0}
+                    "randaugment": None, "time_budget": None, "snapshots": 0,
+                    "optimizer": "adamw", "tta": 0}
+# "airbench": the airbench net's own optimisation (minivit/training/airbench_recipe.py): Nesterov
+# SGD (lr, weight_decay its own), 64x bias lr, fixed whitening, lookahead, triangular schedule
+OPTIMIZERS = ("adamw", "airbench")
 
 
 @dataclass
 class TrainConfig:
     # model
-    model: str = "cifar-nano"               # a name from minivit.CONFIGS, or a ResNet's
-                                            # (resnet8, resnet14, resnet20: a teacher)
+    model: str = "cifar-nano"               # a name from minivit.CONFIGS, or a convnet's
+                                            # (resnet8/14/20, airbench: a teacher)
     model_overrides: dict | None = None     # ViTConfig fields, e.g. {"drop_path_rate": 0.1};
                                             # None: RECIPE_MODEL_OVERRIDES to classify, {} to
                                             # pre-train. A dict replaces them all.
@@ -79,6 +82,7 @@ class TrainConfig:
     ema: float = 0.0                        # decay of the weights' moving average that
                                             # evaluation and the saved model use; 0 = off
     layer_decay: float = 1.0                # lr * layer_decay ** (depth + 1 - layer); 1 = off
+    optimizer: str = "adamw"                # or "airbench" (OPTIMIZERS; the airbench net only)
     # augmentation
     augment: bool = True                    # random crop (pad 4) + horizontal flip
     mixup: float = 0.0                      # Beta(alpha, alpha); 0 = off
@@ -94,6 +98,8 @@ class TrainConfig:
                                             # None: 1, or BUDGET_EVAL_EVERY with a time budget
     eval_test: bool = False                 # also evaluate on the test set each epoch
     eval_batch_size: int = 500
+    tta: int = 0                            # test-time augmentation of every evaluation:
+                                            # 0 off, 1 mirror, 2 mirror + shifts (analysis/tta.py)
     seed: int = 0
     threads: int = 0                        # NumPy: split each batch over this many threads
                                             # (0 = one per CPU core; minivit.parallel.threads)
@@ -105,13 +111,10 @@ class TrainConfig:
     max_steps: int | None = None            # stop (resumably) once this many steps are done
     time_limit: float | None = None         # minutes; stop (resumably) after this long
     progress: bool = True                   # tqdm progress bar
-    # objective: "classify", or pre-training ("mae", "mpp"; labels unused,
-    # see minivit.io.pretrained)
-    objective: str = "classify"
+    objective: str = "classify"             # or pre-training: "mae", "mpp" (labels unused)
     objective_options: dict = field(default_factory=dict)  # MAEConfig / MPPConfig fields
     init_from: str | None = None            # classify: start from this checkpoint's encoder
-    # distillation (DeiT, minivit/training/objectives/distillation.py): a distilled ViT
-    # learns from a teacher
+    # distillation (DeiT, training/objectives/distillation.py): a student learns from a teacher
     teacher: str | None = None              # a trained run directory or model file
     distill: str | None = None              # "hard" (the default with a teacher) or "soft"
     distill_tau: float = 3.0                # soft: temperature (DeiT's 3.0)
@@ -124,9 +127,9 @@ class TrainConfig:
             self.eval_every = 1 if self.time_budget is None else BUDGET_EVAL_EVERY
         if self.model_overrides is None:
             self.model_overrides = (
-                {} if self.model in RESNET_CONFIGS or self.objective != "classify" else
+                {} if self.model in CONVNET_CONFIGS or self.objective != "classify" else
                 dict(DISTILL_MODEL_OVERRIDES) if self.teacher else dict(RECIPE_MODEL_OVERRIDES))
-        if self.teacher and self.model not in RESNET_CONFIGS and isinstance(
+        if self.teacher and self.model not in CONVNET_CONFIGS and isinstance(
                 self.model_overrides, dict):
             self.model_overrides = {"distilled": True, **self.model_overrides}
             self.distill = self.distill or "hard"
@@ -138,17 +141,17 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a one-line message for the first bad field."""
-        if self.model not in CONFIGS and self.model not in RESNET_CONFIGS:
+        if self.model not in CONFIGS and self.model not in CONVNET_CONFIGS:
             raise ValueError(f"unknown model config {self.model!r}; expected one of "
-                             f"{', '.join([*CONFIGS, *RESNET_CONFIGS])}")
-        resnet = self.model in RESNET_CONFIGS
-        kind = ResNetConfig if resnet else ViTConfig
+                             f"{', '.join([*CONFIGS, *CONVNET_CONFIGS])}")
+        resnet = self.model in CONVNET_CONFIGS          # a convnet
+        kind = type(CONVNET_CONFIGS[self.model]) if resnet else ViTConfig
         fields = {f.name for f in dataclasses.fields(kind)}
         if not isinstance(self.model_overrides, dict) or not set(self.model_overrides) <= fields:
             raise ValueError(f"model overrides must be {kind.__name__} fields "
                              f"({', '.join(sorted(fields))}), got {self.model_overrides!r}")
         self._check_distillation(resnet)
-        model_cfg = (get_resnet_config if resnet else get_config)(self.model,
+        model_cfg = (get_convnet_config if resnet else get_config)(self.model,
                                                                    **self.model_overrides)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
@@ -227,6 +230,17 @@ class TrainConfig:
                              "blocks; it is not for a ResNet or pre-training")
         if self.randaugment is not None:
             check_randaugment(self.randaugment)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}")
+        if self.optimizer == "airbench" and (self.model not in AIRBENCH_CONFIGS
+                                             or self.time_budget is not None):
+            raise ValueError("optimizer airbench trains the airbench net (--config airbench) "
+                             "for a length given up front (--epochs or --steps, no time budget)")
+        if isinstance(self.tta, bool) or self.tta not in TTA_LEVELS or (
+                self.tta and self.objective != "classify"):
+            raise ValueError(f"tta must be one of {TTA_LEVELS} (0 when pre-training), got "
+                             f"{self.tta!r}")
 
     def _check_distillation(self, resnet: bool) -> None:
         if self.distill is not None and not self.teacher:

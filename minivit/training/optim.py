@@ -127,11 +127,24 @@ class SGD(Optimizer):
         g = grad + wd * p            (decayed parameters only)
         buf = momentum * buf + g     (buf = g on the first step)
         p = p - lr * (g + momentum * buf if nesterov else buf)
+
+    ``lr_scale={name: f}``: that tensor steps with lr * f and decays with wd / f, so that its
+    decay lr * wd is unchanged (airbench's 64x learning rate of the BatchNorm biases: PyTorch
+    parameter groups with lr * f and weight_decay wd / f); f = 0 freezes it (no step, no
+    momentum).  The dict may be changed between steps.  ``decay_vectors=True`` decays the 1-D
+    parameters too (airbench decays every parameter).
     """
 
-    def __init__(self, params, lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False):
+    def __init__(self, params, lr=0.1, momentum=0.9, weight_decay=0.0, nesterov=False,
+                 lr_scale=None, decay_vectors=False):
         super().__init__(params, lr, weight_decay)
         self.momentum, self.nesterov = momentum, nesterov
+        self.lr_scale = dict(lr_scale or {})
+        unknown = [k for k in self.lr_scale if k not in self.names]
+        if unknown or any(f < 0 for f in self.lr_scale.values()):
+            raise ValueError(f"lr_scale: unknown parameters {unknown} or a negative factor "
+                             f"in {self.lr_scale}")
+        self.decay_vectors = decay_vectors
         self.state: dict = {}
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,14 +157,17 @@ class SGD(Optimizer):
         lr = self.lr if lr is None else lr
         for name in self.names:
             p, g = params[name], grads[name]
-            if self.weight_decay and decays(name, p):
-                g = g + self.weight_decay * p
+            f = self.lr_scale.get(name, 1.0)
+            if f == 0:
+                continue
+            if self.weight_decay and (self.decay_vectors or decays(name, p)):
+                g = g + (self.weight_decay / f) * p
             if self.momentum:
                 key = "momentum_buffer." + name
                 buf = g.copy() if key not in self.state else self.momentum * self.state[key] + g
                 self.state[key] = buf
                 g = g + self.momentum * buf if self.nesterov else buf
-            params[name] = p - lr * g
+            params[name] = p - (lr * f) * g
         self.step_count += 1
 
 

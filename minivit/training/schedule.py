@@ -6,6 +6,9 @@
 
 ``step`` counts optimizer steps from 0; the value is the lr used *for* that step.
 
+The airbench teacher's schedule (``shape="triangle"``) instead multiplies the lr by a
+piecewise-linear triangle through (0, 0.2), (int(0.23 total), 1) and (total, 0.07).
+
 ``Schedule`` is a run's steps and learning rate; ``epoch_order`` the shuffled order of the
 training images in each epoch.
 """
@@ -13,7 +16,7 @@ training images in each epoch.
 import math
 from dataclasses import dataclass
 
-from minivit.backend import host_rng
+from minivit.backend import host_rng, host_xp
 
 DATA_STREAM = 0     # seeds [seed, DATA_STREAM, epoch]: the data order (train.py's streams)
 
@@ -29,6 +32,17 @@ def warmup_cosine(step: int, base_lr: float, total_steps: int, warmup_steps: int
         return base_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+TRIANGLE = (0.2, 0.23, 0.07)      # start factor, where the peak (1) is, end factor
+SCHEDULE_SHAPES = ("cosine", "triangle")
+
+
+def triangle(step: int, total: int, start=TRIANGLE[0], peak=TRIANGLE[1],
+             end=TRIANGLE[2]) -> float:
+    """The triangle's factor at ``step`` (from 0) of ``total`` steps."""
+    top = max(1, int(peak * total))
+    return float(host_xp().interp(step, [0, top, total], [start, 1.0, end]))
 
 
 SHORT_RUN_UNMASKED_SHARE = 0.1   # a run shorter than an epoch: its unmasked share
@@ -53,8 +67,11 @@ class Schedule:
     unmasked: int           # unmasked tuning: the last steps see every patch token
     lr: float
     min_lr: float
+    shape: str = "cosine"   # or "triangle" (no warmup, no min_lr)
 
     def lr_at(self, step: int) -> float:
+        if self.shape == "triangle":
+            return self.lr * triangle(step, self.total)
         return warmup_cosine(step, self.lr, self.total, self.warmup, self.min_lr)
 
     @property

@@ -31,6 +31,7 @@ from minivit.io.rundir import (
     trim_metrics,
 )
 from minivit.parallel.ranks import agreed_seconds, check_rank_split, fingerprint, shared_run_dir
+from minivit.training.airbench_recipe import AirbenchOptimizer
 from minivit.training.checkpoint import Progress, load_checkpoint
 from minivit.training.config import SESSION_FIELDS, choose_warmup
 from minivit.training.ema import WithEMA
@@ -100,10 +101,14 @@ class Session:
         total = plan.steps if plan else None if cfg.time_budget \
             else cfg.steps or cfg.epochs * per_epoch
         self.schedule = self.fixed_schedule(total, resume) if total else None  # sets warmup
-        self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               lr_scale=layer_decay_scales(model.params, model.config.depth,
-                                                           cfg.layer_decay)
-                               if cfg.layer_decay != 1 else None)
+        if cfg.optimizer == "airbench":
+            self.optimizer = AirbenchOptimizer(model, per_epoch, total, cfg.lr,
+                                               cfg.weight_decay)
+        else:
+            self.optimizer = AdamW(model.params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                   lr_scale=layer_decay_scales(model.params, model.config.depth,
+                                                               cfg.layer_decay)
+                                   if cfg.layer_decay != 1 else None)
         if cfg.ema:                                  # evaluates and saves the average
             self.optimizer = WithEMA(self.optimizer, model, cfg.ema)
         self.rngs = {}                               # the loop's generators, by name
@@ -141,7 +146,8 @@ class Session:
         self.warmup = recorded_warmup(self.run_dir, cfg, per_epoch, total) if recorded \
             else choose_warmup(cfg, per_epoch, total)
         unmasked = unmasked_steps(self.unmasked_tail, total, per_epoch)
-        return Schedule(per_epoch, total, self.warmup.steps, unmasked, cfg.lr, cfg.min_lr)
+        return Schedule(per_epoch, total, self.warmup.steps, unmasked, cfg.lr, cfg.min_lr,
+                        "triangle" if cfg.optimizer == "airbench" else "cosine")
 
     # -- what the run prints
     def open_bar(self) -> None:

@@ -14,8 +14,7 @@ from minivit.backend import array_module
 from minivit.io.pretrained import init_from_pretrained
 from minivit.io.serialization import save as save_vit
 from minivit.layers.loss import cross_entropy_device
-from minivit.models.resnet import create_resnet
-from minivit.models.resnet_config import RESNET_CONFIGS
+from minivit.models.convnets import CONVNET_CONFIGS, create_convnet, prepare_convnet
 from minivit.models.vit import create_model
 from minivit.parallel.threads import resolve_threads
 from minivit.training.objectives.base import Objective
@@ -49,13 +48,17 @@ class Classification(Objective):
     """Cross-entropy on the class labels of a ViT or a ResNet."""
 
     def __init__(self, cfg, data, resume: bool = False, ranks=None):
-        create = create_resnet if cfg.model in RESNET_CONFIGS else create_model
-        model = create(cfg.model, seed=cfg.seed, dtype=cfg.dtype,
-                       **{"num_classes": data.num_classes, **cfg.model_overrides})
+        convnet = cfg.model in CONVNET_CONFIGS
+        model = (create_convnet if convnet else create_model)(
+            cfg.model, seed=cfg.seed, dtype=cfg.dtype,
+            **{"num_classes": data.num_classes, **cfg.model_overrides})
+        if convnet and not resume:
+            prepare_convnet(model, data)
         if cfg.init_from and not resume:
             init_from_pretrained(model, cfg.init_from)
         super().__init__(model, resolve_threads(cfg.threads), ranks, cfg.batch_size)
-        self.smoothing, self.classes = cfg.label_smoothing, data.num_classes
+        self.smoothing, self.classes, self.tta = cfg.label_smoothing, data.num_classes, cfg.tta
+        self.optimizer = cfg.optimizer
 
     def forward_backward(self, batch):
         loss, logits = classify(self.parallel, batch.images, batch.targets, batch.smoothing,
@@ -63,14 +66,17 @@ class Classification(Objective):
         return loss, (logits.argmax(axis=1) == batch.labels).sum()
 
     def evaluate_images(self, x, y, mean, std, batch_size=500):
-        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel)
+        return evaluate(self.model, x, y, mean, std, batch_size, self.parallel, self.tta)
 
     def write_model(self, path):
         save_vit(self.model, path)
 
     def summary(self) -> str:
+        extras = (", airbench's optimizer (Nesterov SGD, lookahead, triangular lr)"
+                  if self.optimizer == "airbench" else "") + \
+            (f", test-time augmentation {self.tta}" if self.tta else "")
         return (f"classification: cross-entropy on {self.classes} classes, label smoothing "
-                f"{self.smoothing:g}")
+                f"{self.smoothing:g}{extras}")
 
 
 __all__ = ["Classification", "classify", "classify_shard"]
