@@ -1,11 +1,8 @@
 """Shared test setup: backend parametrisation (NumPy always, CuPy where a GPU is present) and
 hypothesis settings.  Tests that take ``xp`` run once per available backend."""
 
-import inspect
 import os
-import re
 import sys
-from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +12,7 @@ import minivit.backend as backend
 # The test folders mirror the package's; what they share (support.py, the PyTorch twins, the
 # CuPy stand-in) sits here, on the import path of every test.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from support import make_cfg, skip_summary, starts_training, write_tiny_cifar  # noqa: E402
 
 # --- CuPy stand-in (tests/cupy_standin) -------------------------------------------------------
 # With MINIVIT_CUPY_STANDIN=1 and no working CuPy, the `cupy` tests run against a strict
@@ -52,18 +50,6 @@ def xp(request):
 # Every test that runs a training loop, MPI ranks or a fresh interpreter is `slow`, so that
 # `pytest -m "not slow"` stays a quick loop: a test is marked when its own source or the source
 # of a fixture it uses starts one.
-TRAINS = re.compile(r"\bT\.(train|resume)\(|(?<![\w.])(train|resume)\(|cli_flags\(|train_args\("
-                    r"|\b(main|cli|run_cli)\(\[?\"(train|pretrain|linprobe)\"|mpiexec"
-                    r"|(?<![\w.])(cli|run_cli)\(|subprocess\.run\(")
-
-
-def _starts_training(func) -> bool:
-    try:
-        return bool(TRAINS.search(inspect.getsource(func)))
-    except (OSError, TypeError):        # a builtin or a fixture defined by a plugin
-        return False
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         func = getattr(item, "function", None)
@@ -72,28 +58,11 @@ def pytest_collection_modifyitems(config, items):
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         fixtures = [d[-1].func for d in defs.values() if d and "_pytest" not in
                     getattr(d[-1].func, "__module__", "_pytest")]
-        if item.get_closest_marker("mpi") or any(map(_starts_training, [func, *fixtures])):
+        if item.get_closest_marker("mpi") or any(map(starts_training, [func, *fixtures])):
             item.add_marker(pytest.mark.slow)
 
 
-# --- why tests were skipped, in one line under pytest's summary ------------------------------
-def skip_kind(reason: str) -> str:
-    """A skip reason without its details: "Skipped: CuPy backend unavailable: no module" ->
-    "CuPy backend unavailable"."""
-    reason = reason.removeprefix("Skipped: ").strip()
-    return reason.split(": ")[0]
-
-
-def skip_summary(reasons) -> str:
-    """"skipped: 240 CuPy backend unavailable, 1 real CIFAR-10 not found (...)" for a list of
-    skip reasons, most frequent first ("" for none)."""
-    counts = Counter(skip_kind(r) for r in reasons)
-    if not counts:
-        return ""
-    return ("skipped: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
-            + " (pytest -rs gives each test's reason)")
-
-
+# --- why tests were skipped, in one line under pytest's summary (support.skip_summary) --------
 def pytest_terminal_summary(terminalreporter):
     """Say why tests were skipped, in one line: most are the CuPy tests where there is no GPU,
     and the real-data test runs only with $MINIVIT_DATA set."""
@@ -101,3 +70,19 @@ def pytest_terminal_summary(terminalreporter):
                if isinstance(r.longrepr, tuple)]
     if reasons:
         terminalreporter.write_line(skip_summary(reasons))
+
+
+# --- tiny CIFAR-10 files and a tiny finished run, for the tests that damage one ---------------
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Synthetic CIFAR-10 files (tests/support.py sizes); many test modules have their own."""
+    return write_tiny_cifar(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(scope="module")
+def base_run(data_dir, tmp_path_factory):
+    """A tiny finished run to damage (copy it first: ``support.copy_run``)."""
+    import minivit.training as T
+    run = tmp_path_factory.mktemp("runs") / "base"
+    T.train(make_cfg(data_dir, run, max_steps=5))
+    return run

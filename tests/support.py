@@ -12,11 +12,14 @@ Tiny training runs shared by the tests: a one-block ViT on synthetic CIFAR-10 fi
 (100 training images - 20 val = 80: 5 steps of 16 per epoch), each run about a second.
 """
 
+import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +186,36 @@ def train_args(data_dir, run_dir, *extra):
 def copy_run(base: Path, to: Path) -> Path:
     shutil.copytree(base, to)
     return to
+
+
+# ------------------------------------------------------------------ the test run itself
+# Every test that runs a training loop, MPI ranks or a fresh interpreter is `slow`, so that
+# `pytest -m "not slow"` stays a quick loop: conftest.py marks a test when its own source or the
+# source of a fixture it uses starts one (starts_training).
+TRAINS = re.compile(r"\bT\.(train|resume)\(|(?<![\w.])(train|resume)\(|cli_flags\(|train_args\("
+                    r"|\b(main|cli|run_cli)\(\[?\"(train|pretrain|linprobe)\"|mpiexec"
+                    r"|(?<![\w.])(cli|run_cli)\(|subprocess\.run\(")
+
+
+def starts_training(func) -> bool:
+    try:
+        return bool(TRAINS.search(inspect.getsource(func)))
+    except (OSError, TypeError):        # a builtin or a fixture defined by a plugin
+        return False
+
+
+def skip_kind(reason: str) -> str:
+    """A skip reason without its details: "Skipped: CuPy backend unavailable: no module" ->
+    "CuPy backend unavailable"."""
+    reason = reason.removeprefix("Skipped: ").strip()
+    return reason.split(": ")[0]
+
+
+def skip_summary(reasons) -> str:
+    """"skipped: 240 CuPy backend unavailable, 1 real CIFAR-10 not found (...)" for a list of
+    skip reasons, most frequent first ("" for none)."""
+    counts = Counter(skip_kind(r) for r in reasons)
+    if not counts:
+        return ""
+    return ("skipped: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+            + " (pytest -rs gives each test's reason)")

@@ -221,7 +221,7 @@ def test_the_top_level_keeps_the_package_face_only():
 def test_tests_that_train_are_marked_slow():
     """conftest.py marks a test slow when its source (or a fixture's) starts a training loop,
     MPI ranks or a fresh interpreter."""
-    from conftest import TRAINS
+    from support import TRAINS
     for source in ("T.train(make_cfg(data_dir, tmp_path))", 'main(["train", "--data-dir", d])',
                    "T.resume(run)", 'cli("predict", run, image)', "subprocess.run(argv)"):
         assert TRAINS.search(source), source

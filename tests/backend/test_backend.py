@@ -47,6 +47,7 @@ def test_library_never_imports_torch_at_module_level():
 # one strided slice of the batch), over the cache-sized chunks of images of a convolution's
 # im2col and product (one chunk on CuPy), and over the layers of the convolutional stem.
 ALLOWED_LOOPS = {"conv.py": {"range(k)", "range(0, B, n)", "column_chunks(xpad, k, stride)"},
+                 "maxpool.py": {"range(1, k * k)", "range(k * k)"},   # the window's offsets
                  "batchnorm.py": {"shards"},          # pooling the threads' statistics
                  "conv_stem.py": {"convs", "reversed(cache.convs)"},
                  "softmax.py": {"range(rows.bit_length() - 1)"},   # halvings: log2(T) of them

@@ -1,6 +1,6 @@
 """The line that says why tests were skipped."""
 
-from conftest import skip_kind, skip_summary
+from support import skip_kind, skip_summary
 
 
 def test_skip_kind_drops_the_details():
