@@ -23,6 +23,7 @@ from pathlib import Path
 from minivit.backend import host_xp
 from minivit.console import shown
 from minivit.errors import UserError
+from minivit.install import install_hint
 
 MAX_IMAGE_PIXELS = 89_478_485            # Pillow's own warning limit (about 9459 x 9459)
 PIXELS_VAR = "MINIVIT_MAX_IMAGE_PIXELS"
@@ -47,7 +48,7 @@ def _pillow():
     try:
         from PIL import Image
     except ImportError:
-        raise UserError('reading images needs Pillow: pip install -e ".[viz]"') from None
+        raise UserError(f"reading images needs Pillow: {install_hint('viz')}") from None
     return Image
 
 

@@ -2,7 +2,9 @@
 line, 16-bit / 32-bit / float pixels scaled to 8 bits, names printed escaped, output names
 unique when two inputs share a stem."""
 
+import re
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -114,3 +116,12 @@ def test_a_newline_in_a_name_cannot_forge_a_line(tmp_path, model_file):
 def test_unique_stems():
     assert I.unique_stems(["a/x.png", "b/x.png", "c/x-2.jpg", "y.png", "d/x.jpeg"]) == \
         ["x", "x-2", "x-2-2", "y", "x-3"]
+
+
+def test_without_pillow_the_hint_fits_how_minivit_was_installed(tmp_path, monkeypatch):
+    from minivit.data.images import read_image
+    from minivit.install import install_hint
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    (tmp_path / "x.png").write_bytes(b"not read")
+    with pytest.raises(UserError, match=re.escape(install_hint("viz"))):
+        read_image(tmp_path / "x.png", 32)
