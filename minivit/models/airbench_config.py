@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from minivit.backend import host_rng, host_xp, to_device
 from minivit.limits import check_params_fit
 from minivit.models.resnet_config import set_int_tuple
-from minivit.models.running_stats import init_running_stats
+from minivit.models.running_stats import init_running_stats, running_stats_shapes
 from minivit.models.vit_config import check_positive_ints, config_from_dict
 
 AIRBENCH_FORMAT = "minivit-airbench"      # the "format" of a saved airbench file
@@ -130,11 +130,7 @@ def airbench_param_shapes(cfg: AirbenchConfig) -> dict:
 
 def airbench_buffer_shapes(cfg: AirbenchConfig) -> dict:
     """The BatchNorm running statistics: name -> shape (num_batches_tracked: an int64 ())."""
-    shapes = {}
-    for bn, c in norms(cfg).items():
-        shapes[f"{bn}.running_mean"] = shapes[f"{bn}.running_var"] = (c,)
-        shapes[f"{bn}.num_batches_tracked"] = ()
-    return shapes
+    return running_stats_shapes(norms(cfg))
 
 
 def init_airbench_params(cfg: AirbenchConfig, seed=0, dtype="float32") -> dict:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from minivit.backend import host_rng, host_xp, to_device
 from minivit.limits import check_params_fit
-from minivit.models.running_stats import init_running_stats
+from minivit.models.running_stats import init_running_stats, running_stats_shapes
 from minivit.models.vit_config import check_positive_ints, config_from_dict
 
 RESNET_FORMAT = "minivit-resnet"          # the "format" of a saved ResNet file
@@ -140,11 +140,7 @@ def resnet_param_shapes(cfg: ResNetConfig) -> dict:
 
 def resnet_buffer_shapes(cfg: ResNetConfig) -> dict:
     """The BatchNorm running statistics: name -> shape (num_batches_tracked: an int64 ())."""
-    shapes = {}
-    for bn, c in batchnorms(cfg).items():
-        shapes[f"{bn}.running_mean"] = shapes[f"{bn}.running_var"] = (c,)
-        shapes[f"{bn}.num_batches_tracked"] = ()
-    return shapes
+    return running_stats_shapes(batchnorms(cfg))
 
 
 def init_resnet_params(cfg: ResNetConfig, seed=0, dtype="float32") -> dict:

@@ -16,6 +16,16 @@ from minivit.layers.batchnorm import MOMENTUM, pool_batch_stats, update_running_
 from minivit.models.base import ModelBase, check_param_shapes
 
 
+def running_stats_shapes(norms: dict) -> dict:
+    """{norm name: channels} -> the running statistics' names and shapes (num_batches_tracked:
+    an int64 ())."""
+    shapes = {}
+    for norm, c in norms.items():
+        shapes[f"{norm}.running_mean"] = shapes[f"{norm}.running_var"] = (c,)
+        shapes[f"{norm}.num_batches_tracked"] = ()
+    return shapes
+
+
 def init_running_stats(shapes: dict, dtype="float32") -> dict:
     """Running mean 0, running variance 1, no batch seen yet (num_batches_tracked int64 ())."""
     np, buffers = host_xp(), {}
