@@ -33,7 +33,7 @@ from minivit.backend import host_rng, host_xp, to_device
 from minivit.limits import check_params_fit
 from minivit.models.resnet_config import set_int_tuple
 from minivit.models.running_stats import init_running_stats, running_stats_shapes
-from minivit.models.vit_config import check_positive_ints, config_from_dict
+from minivit.models.vit_config import check_positive_ints, config_from_dict, named_config
 
 AIRBENCH_FORMAT = "minivit-airbench"      # the "format" of a saved airbench file
 
@@ -94,14 +94,7 @@ AIRBENCH_CONFIGS: dict[str, AirbenchConfig] = {"airbench": AirbenchConfig(name="
 
 
 def get_airbench_config(name_or_config, **overrides) -> AirbenchConfig:
-    if isinstance(name_or_config, AirbenchConfig):
-        cfg = name_or_config
-    elif name_or_config in AIRBENCH_CONFIGS:
-        cfg = AIRBENCH_CONFIGS[name_or_config]
-    else:
-        raise ValueError(f"unknown airbench config {name_or_config!r}; expected one of "
-                         f"{sorted(AIRBENCH_CONFIGS)}")
-    return cfg.replace(**overrides) if overrides else cfg
+    return named_config(AIRBENCH_CONFIGS, AirbenchConfig, "airbench", name_or_config, overrides)
 
 
 def blocks(cfg: AirbenchConfig):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from minivit.backend import host_rng, host_xp, to_device
 from minivit.limits import check_params_fit
 from minivit.models.running_stats import init_running_stats, running_stats_shapes
-from minivit.models.vit_config import check_positive_ints, config_from_dict
+from minivit.models.vit_config import check_positive_ints, config_from_dict, named_config
 
 RESNET_FORMAT = "minivit-resnet"          # the "format" of a saved ResNet file
 
@@ -89,14 +89,7 @@ RESNET_CONFIGS: dict[str, ResNetConfig] = {
 
 
 def get_resnet_config(name_or_config, **overrides) -> ResNetConfig:
-    if isinstance(name_or_config, ResNetConfig):
-        cfg = name_or_config
-    elif name_or_config in RESNET_CONFIGS:
-        cfg = RESNET_CONFIGS[name_or_config]
-    else:
-        raise ValueError(f"unknown ResNet config {name_or_config!r}; expected one of "
-                         f"{sorted(RESNET_CONFIGS)}")
-    return cfg.replace(**overrides) if overrides else cfg
+    return named_config(RESNET_CONFIGS, ResNetConfig, "ResNet", name_or_config, overrides)
 
 
 def stages(cfg: ResNetConfig):

@@ -185,6 +185,19 @@ CONFIGS: dict[str, ViTConfig] = {
 }
 
 
+def named_config(configs: dict, cls: type, kind: str, name_or_config, overrides: dict):
+    """``name_or_config`` (a key of ``configs``, or a ``cls``) with its fields overridden;
+    ValueError naming the ``kind`` and the known names for an unknown one."""
+    if isinstance(name_or_config, cls):
+        cfg = name_or_config
+    elif name_or_config in configs:
+        cfg = configs[name_or_config]
+    else:
+        raise ValueError(f"unknown {kind} config {name_or_config!r}; expected one of "
+                         f"{sorted(configs)}")
+    return cfg.replace(**overrides) if overrides else cfg
+
+
 def get_config(name_or_config, **overrides) -> ViTConfig:
     """A named config (see CONFIGS) or a ViTConfig, with optional field overrides."""
     if isinstance(name_or_config, ViTConfig):
