@@ -28,6 +28,7 @@ from pathlib import Path
 
 from minivit.errors import UserError
 from minivit.install import install_hint
+from minivit.io.files import refuse_symlink
 from minivit.io.rundir import StepsLog, read_metrics
 
 EPOCH_TAGS = {f"{split}_{kind}": f"{group}/{split}" for split in ("train", "val", "test")
@@ -73,6 +74,7 @@ def write_events(run_dir, out_dir) -> int:
     event files are replaced).  Returns the number of scalars written."""
     values = scalars(run_dir)
     out_dir = Path(out_dir)
+    refuse_symlink(out_dir)                     # never written through a link elsewhere
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".events-"))
     try:

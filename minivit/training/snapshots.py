@@ -13,6 +13,8 @@ import math
 import re
 from pathlib import Path
 
+from minivit.io.files import refuse_symlink
+
 SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"^epoch-(\d+)\.safetensors$")
 
@@ -29,6 +31,7 @@ def snapshot_epochs(n: int, epochs: int) -> set:
 def snapshot_path(run_dir, epoch: int, create: bool = False) -> Path:
     folder = Path(run_dir) / SNAPSHOT_DIR
     if create:
+        refuse_symlink(folder)                  # never written through a link elsewhere
         folder.mkdir(parents=True, exist_ok=True)
     return folder / f"epoch-{epoch:04d}.safetensors"
 

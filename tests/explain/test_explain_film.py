@@ -73,3 +73,14 @@ def test_explain_adds_the_frames(run, tmp_path):
     assert main(["explain", str(run / "run"), str(run / "img.png"), "--out", str(page),
                  "--no-epochs"]) == 0
     assert read_manifest(page)["film"] is None
+
+
+def test_a_linked_snapshots_folder_is_refused(tmp_path):
+    from minivit.io.files import WriteError
+    from minivit.training.snapshots import SNAPSHOT_DIR, snapshot_path
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / SNAPSHOT_DIR).symlink_to(elsewhere)
+    with pytest.raises(WriteError, match="symbolic link"):
+        snapshot_path(tmp_path / "run", 1, create=True)

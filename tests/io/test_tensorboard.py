@@ -77,3 +77,14 @@ def test_errors(tmp_path, capsys, monkeypatch):
     assert main(["tensorboard", str(a)]) == 2
     assert 'need tensorboardX' in one_error_line(capsys)
     assert not event_files(a / "tensorboard")
+
+
+def test_a_linked_events_folder_is_refused(tmp_path, capsys):
+    pytest.importorskip("tensorboardX", reason="tensorboardX not installed")
+    run = make_run(tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "tensorboard").symlink_to(elsewhere)
+    assert main(["tensorboard", str(run)]) == 2
+    assert "symbolic link" in one_error_line(capsys)
+    assert not list(elsewhere.iterdir())
