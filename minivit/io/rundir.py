@@ -258,6 +258,10 @@ def format_record(rec: dict, total: int) -> str:
             acc = rec[f"{split}_acc"]
             parts.append(f"{split} loss {rec[f'{split}_loss']:.4f}"
                          + ("" if acc is None else f" acc {100 * acc:.2f}%"))
+    if rec.get("val_dist_teacher_agree") is not None:       # a distilled student's heads
+        parts.append(f"(class head {100 * rec['val_cls_acc']:.2f}%, distillation head "
+                     f"{100 * rec['val_dist_acc']:.2f}%, agrees with the teacher "
+                     f"{100 * rec['val_dist_teacher_agree']:.1f}%)")
     return "  ".join(parts + [f"{rec['images_per_sec']:.0f} img/s"])
 
 

@@ -129,19 +129,23 @@ def rank_rows(ranks, batch_size: int) -> slice:
 
 def sum_evaluations(ranks, evaluate, x, y, mean, std, batch_size) -> dict:
     """``evaluate`` (an objective's, on this process) of this rank's contiguous part of the
-    images, summed over the ranks: the loss, the accuracy and the confusion matrix."""
+    images, summed over the ranks: the loss, the accuracy, the confusion matrix and any
+    "counts" (a distilled student's head agreement)."""
     parts = shard_slices(len(x), ranks.size)
     part = parts[ranks.rank] if ranks.rank < len(parts) else slice(0, 0)
     r = evaluate(x[part], y[part], mean, std, batch_size)
-    n, confusion = r["n"], r.get("confusion")
-    sums = np.concatenate([[r["loss"] * n, (r["acc"] or 0.0) * n, n],
+    n, confusion, counts = r["n"], r.get("confusion"), r.get("counts", {})
+    sums = np.concatenate([[r["loss"] * n, (r["acc"] or 0.0) * n, n], list(counts.values()),
                            [] if confusion is None else confusion.ravel()]).astype("float64")
     ranks.sum_(sums, "the evaluation")
     total = int(sums[2])
     out = {"loss": float(sums[0]) / max(total, 1), "n": total,
            "acc": None if r["acc"] is None else float(sums[1]) / max(total, 1)}
+    if counts:                                  # the same names in the same order on every rank
+        out["counts"] = {k: int(round(v)) for k, v in zip(counts, sums[3:3 + len(counts)])}
     if confusion is not None:
-        out["confusion"] = np.rint(sums[3:]).astype(np.int64).reshape(confusion.shape)
+        out["confusion"] = np.rint(sums[3 + len(counts):]).astype(np.int64).reshape(
+            confusion.shape)
         out["acc"] = float(np.trace(out["confusion"])) / max(total, 1)
     return out
 

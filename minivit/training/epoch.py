@@ -45,6 +45,7 @@ def evaluate_epoch(objective, data, cfg, validate: bool, last: bool, weights, re
         if validate:
             r = run(data.val_x, data.val_y)
             rec["val_loss"], rec["val_acc"] = r["loss"], r["acc"]
+            rec.update({f"val_{k}": v / max(r["n"], 1) for k, v in r.get("counts", {}).items()})
             if "confusion" in r:
                 report_to(r)
         if cfg.eval_test:

@@ -2,6 +2,8 @@
 CLI, distilled students (hard and soft), bit-identical resume of a distilled run and of a
 ResNet run, and the one-line errors for bad combinations."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ pytest.importorskip("safetensors", reason="runs save .safetensors files (.[io])"
 from support import assert_same_run
 
 import minivit.training as T
+from minivit.analysis.heads import HEAD_AGREEMENT
 from minivit.cli import main
 from minivit.data.synthetic import write_cifar10_like
 from minivit.io.serialization import load
@@ -53,11 +56,16 @@ def test_cli_distils_a_student(data_dir, teacher, tmp_path, capsys, kind):
                  *common(data_dir, run)]) == 0
     out = capsys.readouterr().out
     assert "distilled student (distilled=true" in out and kind in out
+    assert "(class head " in out and "agrees with the teacher" in out       # the epoch's line
     student = load(run / "model.safetensors")
     assert student.config.distilled and student.config.pool == "token"
     assert "head_dist.weight" in student.params
     cfg = T.load_train_config(run)
     assert cfg.teacher == str(teacher) and cfg.distill == kind
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    for name in HEAD_AGREEMENT:                      # the heads' agreement, every validation
+        rate = last[f"val_{name}"]                   # a count of the 20 validation images
+        assert 0 <= rate <= 1 and abs(rate * 20 - round(rate * 20)) < 1e-9
     assert main(["eval", str(run), "--split", "test", "--data-dir", str(data_dir)]) == 0
 
 

@@ -20,6 +20,7 @@ and so are the teacher's forward passes.
 
 from __future__ import annotations
 
+from minivit.analysis.heads import head_agreement, teacher_predictions
 from minivit.backend import array_module
 from minivit.io.rundir import find_model, read_run_info
 from minivit.io.serialization import load as load_model
@@ -58,6 +59,7 @@ class Distillation(Classification):
         self.teacher_parallel = DataParallel(self.teacher, self.parallel.threads)
         self.kind, self.tau, self.lam = cfg.distill, cfg.distill_tau, cfg.distill_lambda
         self.teacher_path = cfg.teacher
+        self._teacher_answers = {}          # which images (address, shape) -> their classes
 
     def summary(self) -> str:
         what = ("hard: (CE(cls, y) + CE(dist, teacher argmax)) / 2" if self.kind == "hard" else
@@ -99,6 +101,19 @@ class Distillation(Classification):
         correct = sum((o[1].argmax(axis=1) == batch.labels[s]).sum()           # on the device
                       for o, s in zip(outs, shard_slices(len(batch.labels), len(outs))))
         return loss, correct
+
+    def evaluate_images(self, x, y, mean, std, batch_size=500):
+        """The averaged heads' evaluation, plus "counts": how often each head, and the teacher,
+        is right and how often they agree (minivit/analysis/heads.py).  The teacher's answers
+        on a split are computed once: its images do not change during the run."""
+        result = super().evaluate_images(x, y, mean, std, batch_size)
+        key = (x.__array_interface__["data"][0], x.shape, x.strides)
+        if key not in self._teacher_answers:
+            self._teacher_answers[key] = teacher_predictions(self.teacher_parallel, x, mean,
+                                                             std, batch_size)
+        result["counts"] = head_agreement(self.parallel, x, y, self._teacher_answers[key],
+                                          mean, std, batch_size)
+        return result
 
     def close(self):
         super().close()
