@@ -145,7 +145,7 @@ def add_arguments(parser, classify: bool = True):
                        help="adamw, or airbench: Nesterov SGD with airbench's groups, fixed "
                             "whitening, lookahead and triangular schedule (the default of "
                             "--config airbench, with its lr, weight decay, smoothing 0.2, "
-                            "batch 512, 8 epochs, --tta 2; default adamw)")
+                            "batch 512, 10 epochs, --tta 2; default adamw)")
     o.add_argument("--seed", type=int, help=f"default {D.seed}")
 
     d = parser.add_argument_group("data and evaluation")
