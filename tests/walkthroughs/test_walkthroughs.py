@@ -41,7 +41,8 @@ FIGURES = {
     "04_training_on_cifar10": ["01_recipe", "02_curves", "03_confusion"],
     "05_masked_autoencoders": ["01_masks", "02_mae_loss", "03_reconstructions", "04_mpp_targets"],
     "06_data_parallel": ["01_shards"],
-    "07_distillation": ["01_disagreements", "02_heads", "03_attention"],
+    "07_distillation": ["01_disagreements", "02_heads", "03_heads_disagree", "04_over_training",
+                        "05_attention"],
 }
 
 
