@@ -43,21 +43,25 @@ def head_agreement(parallel, x, y, teacher_classes, mean, std, batch_size: int =
     """Counts over host uint8 images x (N, C, H, W) with labels y (N,): images where the
     class head / the distillation head / the teacher (teacher_classes, (N,)) is right, where
     the two heads agree, and where each head agrees with the teacher ({name: int} for each
-    name of HEAD_AGREEMENT)."""
+    name of HEAD_AGREEMENT).  With teacher_classes None, the heads' counts only (the first
+    three names)."""
     np = host_xp()
-    if len(teacher_classes) != len(y):
+    if teacher_classes is not None and len(teacher_classes) != len(y):
         raise ValueError(f"{len(teacher_classes)} teacher answers for {len(y)} images")
-    counts = dict.fromkeys(HEAD_AGREEMENT, 0)
+    counts = dict.fromkeys(HEAD_AGREEMENT if teacher_classes is not None else HEAD_AGREEMENT[:3],
+                           0)
     dtype, start = parallel.model.dtype, 0
     for xb, yb in iterate_batches(x, y, batch_size):
         cls, dist = to_numpy(split_head_classes(parallel, normalize(to_device(xb), mean, std,
                                                                     dtype)))
-        t = np.asarray(teacher_classes[start:start + len(yb)])
+        hits = {"cls_acc": cls == yb, "dist_acc": dist == yb, "heads_agree": cls == dist}
+        if teacher_classes is not None:
+            t = np.asarray(teacher_classes[start:start + len(yb)])
+            hits.update(cls_teacher_agree=cls == t, dist_teacher_agree=dist == t,
+                        teacher_acc=t == yb)
         start += len(yb)
-        for name, hits in (("cls_acc", cls == yb), ("dist_acc", dist == yb),
-                           ("heads_agree", cls == dist), ("cls_teacher_agree", cls == t),
-                           ("dist_teacher_agree", dist == t), ("teacher_acc", t == yb)):
-            counts[name] += int(hits.sum())
+        for name in counts:
+            counts[name] += int(hits[name].sum())
     return counts
 
 

@@ -8,6 +8,10 @@ the validation split size, the data folder and the normalisation mean/std it was
 For a run directory the report is also saved as RUN_DIR/eval-<split>.json (``minivit plot``
 draws its confusion matrix), or wherever --out says (a file, or a folder for
 eval-<split>.json), for any checkpoint.
+
+A distilled student (DeiT) also gets its two heads' report: each head's accuracy, how often
+the heads agree and, when the run's teacher can be read, how often each head agrees with it
+(minivit/analysis/heads.py; clean images, no test-time augmentation).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 import math
 
 from minivit.analysis.evaluation import eval_report, evaluate, load_trained
+from minivit.analysis.heads import head_agreement, teacher_predictions
 from minivit.commands.outputs import add_run_arguments, check_output_file, report_path, write_result
 from minivit.console import plural
 from minivit.data.cifar10 import load_cifar10
 from minivit.errors import UserError
 from minivit.parallel.threads import DataParallel, resolve_threads
+from minivit.training.objectives.distillation import load_teacher
 
 
 def add_arguments(parser):
@@ -41,6 +47,8 @@ def format_report(report: dict) -> str:
              f"{plural(report['n'], report['split'] + ' image')} (loss {report['loss']:.4f})",
              "",
              f"{'class':<{w}}  {'images':>6}  {'correct':>7}  {'accuracy':>8}"]
+    if "heads" in report:
+        lines[1:1] = [format_heads(report["heads"])]
     for name, c in report["per_class"].items():
         acc = "-" if c["acc"] is None else f"{100 * c['acc']:.2f}%"
         lines.append(f"{name:<{w}}  {c['n']:>6}  {c['correct']:>7}  {acc:>8}")
@@ -49,6 +57,36 @@ def format_report(report: dict) -> str:
     for name, row in zip(names, report["confusion"]):
         lines.append(f"{name:<{w}}" + "".join(f"{v:>6}" for v in row))
     return "\n".join(lines)
+
+
+def heads_report(parallel, teacher_path, x, y, mean, std, batch_size, threads) -> dict:
+    """A distilled student's heads on (x, y): {"teacher": path or None, "<name>": rate} for
+    the names of minivit.analysis.heads.HEAD_AGREEMENT (the teacher's three when it is read)."""
+    teacher_classes = None
+    if teacher_path:
+        try:
+            teacher = load_teacher(teacher_path, parallel.model.dtype,
+                                   parallel.model.config.num_classes, parallel.model.config)
+        except (OSError, ValueError) as e:
+            print(f"the run's teacher is not read ({e}): the heads alone", flush=True)
+            teacher_path = None
+        else:
+            with DataParallel(teacher, threads) as tp:
+                teacher_classes = teacher_predictions(tp, x, mean, std, batch_size)
+    counts = head_agreement(parallel, x, y, teacher_classes, mean, std, batch_size)
+    return {"teacher": teacher_path, **{k: v / len(y) for k, v in counts.items()}}
+
+
+def format_heads(heads: dict) -> str:
+    line = (f"heads (clean images): class head {100 * heads['cls_acc']:.2f}%, distillation "
+            f"head {100 * heads['dist_acc']:.2f}%, the two agree on "
+            f"{100 * heads['heads_agree']:.1f}%")
+    if heads["teacher"] is None:
+        return line
+    return (line + f"\nagreement with the teacher {heads['teacher']} (right on "
+            f"{100 * heads['teacher_acc']:.2f}%): class head "
+            f"{100 * heads['cls_teacher_agree']:.1f}%, distillation head "
+            f"{100 * heads['dist_teacher_agree']:.1f}%")
 
 
 def run(args) -> int:
@@ -73,13 +111,18 @@ def run(args) -> int:
     tta = args.tta if args.tta is not None else train_cfg.get("tta", 0)
     print(f"evaluating {plural(len(y), args.split + ' image')}"
           f"{f' with test-time augmentation {tta}' if tta else ''} ...", flush=True)
-    with DataParallel(model, resolve_threads(args.threads)) as parallel:
+    threads = resolve_threads(args.threads)
+    with DataParallel(model, threads) as parallel:
         result = evaluate(model, x, y, mean, std, args.batch_size, parallel, tta)
+        heads = (heads_report(parallel, train_cfg.get("teacher"), x, y, mean, std, args.batch_size,
+                              threads) if getattr(model.config, "distilled", False) else None)
     report = {"checkpoint": str(args.checkpoint),
               **eval_report(result, data.label_names, args.split)}
     if not math.isfinite(report["loss"]):
         raise UserError(f"the loss on the {args.split} split is not finite ({report['loss']}): "
                         "the checkpoint's weights or the normalisation are broken")
+    if heads is not None:
+        report["heads"] = heads
     print(format_report(report))
     write_result(report, out, args.json)
     return 0

@@ -63,6 +63,14 @@ def test_head_agreement_counts_what_the_heads_and_the_teacher_answer(models, thr
         head_agreement(DataParallel(student, 1), x, y, t[:5], MEAN, STD)
 
 
+def test_without_the_teacher_only_the_heads_are_counted(models):
+    student, teacher, x, y = models
+    want, _ = expected_counts(student, teacher, x, y)
+    with DataParallel(student, 2) as sp:
+        got = head_agreement(sp, x, y, None, MEAN, STD, batch_size=3)
+    assert got == {k: int(want[k]) for k in HEAD_AGREEMENT[:3]}
+
+
 class TwoEqualRanks:
     """Rank 0 of two, whose partner evaluated the same numbers: every sum doubles."""
     rank, size = 0, 2

@@ -66,7 +66,33 @@ def test_cli_distils_a_student(data_dir, teacher, tmp_path, capsys, kind):
     for name in HEAD_AGREEMENT:                      # the heads' agreement, every validation
         rate = last[f"val_{name}"]                   # a count of the 20 validation images
         assert 0 <= rate <= 1 and abs(rate * 20 - round(rate * 20)) < 1e-9
-    assert main(["eval", str(run), "--split", "test", "--data-dir", str(data_dir)]) == 0
+    capsys.readouterr()
+    report = tmp_path / f"{kind}-val.json"
+    assert main(["eval", str(run), "--split", "val", "--data-dir", str(data_dir),
+                 "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "heads (clean images): class head" in out and "agreement with the teacher" in out
+    heads = json.loads(report.read_text())["heads"]        # the last validation, read again
+    assert heads == {"teacher": str(teacher), **{k: last[f"val_{k}"] for k in HEAD_AGREEMENT}}
+
+
+def test_eval_reports_the_heads_alone_when_the_teacher_is_gone(data_dir, teacher, tmp_path,
+                                                              capsys):
+    gone = tmp_path / "teacher-copy"
+    gone.mkdir()
+    (gone / "model.safetensors").write_bytes((teacher / "model.safetensors").read_bytes())
+    (gone / "config.json").write_text((teacher / "config.json").read_text())
+    run = tmp_path / "student"
+    assert main(["train", "--teacher", str(gone), *STUDENT, *common(data_dir, run)]) == 0
+    (gone / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "val", "--data-dir", str(data_dir),
+                 "--out", str(tmp_path / "val.json")]) == 0
+    out = capsys.readouterr().out
+    assert "the run's teacher is not read" in out and "agreement with the teacher" not in out
+    heads = json.loads((tmp_path / "val.json").read_text())["heads"]
+    assert heads["teacher"] is None and set(heads) == {"teacher", *HEAD_AGREEMENT[:3]}
+    assert 0 <= heads["cls_acc"] <= 1
 
 
 def test_distilled_resume_is_bit_identical(data_dir, teacher, tmp_path):
