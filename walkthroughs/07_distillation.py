@@ -28,14 +28,15 @@
 # commands): an airbench teacher (airbench94's convnet, written with minivit's layers), a
 # cifar-nano student distilled from it with DeiT's *hard* distillation, a second one with
 # *soft* distillation, and the same student trained without a teacher, all committed with
-# their runs in `results/`. The code is
-# `minivit/models/vit.py` (the two tokens and heads), `minivit/training/objectives/distillation.py` (the objective) and
-# `minivit/layers/distill.py` (the soft variant's KL loss).
+# their runs in `results/`. The code is `minivit/models/vit.py` (the two tokens and heads),
+# `minivit/training/objectives/distillation.py` (the objective) and `minivit/layers/distill.py`
+# (the soft variant's KL loss).
 
 # %%
 import json
 
-from _setup import TRAINED_RUN, shown, walkthrough   # this checkout's minivit, FAST, OUT, save()
+from _setup import TRAINED_RUN, shown, walkthrough  # this checkout's minivit, FAST, OUT, save()
+
 FAST, OUT, ASSETS, save = walkthrough("07_distillation")
 
 import matplotlib.pyplot as plt
@@ -43,7 +44,8 @@ import numpy as np
 
 import minivit
 from minivit.analysis import attention as A
-from minivit.backend import rng as make_rng, to_device, to_numpy
+from minivit.backend import rng as make_rng
+from minivit.backend import to_device, to_numpy
 from minivit.data import normalize, random_crop_flip
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
 from minivit.layers.loss import cross_entropy_device
@@ -159,7 +161,8 @@ kl, kl_cache = soft_distillation_forward(logits[1], teacher_logits, tau=3.0)
 d_soft = to_numpy(soft_distillation_backward(0.1, kl_cache))
 print(f"soft (tau 3, lambda 0.1): KL {float(kl):.4f}; its gradient on dist rows sums to "
       f"{abs(d_soft.sum(axis=1)).max():.1e} (q - p sums to zero)")
-print("gradient reaching dist_token", f"{float(np.abs(to_numpy(student.grads['dist_token'])).sum()):.3e}",
+print("gradient reaching dist_token",
+      f"{float(np.abs(to_numpy(student.grads['dist_token'])).sum()):.3e}",
       "| cls_token", f"{float(np.abs(to_numpy(student.grads['cls_token'])).sum()):.3e}")
 assert abs(d_soft.sum(axis=1)).max() < 1e-6
 
@@ -251,7 +254,8 @@ rows = [("teacher", t_pred)] + list(preds.items())
 print(f"{'':>18}  accuracy  agrees with teacher   (n = {len(test_y):,})")
 for label, p in rows:
     print(f"{label:>18}  {100 * (p == test_y).mean():7.2f}%  {100 * (p == t_pred).mean():8.2f}%")
-print(f"the two heads agree on {100 * (preds['class head'] == preds['distillation head']).mean():.1f}%"
+heads_agree_rate = (preds['class head'] == preds['distillation head']).mean()
+print(f"the two heads agree on {100 * heads_agree_rate:.1f}%"
       " of the images")
 
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -384,7 +388,8 @@ def cosine(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-print(f"cosine(cls_token, dist_token) = {cosine(student.params['cls_token'], student.params['dist_token']):.3f}"
+token_cosine = cosine(student.params['cls_token'], student.params['dist_token'])
+print(f"cosine(cls_token, dist_token) = {token_cosine:.3f}"
       " (as learned, before the position embedding)")
 print(f"cosine(head.weight, head_dist.weight) = "
       f"{cosine(student.params['head.weight'], student.params['head_dist.weight']):.3f}")
