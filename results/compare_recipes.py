@@ -11,11 +11,13 @@ import json
 from pathlib import Path
 
 import matplotlib
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
-RUNS = [("cifar-nano-hour-avx512-s0", "one-hour budget, AVX-512 BLAS, seed 0 (2026-12-06)", "C3", "-"),
+RUNS = [("cifar-nano-hour-avx512-s0", "one-hour budget, AVX-512 BLAS, seed 0 (2026-12-06)", "C3",
+         "-"),
         ("cifar-nano-hour-s0", "one-hour budget, seed 0 (2026-12-06)", "C0", "-"),
         ("cifar-nano-hour-s1", "one-hour budget, seed 1 (2026-12-06)", "C0", "--"),
         ("cifar-nano-tb60-s0", "the same, validating every epoch, seed 0 (2026-12-06)", "C2", "-"),

@@ -16,18 +16,17 @@ import sys
 import time
 from pathlib import Path
 
+from minivit.analysis.evaluation import evaluate
 from minivit.backend import rng
 from minivit.data.cifar10 import load_cifar10
 from minivit.models.vit import create_model
-from minivit.training.optim import AdamW
 from minivit.parallel.threads import DataParallel
-from minivit.training.objectives.classification import classify
-from minivit.training.checkpoint import load_checkpoint
-from minivit.analysis.evaluation import evaluate
-from minivit.training.batch import prepare_batch
-from minivit.training.optim import clip_grad_norm
 from minivit.training import TrainConfig
+from minivit.training.batch import prepare_batch
+from minivit.training.checkpoint import load_checkpoint
 from minivit.training.loop import AUG_STREAM
+from minivit.training.objectives.classification import classify
+from minivit.training.optim import AdamW, clip_grad_norm
 from minivit.training.schedule import epoch_order
 
 run_dir, data_dir = Path(sys.argv[1]), sys.argv[2]
@@ -54,6 +53,6 @@ print(json.dumps({"rate": rate, "steps": steps, "lr": lr, "train_s": round(secon
                   "val_acc": r["acc"], "val_loss": r["loss"]}))
 
 # Output (2026-11-22):
-# {"rate": 0.5, "steps": 0, "lr": 1e-05, "train_s": 0.0, "val_acc": 0.7918, "val_loss": 0.6401647508144379}
-# {"rate": 0.0, "steps": 150, "lr": 2e-05, "train_s": 157.4, "val_acc": 0.7948, "val_loss": 0.6291989684104919}
-# {"rate": 0.5, "steps": 150, "lr": 2e-05, "train_s": 74.9, "val_acc": 0.7902, "val_loss": 0.638997632265091}
+# {"rate": 0.5, "steps": 0, "lr": 1e-05, "train_s": 0.0, "val_acc": 0.7918, "val_loss": 0.6401647508144379}  # noqa: E501 (recorded output)
+# {"rate": 0.0, "steps": 150, "lr": 2e-05, "train_s": 157.4, "val_acc": 0.7948, "val_loss": 0.6291989684104919}  # noqa: E501 (recorded output)
+# {"rate": 0.5, "steps": 150, "lr": 2e-05, "train_s": 74.9, "val_acc": 0.7902, "val_loss": 0.638997632265091}  # noqa: E501 (recorded output)
