@@ -154,6 +154,9 @@ def add_arguments(parser, classify: bool = True):
                    help="download CIFAR-10 into the cache if it is not found")
     d.add_argument("--val-size", type=int,
                    help=f"training images held out for validation (default {D.val_size})")
+    d.add_argument("--train-size", type=int, metavar="N",
+                   help="train on only N of the other training images, the same number of "
+                        "each class (default: all)")
     d.add_argument("--eval-every", type=int,
                    help="evaluate on val every N epochs and after the last, 0 = never "
                         f"(default 1; {BUDGET_EVAL_EVERY} with a time budget)")

@@ -53,12 +53,15 @@ class CIFAR10Data:
                 f"test={len(self.test_y)}, classes={self.num_classes}, path={self.path})")
 
 
-def load_cifar10(data_dir=None, val_size: int = 5000, download: bool = False) -> CIFAR10Data:
+def load_cifar10(data_dir=None, val_size: int = 5000, download: bool = False,
+                 train_size: int | None = None) -> CIFAR10Data:
     """Load CIFAR-10 (see ``find_cifar10`` for where it is looked for).
 
-    The validation split is the LAST ``val_size`` training images (0 allowed); ``mean`` and
-    ``std`` are computed on the remaining training images. Every file is checked; problems
-    raise FileNotFoundError / CIFARFormatError (a ValueError) naming the file.
+    The validation split is the LAST ``val_size`` training images (0 allowed). ``train_size``
+    keeps only that many of the remaining training images, the same number of each class (the
+    first ones in file order; see ``balanced_subset``), for data-efficiency studies; None keeps
+    them all. ``mean`` and ``std`` are computed on the training images kept. Every file is
+    checked; problems raise FileNotFoundError / CIFARFormatError (a ValueError) naming the file.
     """
     folder = find_cifar10(data_dir, download=download)
     for name in ALL_FILES:  # report a missing file before reading 150 MB of the others
@@ -77,6 +80,29 @@ def load_cifar10(data_dir=None, val_size: int = 5000, download: bool = False) ->
                          f"{folder} has {len(x)} images), got {val_size!r}")
     n_train = len(x) - val_size
     train_x, train_y = x[:n_train], y[:n_train]
+    if train_size is not None:
+        keep = balanced_subset(train_y, train_size, len(label_names), folder)
+        train_x, train_y = train_x[keep], train_y[keep]
     mean, std = channel_stats(train_x)
     return CIFAR10Data(train_x, train_y, x[n_train:], y[n_train:], test_x, test_y,
                        label_names, mean, std, folder)
+
+
+def balanced_subset(labels, size: int, num_classes: int, folder=None):
+    """Indices (sorted) of ``size`` images with the same number of each class: the first
+    ``size // num_classes`` of every class in file order, and one more of each of the first
+    ``size % num_classes`` classes. ValueError if a class has too few images."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) \
+            or not num_classes <= size <= len(labels):
+        raise ValueError(f"train_size must be an int in {num_classes}..{len(labels)} (the "
+                         f"training split in {folder} has {len(labels)} images), got {size!r}")
+    per_class, extra = divmod(int(size), num_classes)
+    keep = []
+    for c in range(num_classes):
+        want = per_class + (c < extra)
+        found = np.flatnonzero(labels == c)[:want]
+        if len(found) < want:
+            raise ValueError(f"train_size {size} needs {want} images of class {c}, but the "
+                             f"training split in {folder} has {len(found)}")
+        keep.append(found)
+    return np.sort(np.concatenate(keep))

@@ -31,6 +31,7 @@ TRAIN_SECTION = Obj({
     "mixup": Num(), "cutmix": Num(),
     "randaugment": OneOf(List(Num(), max_len=2), Str(), optional=True),     # [N, M]
     "data_dir": Str(optional=True), "download": Bool(), "val_size": COUNT,
+    "train_size": OPTIONAL_COUNT,
     "eval_every": Num(integer=True, optional=True), "eval_test": Bool(),
     "eval_batch_size": Num(integer=True), "seed": Num(integer=True),
     "threads": Num(integer=True), "run_dir": Str(optional=True),

@@ -94,6 +94,8 @@ class TrainConfig:
     data_dir: str | None = None             # None: $MINIVIT_DATA, then the cache
     download: bool = False
     val_size: int = 5000                    # last val_size training images
+    train_size: int | None = None           # train on only this many of the others, the same
+                                            # number per class (data.cifar10.balanced_subset)
     eval_every: int | None = None           # epochs; 0 = no validation during training;
                                             # None: 1, or BUDGET_EVAL_EVERY with a time budget
     eval_test: bool = False                 # also evaluate on the test set each epoch
@@ -193,6 +195,7 @@ class TrainConfig:
         check("cutmix", non_neg, ">= 0 (0 turns cutmix off)")
         self._check_levers(resnet)
         check("val_size", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        check("train_size", optional(pos_int), "a positive integer (None = every image)")
         check("eval_every", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
         check("eval_batch_size", pos_int, "a positive integer")
         check("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")

@@ -80,7 +80,8 @@ class Session:
         if not resume and (self.ckpt_path.exists() or (self.run_dir / METRICS_FILE).exists()):
             raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume "
                              f"{self.run_dir} or choose another --run-dir")
-        self.data = data = load_cifar10(cfg.data_dir, cfg.val_size, download=cfg.download)
+        self.data = data = load_cifar10(cfg.data_dir, cfg.val_size, download=cfg.download,
+                                        train_size=cfg.train_size)
         n_train, B = len(data.train_y), cfg.batch_size
         self.steps_per_epoch = per_epoch = n_train // B    # the last partial batch dropped
         if per_epoch < 1:

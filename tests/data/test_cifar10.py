@@ -89,6 +89,33 @@ def test_val_size_zero_and_too_large(cifar_dir):
         load_cifar10(cifar_dir, val_size=200)
 
 
+def test_train_size_keeps_the_first_images_of_each_class(cifar_dir):
+    full = load_cifar10(cifar_dir, val_size=50)
+    d = load_cifar10(cifar_dir, val_size=50, train_size=23)     # 2 of each class, 3 of 0-2
+    counts = np.bincount(d.train_y, minlength=10)
+    assert counts.tolist() == [3, 3, 3] + [2] * 7
+    keep = np.sort(np.concatenate([np.flatnonzero(full.train_y == c)[:counts[c]]
+                                   for c in range(10)]))
+    np.testing.assert_array_equal(d.train_x, full.train_x[keep])   # file order kept
+    np.testing.assert_array_equal(d.train_y, full.train_y[keep])
+    np.testing.assert_array_equal(d.val_x, full.val_x)             # val and test untouched
+    np.testing.assert_array_equal(d.test_y, full.test_y)
+    ref = d.train_x.astype(np.float64) / 255                       # stats of the kept images
+    np.testing.assert_allclose(d.mean, ref.mean(axis=(0, 2, 3)), atol=1e-12)
+    # the synthetic split has 14 to 16 of each class: 147 is the most that stays balanced
+    assert len(load_cifar10(cifar_dir, val_size=50, train_size=147).train_y) == 147
+
+
+@pytest.mark.parametrize("size, expect", [
+    (151, "train_size must be an int in 10..150"), (9, "train_size must be an int in 10..150"),
+    (True, "got True"), (148, "needs 15 images of class 7"),
+])
+def test_bad_train_size_names_the_folder(cifar_dir, size, expect):
+    with pytest.raises(ValueError, match=expect) as e:
+        load_cifar10(cifar_dir, val_size=50, train_size=size)
+    assert str(cifar_dir) in str(e.value)
+
+
 def test_synthetic_files_use_the_official_pickle_format(cifar_dir):
     raw = _raw(cifar_dir / "data_batch_1")  # plain pickle with bytes keys, like torchvision
     assert list(raw) == [b"batch_label", b"labels", b"data", b"filenames"]

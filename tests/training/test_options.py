@@ -118,6 +118,16 @@ def test_the_flags_reach_config_json_and_the_defaults_are_off(data_dir, tmp_path
     assert json.loads((run2 / "config.json").read_text())["train"]["randaugment"] == [2, 7]
 
 
+def test_train_size_trains_on_a_balanced_subset(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(cli_flags(data_dir, run) + ["--epochs", "1", "--train-size", "40"]) == 0
+    info = json.loads((run / "config.json").read_text())
+    assert info["train"]["train_size"] == 40 and info["data"]["n_train"] == 40
+    assert info["steps_per_epoch"] == 40 // 16 and info["data"]["n_val"] == 20
+    assert T.load_train_config(run).train_size == 40
+    assert T.TrainConfig().train_size is None
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--ema", "1"], "ema must be in (0, 1), or 0 (off)"),
     (["--ema", "-0.5"], "ema must be in (0, 1)"),
@@ -125,6 +135,8 @@ def test_the_flags_reach_config_json_and_the_defaults_are_off(data_dir, tmp_path
     (["--randaugment", "x"], "randaugment must be N,M"),
     (["--randaugment", "2,11"], "magnitude M in 0-10"),
     (["--randaugment", "0,5"], "randaugment must be N,M"),
+    (["--train-size", "0"], "train-size must be a positive integer"),
+    (["--train-size", "1000"], "train_size must be an int in 10..80"),
 ])
 def test_bad_values_give_one_line_and_exit_2(data_dir, tmp_path, flags, message, capsys):
     rc = main(cli_flags(data_dir, tmp_path / "run") + flags)
