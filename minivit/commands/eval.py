@@ -66,13 +66,15 @@ def heads_report(parallel, teacher_path, x, y, mean, std, batch_size, threads) -
     if teacher_path:
         try:
             teacher = load_teacher(teacher_path, parallel.model.dtype,
-                                   parallel.model.config.num_classes, parallel.model.config)
+                                   parallel.model.config.num_classes, parallel.model.config,
+                                   mean, std)
         except (OSError, ValueError) as e:
             print(f"the run's teacher is not read ({e}): the heads alone", flush=True)
             teacher_path = None
         else:
-            with DataParallel(teacher, threads) as tp:
-                teacher_classes = teacher_predictions(tp, x, mean, std, batch_size)
+            with DataParallel(teacher.model, threads) as tp:
+                teacher_classes = teacher_predictions(tp, x, teacher.mean, teacher.std,
+                                                      batch_size)
     counts = head_agreement(parallel, x, y, teacher_classes, mean, std, batch_size)
     return {"teacher": teacher_path, **{k: v / len(y) for k, v in counts.items()}}
 

@@ -7,7 +7,13 @@
 """
 
 from minivit.data.augment import cutmix, cutmix_box, mix_batch, mixup, one_hot, random_crop_flip
-from minivit.data.batches import batch_indices, channel_stats, iterate_batches, normalize
+from minivit.data.batches import (
+    batch_indices,
+    channel_stats,
+    iterate_batches,
+    normalize,
+    renormalize,
+)
 from minivit.data.cifar10 import CIFAR10Data, load_cifar10
 from minivit.data.cifar_format import (
                                   CIFAR10_MD5,
@@ -25,6 +31,6 @@ __all__ = [
     "CIFAR10_MD5", "CIFAR10_URL", "CIFAR10Data", "CIFARFormatError", "LABEL_NAMES",
     "UnsafePickleError", "batch_indices", "cache_dir", "channel_stats", "cutmix", "cutmix_box",
     "download_and_extract", "find_cifar10", "iterate_batches", "load_cifar10", "load_pickle",
-    "mix_batch", "mixup", "normalize", "one_hot", "random_crop_flip", "read_batch",
+    "mix_batch", "mixup", "normalize", "one_hot", "random_crop_flip", "read_batch", "renormalize",
     "read_label_names", "save_py2_pickle", "write_cifar10_like",
 ]

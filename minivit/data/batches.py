@@ -78,6 +78,22 @@ def normalize(x, mean, std, dtype=None):
     mean = xp.asarray(mean, dtype=dt).reshape(1, -1, 1, 1)
     std = xp.asarray(std, dtype=dt).reshape(1, -1, 1, 1)
     return (x.astype(dt) / dt.type(255) - mean) / std
+
+
+def renormalize(x, mean, std, to_mean, to_std):
+    """Images normalised with ``mean`` / ``std`` -> the same images normalised with
+    ``to_mean`` / ``to_std`` (each (C,), [0, 1] units): ``x * std / to_std + (mean - to_mean)
+    / to_std`` per channel, in x's dtype, where x lives.  ``x`` itself when the two agree."""
+    mean, std = np.asarray(mean, "float64"), np.asarray(std, "float64")
+    to_mean, to_std = np.asarray(to_mean, "float64"), np.asarray(to_std, "float64")
+    if np.array_equal(mean, to_mean) and np.array_equal(std, to_std):
+        return x
+    xp = array_module(x)
+    scale = xp.asarray(std / to_std, dtype=x.dtype).reshape(1, -1, 1, 1)
+    shift = xp.asarray((mean - to_mean) / to_std, dtype=x.dtype).reshape(1, -1, 1, 1)
+    return x * scale + shift
+
+
 # The normalisation of images from files (minivit predict, inspect, explain): CIFAR-10's
 # training-set statistics, and the range a --mean / --std must keep to.
 CIFAR10_MEAN = (0.4915, 0.4821, 0.4464)

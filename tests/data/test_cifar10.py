@@ -26,6 +26,7 @@ from minivit.data import (
     load_cifar10,
     normalize,
     read_batch,
+    renormalize,
     save_py2_pickle,
     write_cifar10_like,
 )
@@ -343,6 +344,16 @@ def test_normalize(dtype):
     assert out.dtype == np.dtype(dtype) and out.shape == x.shape
     ref = (x / 255.0 - mean[None, :, None, None]) / std[None, :, None, None]
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_renormalize_moves_images_to_other_statistics():
+    x = np.random.default_rng(0).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
+    a, b = ((0.4, 0.5, 0.6), (0.2, 0.25, 0.3)), ((0.45, 0.4, 0.5), (0.3, 0.2, 0.26))
+    moved = renormalize(normalize(x, *a, "float64"), *a, *b)
+    np.testing.assert_allclose(moved, normalize(x, *b, "float64"), rtol=0, atol=1e-12)
+    same = normalize(x, *a, "float32")
+    assert renormalize(same, *a, *a) is same                   # nothing to do: no copy
+    assert renormalize(same, *a, *b).dtype == np.float32
 
 
 def test_channel_stats_matches_float_computation():

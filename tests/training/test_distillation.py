@@ -13,9 +13,13 @@ from support import assert_same_run
 
 import minivit.training as T
 from minivit.analysis.heads import HEAD_AGREEMENT
+from minivit.backend import to_numpy
 from minivit.cli import main
+from minivit.data import load_cifar10, normalize
 from minivit.data.synthetic import write_cifar10_like
 from minivit.io.serialization import load
+from minivit.training.batch import Batch
+from minivit.training.objectives import make_objective
 
 STUDENT = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2",
            "--set", "mlp_dim=32"]
@@ -93,6 +97,51 @@ def test_eval_reports_the_heads_alone_when_the_teacher_is_gone(data_dir, teacher
     heads = json.loads((tmp_path / "val.json").read_text())["heads"]
     assert heads["teacher"] is None and set(heads) == {"teacher", *HEAD_AGREEMENT[:3]}
     assert 0 <= heads["cls_acc"] <= 1
+
+
+def test_the_teacher_sees_its_own_normalisation(data_dir, teacher, tmp_path):
+    """A student on --train-size images normalises with their statistics; the teacher still
+    gets the images as its own run normalised them, in training and in validation."""
+    cfg = T.TrainConfig(model_overrides=dict(STUDENT_OVERRIDES), batch_size=16, val_size=20,
+                        data_dir=str(data_dir), run_dir=str(tmp_path / "s"), threads=1,
+                        teacher=str(teacher), train_size=40, dtype="float64")
+    data = load_cifar10(data_dir, 20, train_size=40)
+    t_stats = json.loads((teacher / "config.json").read_text())["data"]
+    assert not np.allclose(data.mean, t_stats["mean"], rtol=0, atol=1e-6)  # they do differ
+    objective = make_objective(cfg, data)
+    seen = []
+    forward = objective.teacher_parallel.forward
+    objective.teacher_parallel.forward = lambda x: seen.append(to_numpy(x)) or forward(x)
+    u8 = data.train_x[:16]
+    batch = Batch(normalize(u8, data.mean, data.std, "float64"), data.train_y[:16],
+                  data.train_y[:16], 0.0)
+    objective.forward_backward(batch)
+    np.testing.assert_allclose(seen[0], normalize(u8, t_stats["mean"], t_stats["std"],
+                                                  "float64"), rtol=0, atol=1e-12)
+    counts = objective.evaluate_images(data.val_x, data.val_y, data.mean, data.std)["counts"]
+    val_in = normalize(data.val_x, t_stats["mean"], t_stats["std"], "float64")
+    np.testing.assert_allclose(seen[1], val_in, rtol=0, atol=1e-12)
+    want = to_numpy(objective.teacher.model.forward(val_in).argmax(1))
+    assert counts["teacher_acc"] == int((want == data.val_y).sum())
+    objective.close()
+
+
+def test_eval_gives_the_teacher_its_own_normalisation(data_dir, teacher, tmp_path,
+                                                     monkeypatch):
+    run = tmp_path / "student"
+    assert main(["train", "--teacher", str(teacher), "--train-size", "40", *STUDENT,
+                 *common(data_dir, run)]) == 0
+    stats = {name: json.loads((r / "config.json").read_text())["data"]
+             for name, r in (("student", run), ("teacher", teacher))}
+    assert stats["student"]["mean"] != stats["teacher"]["mean"]
+    import minivit.commands.eval as E
+    real, used = E.teacher_predictions, []
+    monkeypatch.setattr(E, "teacher_predictions",
+                        lambda tp, x, mean, std, bs: used.append((mean, std)) or real(
+                            tp, x, mean, std, bs))
+    assert main(["eval", str(run), "--split", "val", "--data-dir", str(data_dir),
+                 "--out", str(tmp_path / "val.json")]) == 0
+    assert used == [(stats["teacher"]["mean"], stats["teacher"]["std"])]
 
 
 def test_distilled_resume_is_bit_identical(data_dir, teacher, tmp_path):

@@ -5,7 +5,9 @@ The student is a distilled ViT (``config.distilled``): its class head learns fro
 and its distillation head from the teacher; evaluation averages the two heads.  For every
 augmented training image the teacher (any trained minivit classifier: a ResNet from
 minivit/models/resnet.py, or a ViT) predicts on the fly, in its evaluation mode, on exactly
-the crop, flip (and mixup / cutmix) the student sees; its cost is part of the step.
+the crop, flip (and mixup / cutmix) the student sees, normalised with the teacher's own
+per-channel mean and std (its run's; the student's may differ: another training split or
+``--train-size``); its cost is part of the step.
 
     hard ("--distill hard", DeiT's best):  y_t = argmax teacher(x)
         loss = (CE(cls, y) + CE(dist, y_t)) / 2
@@ -20,8 +22,11 @@ and so are the teacher's forward passes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from minivit.analysis.heads import head_agreement, teacher_predictions
 from minivit.backend import array_module
+from minivit.data.batches import renormalize
 from minivit.io.rundir import find_model, read_run_info
 from minivit.io.serialization import load as load_model
 from minivit.layers.distill import soft_distillation_backward, soft_distillation_forward
@@ -31,11 +36,23 @@ from minivit.training.config import DISTILL_KINDS
 from minivit.training.objectives.classification import Classification
 
 
-def load_teacher(path, dtype, num_classes: int, student_config):
+@dataclass
+class Teacher:
+    """A trained classifier and the per-channel ``mean`` / ``std`` (host (C,), [0, 1] units)
+    its images are normalised with."""
+    model: object
+    mean: object
+    std: object
+
+
+def load_teacher(path, dtype, num_classes: int, student_config, mean, std) -> Teacher:
     """The trained classifier of a run directory or model file, in ``dtype``, checked against
-    the data's classes and the student's image size (ValueError naming the file otherwise)."""
+    the data's classes and the student's image size (ValueError naming the file otherwise),
+    with the normalisation its run recorded (``mean`` / ``std``, the student's, for a model
+    file outside a run)."""
     model_path, run_dir = find_model(path)
-    objective = read_run_info(run_dir).get("train", {}).get("objective", "classify")
+    info = read_run_info(run_dir)
+    objective = info.get("train", {}).get("objective", "classify")
     if objective != "classify":
         raise ValueError(f"teacher {path} is a {objective!r} pre-training run, not a classifier")
     teacher = load_model(model_path, dtype=dtype)
@@ -47,7 +64,8 @@ def load_teacher(path, dtype, num_classes: int, student_config):
         raise ValueError(f"teacher {path} takes {c.image_size}px images with {c.in_chans} "
                          f"channels, the student {student_config.image_size}px with "
                          f"{student_config.in_chans}")
-    return teacher
+    stats = info.get("data", {})
+    return Teacher(teacher, stats.get("mean", mean), stats.get("std", std))
 
 
 class Distillation(Classification):
@@ -55,8 +73,10 @@ class Distillation(Classification):
 
     def __init__(self, cfg, data, resume: bool = False, ranks=None):
         super().__init__(cfg, data, resume, ranks)
-        self.teacher = load_teacher(cfg.teacher, cfg.dtype, data.num_classes, self.model.config)
-        self.teacher_parallel = DataParallel(self.teacher, self.parallel.threads)
+        self.teacher = load_teacher(cfg.teacher, cfg.dtype, data.num_classes, self.model.config,
+                                    data.mean, data.std)
+        self.teacher_parallel = DataParallel(self.teacher.model, self.parallel.threads)
+        self.student_stats = (data.mean, data.std)      # how the batches are normalised
         self.kind, self.tau, self.lam = cfg.distill, cfg.distill_tau, cfg.distill_lambda
         self.teacher_path = cfg.teacher
         self._teacher_answers = {}          # which images (address, shape) -> their classes
@@ -65,7 +85,7 @@ class Distillation(Classification):
         what = ("hard: (CE(cls, y) + CE(dist, teacher argmax)) / 2" if self.kind == "hard" else
                 f"soft: tau {self.tau}, lambda {self.lam}")
         return (f"distilled student (distilled=true: class and distillation tokens) from "
-                f"teacher {self.teacher_path}: {self.teacher!r}; {what}")
+                f"teacher {self.teacher_path}: {self.teacher.model!r}; {what}")
 
     def losses(self, logits, targets, smoothing, teacher_logits):
         """logits (2, B, K) -> (loss (0-d, on the device), dlogits (2, B, K)).  The labels were
@@ -90,7 +110,9 @@ class Distillation(Classification):
         return weight * loss.astype("float64"), (logits[0] + logits[1]) / 2, replica.grads
 
     def forward_backward(self, batch):
-        teacher_logits = self.teacher_parallel.forward(batch.images)       # (B, K), eval mode
+        teacher_images = renormalize(batch.images, *self.student_stats, self.teacher.mean,
+                                     self.teacher.std)                   # (B, C, H, W)
+        teacher_logits = self.teacher_parallel.forward(teacher_images)     # (B, K), eval mode
         outs = self.parallel.map_shards(
             lambda r, x, t, tl, w: self.shard_step(r, x, t, tl, batch.smoothing,
                                                    batch.patch_dropout, w),
@@ -109,8 +131,8 @@ class Distillation(Classification):
         result = super().evaluate_images(x, y, mean, std, batch_size)
         key = (x.__array_interface__["data"][0], x.shape, x.strides)
         if key not in self._teacher_answers:
-            self._teacher_answers[key] = teacher_predictions(self.teacher_parallel, x, mean,
-                                                             std, batch_size)
+            self._teacher_answers[key] = teacher_predictions(
+                self.teacher_parallel, x, self.teacher.mean, self.teacher.std, batch_size)
         result["counts"] = head_agreement(self.parallel, x, y, self._teacher_answers[key],
                                           mean, std, batch_size)
         return result
@@ -120,4 +142,4 @@ class Distillation(Classification):
         self.teacher_parallel.close()
 
 
-__all__ = ["DISTILL_KINDS", "Distillation", "load_teacher"]
+__all__ = ["DISTILL_KINDS", "Distillation", "Teacher", "load_teacher"]
