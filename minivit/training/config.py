@@ -25,8 +25,7 @@ from minivit.models.vit_config import CONFIGS, ViTConfig, get_config
 
 # Options that belong to one session, not to the run: a resume may change them.  data_dir is
 # where this machine keeps CIFAR-10 (the run moves between machines), not which data it is.
-SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "threads",
-                  "data_dir")
+SESSION_FIELDS = ("max_steps", "time_limit", "checkpoint_every", "progress", "threads", "data_dir")
 
 
 # The CPU recipe's changes to the model config: the head reads the mean of the patch tokens,
@@ -47,7 +46,7 @@ PRETRAIN_EPOCHS = 38
 OLD_RUN_DEFAULTS = {"unmasked_epochs": 0.0, "teacher": None, "distill": None,
                     "distill_tau": 3.0, "distill_lambda": 0.1, "ema": 0.0, "layer_decay": 1.0,
                     "randaugment": None, "time_budget": None, "snapshots": 0,
-                    "optimizer": "adamw", "tta": 0}
+                    "optimizer": "adamw", "tta": 0, "train_size": None}
 # "airbench": the airbench net's own optimisation (minivit/training/airbench_recipe.py): Nesterov
 # SGD (lr, weight_decay its own), 64x bias lr, fixed whitening, lookahead, triangular schedule
 OPTIMIZERS = ("adamw", "airbench")
@@ -94,8 +93,7 @@ class TrainConfig:
     data_dir: str | None = None             # None: $MINIVIT_DATA, then the cache
     download: bool = False
     val_size: int = 5000                    # last val_size training images
-    train_size: int | None = None           # train on only this many of the others, the same
-                                            # number per class (data.cifar10.balanced_subset)
+    train_size: int | None = None           # only this many of the others (balanced_subset)
     eval_every: int | None = None           # epochs; 0 = no validation during training;
                                             # None: 1, or BUDGET_EVAL_EVERY with a time budget
     eval_test: bool = False                 # also evaluate on the test set each epoch
